@@ -1,0 +1,1 @@
+//! Transport-agnostic core of the etcd v3 client.

@@ -1,0 +1,1 @@
+//! Protobuf messages and gRPC clients of the etcd v3 API.
