@@ -1,1 +1,43 @@
-//! The etcd v3 client facade.
+//! An async client for etcd v3.
+//!
+//! [`Client`] connects to one or more members of a cluster, spreads calls over them and
+//! moves off members that cannot be reached. Everything below it comes from layered crates
+//! you can also use on their own: `etcd-core` (types, errors, request builders, services
+//! over any tower transport), `etcd-lease` and `etcd-watch`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use etcd_client::{Client, kv::{Compare, Op}};
+//!
+//! # async fn example() -> etcd_client::Result<()> {
+//! let client = Client::connect(["http://127.0.0.1:2379"]).await?;
+//! let kv = client.kv();
+//!
+//! kv.put("service/a", "10.0.0.1:80").await?;
+//! for item in kv.get("service/").prefix().await?.kvs() {
+//!     println!("{:?} = {:?}", item.key_str(), item.value_str());
+//! }
+//!
+//! let claimed = kv
+//!     .txn()
+//!     .when([Compare::version("leader").eq(0)])
+//!     .then([Op::put("leader", "me")])
+//!     .await?
+//!     .succeeded();
+//! # let _ = claimed;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod endpoint;
+pub mod failover;
+
+pub use client::{Client, Kv};
+#[doc(inline)]
+pub use etcd_core::{
+    Applied, Error, IntoBytes, InvalidRequest, KeyRange, Result, ServerError, ServerErrorKind,
+};
+pub use etcd_core::{key, kv};
+/// The generated protobuf messages and gRPC clients (an escape hatch).
+pub use etcd_proto as proto;

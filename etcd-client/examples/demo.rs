@@ -1,0 +1,122 @@
+//! A short tour of what the client does today.
+//!
+//! `cargo xtask demo` starts a throwaway etcd and runs this against it. To run it against
+//! your own cluster: `cargo run -p etcd-client --example demo -- http://127.0.0.1:2379`
+//! (or set `ETCD_ENDPOINTS`, comma-separated).
+
+use etcd_client::kv::{Compare, Op, SortOrder, SortTarget};
+use etcd_client::{Client, Error, InvalidRequest, ServerErrorKind};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let endpoints: Vec<String> = match std::env::args().nth(1) {
+        Some(arg) => arg.split(',').map(str::to_owned).collect(),
+        None => std::env::var("ETCD_ENDPOINTS")
+            .unwrap_or_else(|_| "http://127.0.0.1:2379".into())
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+    };
+    println!("== connecting to {}", endpoints.join(", "));
+    let client = Client::connect(&endpoints).await?;
+    let kv = client.kv();
+
+    println!("\n== put and get");
+    let put = kv.put("demo/greeting", "hello").await?;
+    println!("put demo/greeting = hello at revision {}", put.revision());
+    let put = kv.put("demo/greeting", "hello again").prev_kv().await?;
+    let prev = put
+        .prev_kv()
+        .map(|kv| kv.value_str().unwrap_or("?").to_owned());
+    println!("overwrote it; the previous value was {prev:?}");
+    let got = kv.get("demo/greeting").await?;
+    let item = got.first().expect("just written");
+    println!(
+        "get demo/greeting = {:?} (version {}, created at {}, modified at {})",
+        item.value_str()?,
+        item.version(),
+        item.create_revision(),
+        item.mod_revision()
+    );
+
+    println!("\n== ranges");
+    for (name, port) in [("a", 8001), ("b", 8002), ("c", 8003)] {
+        kv.put(format!("demo/services/{name}"), format!("10.0.0.1:{port}"))
+            .await?;
+    }
+    let services = kv
+        .get("demo/services/")
+        .prefix()
+        .sort(SortTarget::Key, SortOrder::Descend)
+        .limit(2)
+        .await?;
+    println!(
+        "first 2 of {} services, in reverse key order (more: {}):",
+        services.count(),
+        services.more()
+    );
+    for item in services.kvs() {
+        println!("  {} -> {}", item.key_str()?, item.value_str()?);
+    }
+    let count = kv.get("demo/").prefix().count_only().await?.count();
+    println!("keys under demo/: {count}");
+
+    println!("\n== a transaction: claim a name only if nobody has it");
+    for attempt in 1..=2 {
+        let txn = kv
+            .txn()
+            .when([Compare::version("demo/owner").eq(0)])
+            .then([Op::put("demo/owner", format!("attempt {attempt}"))])
+            .otherwise([Op::get("demo/owner")])
+            .await?;
+        println!(
+            "attempt {attempt}: {}",
+            if txn.succeeded() {
+                "claimed"
+            } else {
+                "already taken"
+            }
+        );
+    }
+
+    println!("\n== bad input gets a typed error, and the client stays usable");
+    match kv.put("", "no key").await {
+        Err(Error::InvalidRequest(InvalidRequest::EmptyKey)) => {
+            println!("empty key: refused locally, nothing sent")
+        }
+        other => println!("unexpected: {other:?}"),
+    }
+    let future = kv
+        .get("demo/greeting")
+        .revision(put.revision() + 1000)
+        .await;
+    match future {
+        Err(e) if e.server_kind() == Some(ServerErrorKind::FutureRevision) => {
+            println!("future revision: {e}")
+        }
+        other => println!("unexpected: {other:?}"),
+    }
+    let too_many = kv
+        .txn()
+        .then((0..200).map(|i| Op::put(format!("demo/t{i}"), "x")))
+        .await;
+    if let Err(e) = too_many {
+        println!("200 ops in one transaction: {e}");
+    }
+
+    println!("\n== compaction");
+    let now = kv.get("demo/greeting").await?.revision();
+    kv.compact(now).physical().await?;
+    match kv.get("demo/greeting").revision(now - 1).await {
+        Err(e) if e.server_kind() == Some(ServerErrorKind::Compacted) => {
+            println!("reading before revision {now}: {e}")
+        }
+        other => println!("unexpected: {other:?}"),
+    }
+
+    println!("\n== clean up");
+    let deleted = kv.delete("demo/").prefix().await?.deleted();
+    println!("deleted {deleted} keys under demo/");
+    println!("\nThe tour is over; leases and watches join it as they land.");
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! The client: one handle on a whole cluster.
+
+use etcd_core::grpc::GrpcKv;
+use etcd_core::{Error, InvalidRequest, Result};
+use tonic::transport::Channel;
+
+use crate::endpoint::{ConnectOptions, channel};
+use crate::failover::Failover;
+
+/// The KV handle of a [`Client`]: calls spread over the members, with failover.
+pub type Kv = etcd_core::Kv<Failover<GrpcKv<Channel>>>;
+
+/// A client for an etcd cluster. Cheap to clone, `Send + Sync`; every method takes `&self`.
+///
+/// ```no_run
+/// # async fn example() -> etcd_client::Result<()> {
+/// let client = etcd_client::Client::connect(["http://127.0.0.1:2379"]).await?;
+/// client.kv().put("greeting", "hello").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    kv: Kv,
+}
+
+impl Client {
+    /// Connects to a cluster through one or more of its members (`http://host:port`, or
+    /// `host:port`).
+    ///
+    /// Connections are made on first use, so members that are down now do not make this
+    /// fail; calls go to the members that answer. An address that is not a valid endpoint
+    /// fails with [`Error::InvalidRequest`].
+    pub async fn connect<E, I>(endpoints: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = E>,
+        E: AsRef<str>,
+    {
+        let options = ConnectOptions::default();
+        let members = endpoints
+            .into_iter()
+            .map(|e| {
+                let address = e.as_ref().trim().to_owned();
+                channel(&address, &options).map(|ch| (address, ch))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if members.is_empty() {
+            return Err(Error::InvalidRequest(InvalidRequest::Other(
+                "no endpoints given: name at least one member, such as http://127.0.0.1:2379"
+                    .into(),
+            )));
+        }
+        let kv = Failover::new(members.into_iter().map(|(a, ch)| (a, GrpcKv::new(ch))));
+        Ok(Self {
+            kv: etcd_core::Kv::new(kv),
+        })
+    }
+
+    /// The KV service: get, put, delete, transactions and compaction.
+    pub fn kv(&self) -> &Kv {
+        &self.kv
+    }
+}

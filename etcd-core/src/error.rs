@@ -1,0 +1,216 @@
+//! The one error type of the client: what went wrong, and whether a write may have applied.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+
+/// A boxed error as produced by tower stacks.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong with an etcd call.
+///
+/// Match on the variant for what happened, and ask [`Error::applied`] whether a write that
+/// failed this way may nevertheless have taken effect on the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request was rejected by the client before anything was sent.
+    #[error("invalid request: {0}")]
+    InvalidRequest(#[from] InvalidRequest),
+    /// etcd answered with an error status.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The call's deadline passed before an answer came. A write may have been applied.
+    #[error("request timed out")]
+    Timeout,
+    /// The connection failed. Whether the request reached the server is in `applied`.
+    #[error("transport error: {message}")]
+    Transport {
+        /// What the transport reported.
+        message: Cow<'static, str>,
+        /// Whether the request may have reached the server.
+        applied: Applied,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The server's answer could not be interpreted.
+    #[error("unexpected response: {0}")]
+    Protocol(Cow<'static, str>),
+}
+
+/// Whether a request that failed may still have taken effect on the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Applied {
+    /// The request certainly did not take effect: it never left the client, or the server
+    /// rejected it before proposing it.
+    No,
+    /// The request may or may not have taken effect (for example it timed out after the
+    /// server had proposed it, or the connection broke after it was sent). Writes that fail
+    /// this way must not be retried blindly; read the key back to find out.
+    Unknown,
+}
+
+impl Error {
+    /// Recovers a typed error from whatever a tower stack produced: an [`Error`], a
+    /// `tonic::Status`, a tower timeout, or anything else (treated as a transport failure
+    /// with an unknown outcome).
+    pub fn from_boxed(error: BoxError) -> Self {
+        let error = match error.downcast::<Error>() {
+            Ok(e) => return *e,
+            Err(e) => e,
+        };
+        let error = match error.downcast::<tonic::Status>() {
+            Ok(status) => return Error::from(*status),
+            Err(e) => e,
+        };
+        if error.is::<tower::timeout::error::Elapsed>() {
+            return Error::Timeout;
+        }
+        Error::Transport {
+            message: error.to_string().into(),
+            applied: Applied::Unknown,
+            source: Some(error),
+        }
+    }
+
+    /// Whether a write that failed with this error may have been applied by the server.
+    ///
+    /// Reads are never applied; for them the answer only says whether the request reached
+    /// the server.
+    pub fn applied(&self) -> Applied {
+        match self {
+            Error::InvalidRequest(_) => Applied::No,
+            Error::Server(e) => e.applied(),
+            Error::Timeout | Error::Protocol(_) => Applied::Unknown,
+            Error::Transport { applied, .. } => *applied,
+        }
+    }
+
+    /// True when the outcome of a write that failed with this error is unknown: it may have
+    /// been applied. Shorthand for `self.applied() == Applied::Unknown`.
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.applied() == Applied::Unknown
+    }
+
+    /// The server error kind, when etcd answered with an error.
+    pub fn server_kind(&self) -> Option<ServerErrorKind> {
+        match self {
+            Error::Server(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+
+    /// The reason a request was rejected locally, when it was.
+    pub fn invalid_request(&self) -> Option<&InvalidRequest> {
+        match self {
+            Error::InvalidRequest(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why the client refused to send a request. Nothing was sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidRequest {
+    /// etcd keys may not be empty. Use a range helper (for example `all()`) to address
+    /// every key.
+    #[error("the key is empty (etcd keys must have at least one byte)")]
+    EmptyKey,
+    /// A transaction holds more compares or operations in one list than the server allows
+    /// (etcd's `--max-txn-ops`, 128 by default).
+    #[error("a transaction list holds {ops} entries, more than the limit of {limit}")]
+    TooManyOps {
+        /// The length of the longest list (compares, then-ops or else-ops).
+        ops: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A transaction branch writes the same key twice, or puts a key that it also deletes.
+    #[error("a transaction branch writes key {key:?} more than once")]
+    DuplicateKey {
+        /// The key written twice.
+        key: Bytes,
+    },
+    /// `ignore_value` was set together with a value.
+    #[error("a put with ignore_value must not carry a value")]
+    ValueWithIgnoreValue,
+    /// `ignore_lease` was set together with a lease.
+    #[error("a put with ignore_lease must not carry a lease")]
+    LeaseWithIgnoreLease,
+    /// A lease ID must be positive (0 means "no lease").
+    #[error("lease ID {0} is invalid: IDs are positive")]
+    InvalidLeaseId(i64),
+    /// A revision was negative.
+    #[error("revision {0} is invalid: revisions are not negative")]
+    NegativeRevision(i64),
+    /// A numeric option was out of its range.
+    #[error("{what} is {value}, out of range")]
+    OutOfRange {
+        /// Which option.
+        what: &'static str,
+        /// The value given.
+        value: i64,
+    },
+    /// Any other malformed input, explained.
+    #[error("{0}")]
+    Other(Cow<'static, str>),
+}
+
+/// An error status returned by etcd, with a portable [`ServerErrorKind`].
+#[derive(Clone, Debug, thiserror::Error)]
+pub struct ServerError {
+    code: tonic::Code,
+    kind: ServerErrorKind,
+    message: String,
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "etcd error {:?} ({:?}): {}",
+            self.kind, self.code, self.message
+        )
+    }
+}
+
+impl ServerError {
+    /// Builds a server error from its gRPC code and message, classifying it.
+    pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let kind = ServerErrorKind::classify(code, &message);
+        Self {
+            code,
+            kind,
+            message,
+        }
+    }
+
+    /// The portable kind of the error.
+    pub fn kind(&self) -> ServerErrorKind {
+        self.kind
+    }
+
+    /// The gRPC status code as sent.
+    pub fn code(&self) -> tonic::Code {
+        self.code
+    }
+
+    /// The status message as sent.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether a write that failed this way may have been applied.
+    pub fn applied(&self) -> Applied {
+        self.kind.applied()
+    }
+}
+
+pub use crate::status::ServerErrorKind;

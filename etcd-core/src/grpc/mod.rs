@@ -1,0 +1,44 @@
+//! Adapters from a gRPC transport to the typed services of the core.
+//!
+//! Each adapter wraps one generated etcd client and exposes each of its unary methods as a
+//! `tower::Service` of the request message, failing with [`Error`](crate::Error). Tower
+//! layers that need to see the messages (retries, namespaces) stack on top of these.
+
+mod kv;
+
+pub use kv::GrpcKv;
+
+/// Decoded messages may be as large as the server sends them: etcd has no limit of its own
+/// (a range over many keys can exceed gRPC's customary 4 MiB), so neither do we.
+pub const MAX_DECODING_MESSAGE_SIZE: usize = usize::MAX;
+
+/// Implements `Service<Request>` for an adapter by calling one method of its generated client.
+macro_rules! unary_service {
+    ($adapter:ident, $request:ty, $response:ty, $method:ident) => {
+        impl<T: $crate::transport::GrpcTransport> tower::Service<$request> for $adapter<T> {
+            type Response = $response;
+            type Error = $crate::Error;
+            type Future = futures_util::future::BoxFuture<'static, $crate::Result<$response>>;
+
+            fn poll_ready(
+                &mut self,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<$crate::Result<()>> {
+                // The generated client waits for the transport to be ready inside the call.
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, request: $request) -> Self::Future {
+                let mut client = self.inner.clone();
+                Box::pin(async move {
+                    client
+                        .$method(request)
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err($crate::Error::from)
+                })
+            }
+        }
+    };
+}
+pub(crate) use unary_service;
