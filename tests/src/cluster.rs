@@ -1,0 +1,205 @@
+//! [`EtcdCluster`]: several etcd members on loopback forming one cluster.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::server::{
+    EtcdServer, MemberSpec, Options, binary_for, pick_free_ports, unique_token, url,
+};
+
+/// How many times a cluster start is retried when a picked port turned out
+/// to be taken by the time etcd bound it.
+const START_ATTEMPTS: usize = 3;
+
+/// An etcd cluster of `n` members on loopback, all killed on drop.
+///
+/// Each member is an [`EtcdServer`] with the usual per-member controls
+/// ([`kill`](EtcdServer::kill), [`pause`](EtcdServer::pause),
+/// [`resume`](EtcdServer::resume), [`restart`](EtcdServer::restart)).
+/// A restarted member rejoins with its old data dir and ports.
+///
+/// ```no_run
+/// # async fn demo() {
+/// use etcd_tests::EtcdCluster;
+///
+/// let cluster = EtcdCluster::start(3).await;
+/// let endpoints = cluster.client_urls();
+/// cluster.member(0).kill();
+/// // ... the other two still have quorum ...
+/// cluster.member(0).restart().await;
+/// # let _ = endpoints;
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<EtcdServer>,
+}
+
+/// Builder for [`EtcdCluster`], for flags and environment shared by all
+/// members.
+#[derive(Debug, Clone)]
+pub struct EtcdClusterBuilder {
+    size: usize,
+    options: Options,
+}
+
+impl EtcdClusterBuilder {
+    /// Adds one extra command-line flag to every member.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.options.arg(arg);
+        self
+    }
+
+    /// Adds several extra command-line flags to every member.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        for arg in args {
+            self.options.arg(arg);
+        }
+        self
+    }
+
+    /// Sets an environment variable for every member.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.options.env(key, value);
+        self
+    }
+
+    /// Sets how long to wait for each member's `/health` on start and
+    /// restart (default [`DEFAULT_READY_TIMEOUT`](crate::server::DEFAULT_READY_TIMEOUT)).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.options.ready_timeout = timeout;
+        self
+    }
+
+    /// Runs this binary instead of [`etcd_binary`](crate::etcd_binary).
+    pub fn binary(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.options.binary = Some(path.into());
+        self
+    }
+
+    /// Starts all members (`--initial-cluster-state new`) and waits until
+    /// every one of them is healthy, which implies a leader was elected.
+    ///
+    /// # Panics
+    ///
+    /// Panics when `n` is zero, or a member cannot be spawned, exits or is
+    /// not healthy in time; the message carries the member's log tail.
+    pub async fn start(self) -> EtcdCluster {
+        assert!(self.size > 0, "an etcd cluster needs at least one member");
+        let mut last_error = String::new();
+        'attempt: for _ in 0..START_ATTEMPTS {
+            let addrs: Vec<(SocketAddr, SocketAddr)> = (0..self.size)
+                .map(|_| {
+                    let [client, peer] = pick_free_ports::<2>();
+                    (client, peer)
+                })
+                .collect();
+            let initial_cluster = addrs
+                .iter()
+                .enumerate()
+                .map(|(i, (_, peer))| format!("m{i}={}", url(*peer)))
+                .collect::<Vec<_>>()
+                .join(",");
+            let token = unique_token();
+            let binary = binary_for(&self.options);
+            let mut members = Vec::with_capacity(self.size);
+            for (i, (client, peer)) in addrs.into_iter().enumerate() {
+                let spec = MemberSpec {
+                    name: format!("m{i}"),
+                    binary: binary.clone(),
+                    client,
+                    peer,
+                    initial_cluster: initial_cluster.clone(),
+                    cluster_token: token.clone(),
+                    options: self.options.clone(),
+                };
+                members.push(EtcdServer::spawn(spec).unwrap_or_else(|e| panic!("{e}")));
+            }
+            // All members run already; waiting for them one after the other
+            // costs no more than waiting for the slowest.
+            for member in &members {
+                match member.wait_ready_inner().await {
+                    Ok(()) => {}
+                    Err(e) if e.port_in_use => {
+                        last_error = e.message;
+                        continue 'attempt;
+                    }
+                    Err(e) => panic!("{}", e.message),
+                }
+            }
+            return EtcdCluster { members };
+        }
+        panic!("{last_error}")
+    }
+}
+
+impl EtcdCluster {
+    /// Starts an `n`-member cluster with default flags and waits until all
+    /// members are healthy. Same as `EtcdCluster::builder(n).start()`.
+    ///
+    /// # Panics
+    ///
+    /// See [`EtcdClusterBuilder::start`].
+    pub async fn start(n: usize) -> EtcdCluster {
+        Self::builder(n).start().await
+    }
+
+    /// Returns a builder for an `n`-member cluster.
+    pub fn builder(n: usize) -> EtcdClusterBuilder {
+        EtcdClusterBuilder {
+            size: n,
+            options: Options::default(),
+        }
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Always `false`: a cluster has at least one member.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Member `i` (named `m{i}`), for per-member kill, pause, resume and
+    /// restart.
+    ///
+    /// # Panics
+    ///
+    /// Panics when `i >= len()`.
+    pub fn member(&self, i: usize) -> &EtcdServer {
+        &self.members[i]
+    }
+
+    /// All members, in order.
+    pub fn members(&self) -> &[EtcdServer] {
+        &self.members
+    }
+
+    /// The client URLs of all members (running or not), in member order.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.members.iter().map(EtcdServer::client_url).collect()
+    }
+
+    /// The client addresses of all members, in member order.
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
+        self.members.iter().map(EtcdServer::client_addr).collect()
+    }
+
+    /// Waits until every running member is healthy.
+    ///
+    /// # Panics
+    ///
+    /// Panics when a running member is not healthy within its ready timeout.
+    pub async fn wait_ready(&self) {
+        for member in self.members.iter().filter(|m| m.is_running()) {
+            member.wait_ready().await;
+        }
+    }
+}

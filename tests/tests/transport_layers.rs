@@ -1,0 +1,51 @@
+//! The KV client over a user-built transport: a bare tonic channel wrapped in tower layers,
+//! with no facade involved.
+
+use std::time::Duration;
+
+use etcd_core::grpc::GrpcKv;
+use etcd_core::{Error, Kv};
+use etcd_tests::counting::CallCounter;
+use etcd_tests::{FaultProxy, Mode, shared_server, unique_prefix};
+
+#[tokio::test]
+async fn kv_over_a_channel_wrapped_in_a_timeout_layer() {
+    let channel = tonic::transport::Endpoint::from_shared(shared_server().client_url())
+        .unwrap()
+        .connect_lazy();
+    let counter = CallCounter::new();
+    let transport = tower::ServiceBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .layer(counter.layer())
+        .service(channel);
+    let kv = Kv::new(GrpcKv::new(transport));
+    let p = unique_prefix("layers");
+    kv.put(format!("{p}k"), "v").await.unwrap();
+    assert_eq!(
+        kv.get(format!("{p}k")).await.unwrap().value(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(counter.count("/etcdserverpb.KV/Put"), 1);
+    assert_eq!(counter.count("/etcdserverpb.KV/Range"), 1);
+}
+
+#[tokio::test]
+async fn a_timeout_layer_gives_a_typed_timeout_with_unknown_outcome() {
+    let proxy = FaultProxy::start(shared_server().client_addr()).await;
+    let channel = tonic::transport::Endpoint::from_shared(proxy.url())
+        .unwrap()
+        .connect_lazy();
+    let transport = tower::ServiceBuilder::new()
+        .timeout(Duration::from_millis(300))
+        .service(channel);
+    let kv = Kv::new(GrpcKv::new(transport));
+    let p = unique_prefix("timeout");
+    kv.put(format!("{p}k"), "before").await.unwrap();
+    proxy.set_mode(Mode::Blackhole).await;
+    let started = std::time::Instant::now();
+    let e = kv.put(format!("{p}k"), "during").await.unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    assert!(e.is_outcome_unknown());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    proxy.set_mode(Mode::Pass).await;
+}
