@@ -12,6 +12,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use etcd_core::idempotency::Idempotency;
+use etcd_core::proto::etcdserverpb as pb;
+use etcd_core::stream::RequestStream;
 use etcd_core::{Applied, Error, Result};
 use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
@@ -119,6 +121,45 @@ fn lock(health: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A request the failover service may send to a second member when the first fails.
+pub trait Resend: Sized {
+    /// A copy to send if this attempt fails, or `None` when the request cannot be sent
+    /// twice (the outgoing stream of a bidirectional call: its owner reopens it).
+    fn copy_for_resend(&self) -> Option<Self>;
+
+    /// True when sending the request twice has the effect of sending it once.
+    fn is_read_only(&self) -> bool;
+}
+
+macro_rules! resend_by_clone {
+    ($($request:ty),* $(,)?) => {$(
+        impl Resend for $request {
+            fn copy_for_resend(&self) -> Option<Self> {
+                Some(self.clone())
+            }
+            fn is_read_only(&self) -> bool {
+                Idempotency::is_read_only(self)
+            }
+        }
+    )*};
+}
+resend_by_clone!(
+    pb::RangeRequest,
+    pb::PutRequest,
+    pb::DeleteRangeRequest,
+    pb::TxnRequest,
+    pb::CompactionRequest,
+);
+
+impl<T> Resend for RequestStream<T> {
+    fn copy_for_resend(&self) -> Option<Self> {
+        None
+    }
+    fn is_read_only(&self) -> bool {
+        false
+    }
+}
+
 /// Whether a failed call may be sent to another member, and whether it shows the member is
 /// unreachable.
 fn may_resend(error: &Error, read_only: bool) -> bool {
@@ -133,7 +174,7 @@ where
     S: Service<R, Error = Error> + Clone + Send + Sync + 'static,
     S::Future: Send,
     S::Response: Send,
-    R: Idempotency + Clone + Send + 'static,
+    R: Resend + Send + 'static,
 {
     type Response = S::Response;
     type Error = Error;
@@ -152,13 +193,10 @@ where
             let mut last_error = None;
             for (attempt, &member) in order.iter().enumerate() {
                 let last = attempt + 1 == order.len();
-                let Some(req) = (if last {
-                    request.take()
-                } else {
-                    request.clone()
-                }) else {
-                    break;
-                };
+                let Some(req) = request.take() else { break };
+                if !last {
+                    request = req.copy_for_resend();
+                }
                 let service = this.members[member].service.clone();
                 match service.oneshot(req).await {
                     Ok(response) => {

@@ -38,6 +38,7 @@ pub mod idempotency;
 pub mod key;
 pub mod kv;
 mod status;
+pub mod stream;
 pub mod transport;
 
 pub use error::{Applied, BoxError, Error, InvalidRequest, Result, ServerError, ServerErrorKind};
