@@ -1,6 +1,6 @@
 //! The client: one handle on a whole cluster.
 
-use etcd_core::grpc::GrpcKv;
+use etcd_core::grpc::{GrpcKv, GrpcLease};
 use etcd_core::{Error, InvalidRequest, Result};
 use tonic::transport::Channel;
 
@@ -9,6 +9,11 @@ use crate::failover::Failover;
 
 /// The KV handle of a [`Client`]: calls spread over the members, with failover.
 pub type Kv = etcd_core::Kv<Failover<GrpcKv<Channel>>>;
+
+/// The lease handle of a [`Client`]: unary calls spread over the members with failover;
+/// all of the client's keep-alives share one stream, reopened on another member when it
+/// breaks.
+pub type Lessor = etcd_lease::Lessor<Failover<GrpcLease<Channel>>>;
 
 /// A client for an etcd cluster. Cheap to clone, `Send + Sync`; every method takes `&self`.
 ///
@@ -21,6 +26,7 @@ pub type Kv = etcd_core::Kv<Failover<GrpcKv<Channel>>>;
 #[derive(Clone, Debug)]
 pub struct Client {
     kv: Kv,
+    lease: Lessor,
 }
 
 impl Client {
@@ -49,14 +55,30 @@ impl Client {
                     .into(),
             )));
         }
-        let kv = Failover::new(members.into_iter().map(|(a, ch)| (a, GrpcKv::new(ch))));
+        let kv = Failover::new(
+            members
+                .iter()
+                .map(|(a, ch)| (a.clone(), GrpcKv::new(ch.clone()))),
+        );
+        let lease = Failover::new(
+            members
+                .iter()
+                .map(|(a, ch)| (a.clone(), GrpcLease::new(ch.clone()))),
+        );
         Ok(Self {
             kv: etcd_core::Kv::new(kv),
+            lease: etcd_lease::Lessor::new(lease),
         })
     }
 
     /// The KV service: get, put, delete, transactions and compaction.
     pub fn kv(&self) -> &Kv {
         &self.kv
+    }
+
+    /// Leases: grant (optionally with a chosen ID), revoke, time-to-live, list, and
+    /// keep-alive of many leases over one stream.
+    pub fn lease(&self) -> &Lessor {
+        &self.lease
     }
 }

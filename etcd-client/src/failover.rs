@@ -149,6 +149,10 @@ resend_by_clone!(
     pb::DeleteRangeRequest,
     pb::TxnRequest,
     pb::CompactionRequest,
+    pb::LeaseGrantRequest,
+    pb::LeaseRevokeRequest,
+    pb::LeaseTimeToLiveRequest,
+    pb::LeaseLeasesRequest,
 );
 
 impl<T> Resend for RequestStream<T> {

@@ -33,11 +33,13 @@ mod client;
 mod endpoint;
 pub mod failover;
 
-pub use client::{Client, Kv};
+pub use client::{Client, Kv, Lessor};
 #[doc(inline)]
 pub use etcd_core::{
     Applied, Error, IntoBytes, InvalidRequest, KeyRange, Result, ServerError, ServerErrorKind,
 };
 pub use etcd_core::{key, kv};
+/// Leases and their keep-alive (the `etcd-lease` crate).
+pub use etcd_lease as lease;
 /// The generated protobuf messages and gRPC clients (an escape hatch).
 pub use etcd_proto as proto;

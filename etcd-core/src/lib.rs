@@ -37,9 +37,11 @@ pub mod grpc;
 pub mod idempotency;
 pub mod key;
 pub mod kv;
+pub mod lease;
 mod status;
 pub mod stream;
 pub mod transport;
+pub mod watch;
 
 pub use error::{Applied, BoxError, Error, InvalidRequest, Result, ServerError, ServerErrorKind};
 pub use etcd_proto as proto;

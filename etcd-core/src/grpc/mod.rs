@@ -5,8 +5,12 @@
 //! layers that need to see the messages (retries, namespaces) stack on top of these.
 
 mod kv;
+mod lease;
+mod watch;
 
 pub use kv::GrpcKv;
+pub use lease::GrpcLease;
+pub use watch::GrpcWatch;
 
 /// Decoded messages may be as large as the server sends them: etcd has no limit of its own
 /// (a range over many keys can exceed gRPC's customary 4 MiB), so neither do we.

@@ -1,0 +1,559 @@
+//! The background task that keeps every lease of a lessor alive over one stream.
+//!
+//! One task per [`Lessor`](crate::Lessor) (and its clones) owns one `LeaseKeepAlive`
+//! stream. Each lease has its own schedule: a request is sent `interval` after the last
+//! reply (TTL/3 by default, as etcd's Go client, `client/v3/lease.go`), and the lease is
+//! reported [`Expired`](LossReason::Expired) when no reply came before `last reply + TTL`
+//! (Go's `deadlineLoop`). A reply with TTL 0 ends it as [`NotFound`](LossReason::NotFound).
+//!
+//! The stream is reopened, by calling the service again (a failover service sends each
+//! call to the next healthy member), when it ends, fails, or stalls: requests are
+//! outstanding and no reply came for [`KeepAliveConfig::ack_timeout`]. The first reopen
+//! after a working stream is immediate; further ones back off. On a new stream every lease
+//! still owed a reply is asked for again at once.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{BinaryHeap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use etcd_core::Error as CoreError;
+use etcd_core::stream::{RequestStream, ResponseStream};
+use etcd_proto::etcdserverpb as pb;
+use futures_util::future::{BoxFuture, poll_fn};
+use futures_util::{StreamExt, TryFutureExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
+
+use crate::LossReason;
+use crate::error::{Error, Result};
+use crate::response::secs;
+use crate::{LeaseKeepAliveService, LeaseService};
+
+/// Timing of the keep-alive task. Start from [`KeepAliveConfig::default`] and change the
+/// fields you need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeepAliveConfig {
+    /// How long a new keep-alive waits for the server's first reply before the lease is
+    /// reported [`Expired`](LossReason::Expired) (the TTL is not known before it). 5 s, as
+    /// etcd's Go client without a dial timeout.
+    pub first_ack_timeout: Duration,
+    /// How long requests may stay unanswered before the stream is considered stalled (for
+    /// example a blackholed member) and is reopened, on another member where the service
+    /// fails over. 1 s by default: short enough for a 2 s TTL (renewal at 667 ms, reopen
+    /// at about 1.7 s).
+    pub ack_timeout: Duration,
+    /// The pause before the second attempt to reopen a failed stream (the first is
+    /// immediate); doubled on each further failure.
+    pub reconnect_backoff: Duration,
+    /// The longest pause between attempts to reopen the stream.
+    pub max_reconnect_backoff: Duration,
+}
+
+impl Default for KeepAliveConfig {
+    fn default() -> Self {
+        Self {
+            first_ack_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(1),
+            reconnect_backoff: Duration::from_millis(100),
+            max_reconnect_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a lease's handles see.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Status {
+    /// The TTL of the last reply, in seconds (0 before the first).
+    pub(crate) ttl: i64,
+    pub(crate) last_ack: Option<Instant>,
+    pub(crate) renewals: u64,
+    pub(crate) lost: Option<LossReason>,
+}
+
+/// A registration answered to [`Command::Register`].
+#[derive(Debug)]
+pub(crate) struct Registration {
+    pub(crate) generation: u64,
+    pub(crate) status: watch::Receiver<Status>,
+}
+
+/// How a revoke ended.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RevokeOutcome {
+    Revoked,
+    NotFound,
+    Failed,
+}
+
+impl RevokeOutcome {
+    pub(crate) fn of<T>(result: &Result<T>) -> Self {
+        match result {
+            Ok(_) => RevokeOutcome::Revoked,
+            Err(e) if e.is_not_found() => RevokeOutcome::NotFound,
+            Err(_) => RevokeOutcome::Failed,
+        }
+    }
+}
+
+/// Messages to the task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Keep `id` alive (or join its existing keep-alive).
+    Register {
+        id: i64,
+        every: Option<Duration>,
+        reply: oneshot::Sender<Registration>,
+    },
+    /// One handle of `id` was dropped.
+    Release { id: i64, generation: u64 },
+    /// A revoke of `id` is in flight: a TTL-0 reply means "revoked".
+    Revoking { id: i64 },
+    /// A revoke of `id` ended.
+    RevokeDone { id: i64, outcome: RevokeOutcome },
+    /// Revoke `id` (from a guard), answering on `reply` when given.
+    Revoke {
+        id: i64,
+        reply: Option<oneshot::Sender<Result<()>>>,
+    },
+}
+
+/// Starts the task for `service` and returns its command channel.
+pub(crate) fn spawn<S>(service: S, config: KeepAliveConfig) -> mpsc::UnboundedSender<Command>
+where
+    S: LeaseService + LeaseKeepAliveService,
+{
+    let (commands, receiver) = mpsc::unbounded_channel();
+    let keeper = Keeper {
+        service,
+        config,
+        commands: receiver,
+        weak: commands.downgrade(),
+        leases: HashMap::new(),
+        timers: BinaryHeap::new(),
+        next_generation: 0,
+        link: Link::default(),
+        failures: 0,
+        sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+        sleep_at: None,
+    };
+    tokio::spawn(keeper.run());
+    commands
+}
+
+/// One lease being kept alive.
+#[derive(Debug)]
+struct Lease {
+    generation: u64,
+    handles: usize,
+    status: watch::Sender<Status>,
+    every: Option<Duration>,
+    /// A request is owed a reply (sent, or to send as soon as a stream is open).
+    in_flight: bool,
+    next_send: Instant,
+    deadline: Instant,
+    /// The timer entry that is current for this lease; older entries are ignored.
+    wake_at: Instant,
+    /// Revokes in flight through this client.
+    revoking: u32,
+}
+
+type Responses = ResponseStream<pb::LeaseKeepAliveResponse>;
+
+/// The stream, in its states.
+#[derive(Default)]
+enum Stream {
+    /// No lease to keep alive: no stream.
+    #[default]
+    Idle,
+    /// Waiting before reopening.
+    Backoff { until: Instant },
+    /// The call is in flight; requests already queue in `requests`.
+    Opening {
+        open: BoxFuture<'static, Result<Responses, CoreError>>,
+    },
+    /// Replies arrive on `responses`.
+    Open { responses: Responses },
+}
+
+/// The stream and its bookkeeping.
+#[derive(Default)]
+struct Link {
+    stream: Stream,
+    /// Where requests go while the stream is opening or open.
+    requests: Option<mpsc::UnboundedSender<pb::LeaseKeepAliveRequest>>,
+    /// Requests sent on the current stream and not answered yet.
+    outstanding: usize,
+    /// When the stream last made progress while requests were outstanding.
+    waiting_since: Option<Instant>,
+}
+
+impl Link {
+    /// Sends a keep-alive for `id` if a stream is opening or open. Returns false when not
+    /// (the request is then sent when one opens).
+    fn send(&mut self, id: i64, now: Instant) -> bool {
+        let Some(requests) = &self.requests else {
+            return false;
+        };
+        if requests.send(pb::LeaseKeepAliveRequest { id }).is_err() {
+            return false;
+        }
+        if self.outstanding == 0 {
+            self.waiting_since = Some(now);
+        }
+        self.outstanding += 1;
+        true
+    }
+
+    fn close(&mut self) {
+        self.stream = Stream::Idle;
+        self.requests = None;
+        self.outstanding = 0;
+        self.waiting_since = None;
+    }
+}
+
+/// What woke the task.
+enum Event {
+    Command(Option<Command>),
+    Opened(Result<Responses, CoreError>),
+    Response(Option<Result<pb::LeaseKeepAliveResponse, CoreError>>),
+    Timer,
+}
+
+struct Keeper<S> {
+    service: S,
+    config: KeepAliveConfig,
+    commands: mpsc::UnboundedReceiver<Command>,
+    weak: mpsc::WeakUnboundedSender<Command>,
+    leases: HashMap<i64, Lease>,
+    /// Wake-ups per lease: `(when, id)`, earliest first.
+    timers: BinaryHeap<Reverse<(Instant, i64)>>,
+    next_generation: u64,
+    link: Link,
+    /// Stream failures since the last reply.
+    failures: u32,
+    sleep: Pin<Box<Sleep>>,
+    sleep_at: Option<Instant>,
+}
+
+impl<S> Keeper<S>
+where
+    S: LeaseService + LeaseKeepAliveService,
+{
+    async fn run(mut self) {
+        loop {
+            self.arm_timer();
+            let event = poll_fn(|cx| self.poll_event(cx)).await;
+            let now = Instant::now();
+            match event {
+                Event::Command(None) => break,
+                Event::Command(Some(command)) => self.on_command(command, now),
+                Event::Opened(Ok(responses)) => {
+                    tracing::debug!("lease keep-alive stream open");
+                    self.link.stream = Stream::Open { responses };
+                }
+                Event::Opened(Err(error)) => self.on_failure(&error, now),
+                Event::Response(Some(Ok(reply))) => self.on_reply(reply, now),
+                Event::Response(Some(Err(error))) => self.on_failure(&error, now),
+                Event::Response(None) => {
+                    let error = CoreError::Protocol("the keep-alive stream ended".into());
+                    self.on_failure(&error, now);
+                }
+                Event::Timer => self.on_timer(now),
+            }
+        }
+        // Every handle and lessor is gone: nothing to report to.
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if let Poll::Ready(command) = self.commands.poll_recv(cx) {
+            return Poll::Ready(Event::Command(command));
+        }
+        match &mut self.link.stream {
+            Stream::Opening { open } => {
+                if let Poll::Ready(result) = open.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Opened(result));
+                }
+            }
+            Stream::Open { responses } => {
+                if let Poll::Ready(item) = responses.poll_next_unpin(cx) {
+                    return Poll::Ready(Event::Response(item));
+                }
+            }
+            Stream::Idle | Stream::Backoff { .. } => {}
+        }
+        if self.sleep_at.is_some() && self.sleep.as_mut().poll(cx).is_ready() {
+            self.sleep_at = None;
+            return Poll::Ready(Event::Timer);
+        }
+        Poll::Pending
+    }
+
+    /// Points the timer at the next thing to do.
+    fn arm_timer(&mut self) {
+        let mut next = self.timers.peek().map(|Reverse((when, _))| *when);
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        match self.link.stream {
+            Stream::Backoff { until } => consider(until),
+            Stream::Opening { .. } | Stream::Open { .. } => {
+                if let (true, Some(since)) = (self.link.outstanding > 0, self.link.waiting_since) {
+                    consider(since + self.config.ack_timeout);
+                }
+            }
+            Stream::Idle => {}
+        }
+        if next != self.sleep_at {
+            if let Some(at) = next {
+                self.sleep.as_mut().reset(at);
+            }
+            self.sleep_at = next;
+        }
+    }
+
+    fn on_command(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::Register { id, every, reply } => {
+                let generation = self.next_generation;
+                let lease = match self.leases.entry(id) {
+                    MapEntry::Occupied(entry) => {
+                        let lease = entry.into_mut();
+                        if let Some(every) = every {
+                            lease.every = Some(lease.every.map_or(every, |e| e.min(every)));
+                        }
+                        lease
+                    }
+                    MapEntry::Vacant(entry) => {
+                        self.next_generation += 1;
+                        self.timers.push(Reverse((now, id)));
+                        entry.insert(Lease {
+                            generation,
+                            handles: 0,
+                            status: watch::Sender::new(Status::default()),
+                            every,
+                            in_flight: false,
+                            next_send: now,
+                            deadline: now + self.config.first_ack_timeout,
+                            wake_at: now,
+                            revoking: 0,
+                        })
+                    }
+                };
+                lease.handles += 1;
+                let registration = Registration {
+                    generation: lease.generation,
+                    status: lease.status.subscribe(),
+                };
+                let generation = lease.generation;
+                if reply.send(registration).is_err() {
+                    self.release(id, generation);
+                }
+                if matches!(self.link.stream, Stream::Idle) && !self.leases.is_empty() {
+                    self.open(now);
+                }
+            }
+            Command::Release { id, generation } => self.release(id, generation),
+            Command::Revoking { id } => {
+                if let Some(lease) = self.leases.get_mut(&id) {
+                    lease.revoking += 1;
+                }
+            }
+            Command::RevokeDone { id, outcome } => match outcome {
+                RevokeOutcome::Revoked => self.lose(id, LossReason::Revoked),
+                RevokeOutcome::NotFound => self.lose(id, LossReason::NotFound),
+                RevokeOutcome::Failed => {
+                    if let Some(lease) = self.leases.get_mut(&id) {
+                        lease.revoking = lease.revoking.saturating_sub(1);
+                    }
+                }
+            },
+            Command::Revoke { id, reply } => {
+                if let Some(lease) = self.leases.get_mut(&id) {
+                    lease.revoking += 1;
+                }
+                let service = self.service.clone();
+                let weak = self.weak.clone();
+                tokio::spawn(async move {
+                    let result = service
+                        .oneshot(pb::LeaseRevokeRequest { id })
+                        .await
+                        .map(drop)
+                        .map_err(|e| Error::Core(CoreError::from_boxed(e.into())));
+                    let outcome = RevokeOutcome::of(&result);
+                    if let Err(e) = &result {
+                        tracing::debug!(lease = id, error = %e, "revoke on drop failed");
+                    }
+                    if let Some(commands) = weak.upgrade() {
+                        let _ = commands.send(Command::RevokeDone { id, outcome });
+                    }
+                    if let Some(reply) = reply {
+                        let _ = reply.send(result);
+                    }
+                });
+            }
+        }
+    }
+
+    /// One handle of `id` is gone; the last one stops the renewals.
+    fn release(&mut self, id: i64, generation: u64) {
+        if let MapEntry::Occupied(mut entry) = self.leases.entry(id) {
+            let lease = entry.get_mut();
+            if lease.generation != generation {
+                return;
+            }
+            lease.handles = lease.handles.saturating_sub(1);
+            if lease.handles == 0 {
+                entry.remove();
+                tracing::debug!(lease = id, "keep-alive stopped: no handle left");
+                self.close_if_unused();
+            }
+        }
+    }
+
+    /// Ends `id`'s keep-alive and tells its handles why.
+    fn lose(&mut self, id: i64, reason: LossReason) {
+        if let Some(lease) = self.leases.remove(&id) {
+            tracing::debug!(lease = id, %reason, "lease lost");
+            lease.status.send_modify(|s| s.lost = Some(reason));
+            self.close_if_unused();
+        }
+    }
+
+    fn close_if_unused(&mut self) {
+        if self.leases.is_empty() {
+            self.link.close();
+            self.timers.clear();
+            self.failures = 0;
+        }
+    }
+
+    /// Opens a new stream and asks again for every lease owed a reply.
+    fn open(&mut self, now: Instant) {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let requests: RequestStream<pb::LeaseKeepAliveRequest> =
+            Box::pin(futures_util::stream::poll_fn(move |cx| {
+                receiver.poll_recv(cx)
+            }));
+        // Built outside any async block: the boxed stream's lifetime must stay `'static`
+        // for the compiler to see the call's future as `Send`.
+        let open = Box::pin(
+            self.service
+                .clone()
+                .oneshot(requests)
+                .map_err(|e| CoreError::from_boxed(e.into())),
+        );
+        self.link.close();
+        self.link.stream = Stream::Opening { open };
+        self.link.requests = Some(sender);
+        for (&id, lease) in &self.leases {
+            if lease.in_flight {
+                self.link.send(id, now);
+            }
+        }
+    }
+
+    /// The stream broke, failed to open, or stalled: reopen, at once the first time.
+    fn on_failure(&mut self, error: &CoreError, now: Instant) {
+        self.failures += 1;
+        tracing::debug!(%error, failures = self.failures, "lease keep-alive stream failed");
+        self.link.close();
+        if self.leases.is_empty() {
+            return;
+        }
+        if self.failures <= 1 {
+            self.open(now);
+        } else {
+            let doublings = (self.failures - 2).min(16);
+            let pause = self
+                .config
+                .reconnect_backoff
+                .saturating_mul(1 << doublings)
+                .min(self.config.max_reconnect_backoff);
+            self.link.stream = Stream::Backoff { until: now + pause };
+        }
+    }
+
+    fn on_reply(&mut self, reply: pb::LeaseKeepAliveResponse, now: Instant) {
+        self.failures = 0;
+        self.link.outstanding = self.link.outstanding.saturating_sub(1);
+        self.link.waiting_since = (self.link.outstanding > 0).then_some(now);
+        let id = reply.id;
+        let Some(lease) = self.leases.get_mut(&id) else {
+            return; // Released or lost meanwhile.
+        };
+        lease.in_flight = false;
+        if reply.ttl <= 0 {
+            let reason = if lease.revoking > 0 {
+                LossReason::Revoked
+            } else {
+                LossReason::NotFound
+            };
+            self.lose(id, reason);
+            return;
+        }
+        let ttl = secs(reply.ttl);
+        lease.deadline = now + ttl;
+        lease.next_send = now + lease.every.unwrap_or(ttl / 3);
+        lease.wake_at = lease.next_send.min(lease.deadline);
+        self.timers.push(Reverse((lease.wake_at, id)));
+        lease.status.send_if_modified(|s| {
+            let first = s.renewals == 0;
+            s.ttl = reply.ttl;
+            s.last_ack = Some(now);
+            s.renewals += 1;
+            // Only the first reply wakes anyone (the keep-alive call waits for it); later
+            // ones are read on demand.
+            first
+        });
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        match self.link.stream {
+            Stream::Backoff { until } if until <= now => self.open(now),
+            Stream::Opening { .. } | Stream::Open { .. } => {
+                if let (true, Some(since)) = (self.link.outstanding > 0, self.link.waiting_since)
+                    && since + self.config.ack_timeout <= now
+                {
+                    tracing::debug!(
+                        outstanding = self.link.outstanding,
+                        "lease keep-alive stream stalled; reopening"
+                    );
+                    let error = CoreError::Timeout;
+                    self.on_failure(&error, now);
+                }
+            }
+            _ => {}
+        }
+        while let Some(&Reverse((when, id))) = self.timers.peek() {
+            if when > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(lease) = self.leases.get_mut(&id) else {
+                continue;
+            };
+            if lease.wake_at != when {
+                continue; // Superseded by a later schedule.
+            }
+            if lease.deadline <= now {
+                self.lose(id, LossReason::Expired);
+                continue;
+            }
+            if !lease.in_flight && lease.next_send <= now {
+                lease.in_flight = true;
+                self.link.send(id, now);
+            }
+            lease.wake_at = if lease.in_flight {
+                lease.deadline
+            } else {
+                lease.next_send.min(lease.deadline)
+            };
+            self.timers.push(Reverse((lease.wake_at, id)));
+        }
+    }
+}
