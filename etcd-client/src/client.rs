@@ -1,7 +1,8 @@
 //! The client: one handle on a whole cluster.
 
-use etcd_core::grpc::{GrpcKv, GrpcLease};
+use etcd_core::grpc::{GrpcKv, GrpcLease, GrpcWatch};
 use etcd_core::{Error, InvalidRequest, Result};
+use etcd_watch::{GroupEvents, Watch, WatchGroup};
 use tonic::transport::Channel;
 
 use crate::endpoint::{ConnectOptions, channel};
@@ -15,6 +16,10 @@ pub type Kv = etcd_core::Kv<Failover<GrpcKv<Channel>>>;
 /// breaks.
 pub type Lessor = etcd_lease::Lessor<Failover<GrpcLease<Channel>>>;
 
+/// The watch handle of a [`Client`]: all of the client's watches share one stream, which
+/// is resumed on another member, without loss or duplicates, when it breaks.
+pub type Watcher = etcd_watch::Watcher<Failover<GrpcWatch<Channel>>>;
+
 /// A client for an etcd cluster. Cheap to clone, `Send + Sync`; every method takes `&self`.
 ///
 /// ```no_run
@@ -27,6 +32,7 @@ pub type Lessor = etcd_lease::Lessor<Failover<GrpcLease<Channel>>>;
 pub struct Client {
     kv: Kv,
     lease: Lessor,
+    watcher: Watcher,
 }
 
 impl Client {
@@ -65,9 +71,15 @@ impl Client {
                 .iter()
                 .map(|(a, ch)| (a.clone(), GrpcLease::new(ch.clone()))),
         );
+        let watch = Failover::new(
+            members
+                .iter()
+                .map(|(a, ch)| (a.clone(), GrpcWatch::new(ch.clone()))),
+        );
         Ok(Self {
             kv: etcd_core::Kv::new(kv),
             lease: etcd_lease::Lessor::new(lease),
+            watcher: etcd_watch::Watcher::new(watch),
         })
     }
 
@@ -80,5 +92,28 @@ impl Client {
     /// keep-alive of many leases over one stream.
     pub fn lease(&self) -> &Lessor {
         &self.lease
+    }
+
+    /// Watches `key`; add `.prefix()`, `.range_end(..)`, `.from_revision(..)`,
+    /// `.prev_kv()` and the other options, then await it for a stream of responses.
+    pub fn watch(&self, key: impl etcd_core::IntoBytes) -> Watch<Watcher> {
+        self.watcher.watch(key)
+    }
+
+    /// One watcher carrying several range watches, added and cancelled by ID, whose events
+    /// all reach one consumer tagged with their watch ID.
+    pub fn watcher(&self) -> (WatchGroup<Failover<GrpcWatch<Channel>>>, GroupEvents) {
+        self.watcher.group()
+    }
+
+    /// Asks the server for a progress notification on every watch of this client.
+    pub async fn watch_progress(&self) -> std::result::Result<(), etcd_watch::Error> {
+        self.watcher.request_progress().await
+    }
+
+    /// The watch handle itself, shared by [`watch`](Self::watch) and
+    /// [`watcher`](Self::watcher).
+    pub fn watches(&self) -> &Watcher {
+        &self.watcher
     }
 }

@@ -33,7 +33,7 @@ mod client;
 mod endpoint;
 pub mod failover;
 
-pub use client::{Client, Kv, Lessor};
+pub use client::{Client, Kv, Lessor, Watcher};
 #[doc(inline)]
 pub use etcd_core::{
     Applied, Error, IntoBytes, InvalidRequest, KeyRange, Result, ServerError, ServerErrorKind,
@@ -43,3 +43,5 @@ pub use etcd_core::{key, kv};
 pub use etcd_lease as lease;
 /// The generated protobuf messages and gRPC clients (an escape hatch).
 pub use etcd_proto as proto;
+/// Watches, multiplexed over one stream and resumed after failures (the `etcd-watch` crate).
+pub use etcd_watch as watch;

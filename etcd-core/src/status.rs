@@ -345,7 +345,10 @@ fn transport_failure(status: &tonic::Status) -> Option<Applied> {
             }
         }
         let text = err.to_string();
+        // hyper cancels a request that was still queued when its connection closed:
+        // it was never written.
         if text.contains("tcp connect error")
+            || text.contains("operation was canceled")
             || text.contains("error trying to connect")
             || text.contains("dns error")
         {
@@ -605,6 +608,30 @@ mod tests {
     fn a_refused_connection_never_applied() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let status = tonic::Status::from_error(Box::new(io));
+        let e = Error::from(status);
+        assert!(
+            matches!(
+                e,
+                Error::Transport {
+                    applied: Applied::No,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_request_canceled_before_sending_never_applied() {
+        #[derive(Debug)]
+        struct Canceled;
+        impl std::fmt::Display for Canceled {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("operation was canceled: connection closed")
+            }
+        }
+        impl StdError for Canceled {}
+        let status = tonic::Status::from_error(Box::new(Canceled));
         let e = Error::from(status);
         assert!(
             matches!(

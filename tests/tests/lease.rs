@@ -564,16 +564,27 @@ async fn leader_of(cluster: &EtcdCluster) -> usize {
 /// it, keep it alive on an interval, revoke it.
 #[tokio::test]
 async fn the_facade_grants_keeps_alive_and_revokes() {
-    let client = etcd_client::Client::connect(shared_server().endpoints()).await.unwrap();
+    let client = etcd_client::Client::connect(shared_server().endpoints())
+        .await
+        .unwrap();
     let p = unique_prefix("facade_lease");
     let key = format!("{p}k");
     let id = fresh_id();
     let lease = client.lease().grant(secs(2.0)).id(id).await.unwrap();
     assert_eq!(lease.id(), id);
     client.kv().put(&key, "v").lease(id).await.unwrap();
-    let keeper = client.lease().keep_alive(id).every(secs(0.4)).await.unwrap();
+    let keeper = client
+        .lease()
+        .keep_alive(id)
+        .every(secs(0.4))
+        .await
+        .unwrap();
     tokio::time::sleep(secs(3.0)).await;
-    assert_eq!(client.kv().get(&key).await.unwrap().kvs().len(), 1, "kept past its TTL");
+    assert_eq!(
+        client.kv().get(&key).await.unwrap().kvs().len(),
+        1,
+        "kept past its TTL"
+    );
     assert!(keeper.renewals() >= 5, "renewals: {}", keeper.renewals());
     client.lease().revoke(id).await.unwrap();
     assert_eq!(keeper.lost().await, LossReason::Revoked);

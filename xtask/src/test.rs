@@ -1,0 +1,130 @@
+//! `cargo xtask test [--version 3.4|3.5|all] [-- <cargo test args>]`: the project's one test
+//! command. Runs `cargo test --workspace` (unit, integration and doc tests) once per etcd
+//! version, with `ETCD_BIN` and `ETCD_VERSION` telling the test harness which etcd to spawn.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::etcd_bin::{ALL, V3_4, ensure_etcd, install_hint, parse_version};
+use crate::util::{Args, cargo, is_ci};
+
+enum Outcome {
+    Passed,
+    Failed(String),
+    Skipped(String),
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
+    let args = Args::parse(args, &["--version"], &[])?;
+    let requested: Vec<&'static str> = match args.value("--version") {
+        None | Some("all") => ALL.to_vec(),
+        Some(v) => vec![parse_version(v)?],
+    };
+    let explicit = requested.len() == 1;
+    let ci = is_ci();
+
+    // Resolve (and install) every binary first, so that problems show up before the long run.
+    let mut plan: Vec<(&str, Result<PathBuf, Outcome>)> = Vec::new();
+    for version in requested {
+        let found = match ensure_etcd(version) {
+            Ok(Some(bin)) => Ok(bin),
+            Ok(None) => {
+                let hint = install_hint(version);
+                if explicit || ci {
+                    Err(Outcome::Failed(format!("etcd {version} not found; {hint}")))
+                } else {
+                    loud_note(&format!(
+                        "etcd {version} not found, so the tests do NOT run against it.\n\
+                         To fix: {hint}.\n\
+                         (Under CI=true this is an error.)"
+                    ));
+                    Err(Outcome::Skipped(format!("etcd {version} not found")))
+                }
+            }
+            Err(err) => Err(Outcome::Failed(format!("{err:#}"))),
+        };
+        if let Err(Outcome::Failed(why)) = &found {
+            eprintln!("xtask: error: {why}");
+        }
+        plan.push((version, found));
+    }
+
+    let mut results: Vec<(&str, Outcome, Option<u64>)> = Vec::new();
+    for (version, found) in plan {
+        let bin = match found {
+            Ok(bin) => bin,
+            Err(outcome) => {
+                results.push((version, outcome, None));
+                continue;
+            }
+        };
+        eprintln!();
+        eprintln!("==================================================================");
+        eprintln!("== cargo xtask test: etcd {version} ({})", bin.display());
+        eprintln!("==================================================================");
+        let started = Instant::now();
+        let mut cmd = cargo();
+        cmd.arg("test");
+        if !args.rest.iter().any(|a| selects_packages(a)) {
+            cmd.arg("--workspace");
+        }
+        let status = cmd
+            .args(&args.rest)
+            .env("ETCD_BIN", &bin)
+            .env("ETCD_VERSION", version)
+            .status()
+            .context("cannot run cargo")?;
+        let outcome = if status.success() {
+            Outcome::Passed
+        } else {
+            Outcome::Failed(format!("cargo test failed ({status})"))
+        };
+        results.push((version, outcome, Some(started.elapsed().as_secs())));
+    }
+
+    eprintln!();
+    eprintln!("== cargo xtask test: summary");
+    let mut ok = true;
+    for (version, outcome, secs) in &results {
+        let took = secs.map(|s| format!(" in {s}s")).unwrap_or_default();
+        match outcome {
+            Outcome::Passed => eprintln!("etcd {version}: ok{took}"),
+            Outcome::Failed(why) => {
+                ok = false;
+                eprintln!("etcd {version}: FAILED{took}: {why}");
+            }
+            Outcome::Skipped(why) => eprintln!("etcd {version}: SKIPPED: {why}"),
+        }
+    }
+    if results
+        .iter()
+        .any(|(v, o, _)| *v == V3_4 && matches!(o, Outcome::Skipped(_)))
+    {
+        loud_note(&format!("etcd {V3_4} was not tested (not installed)."));
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Whether a `cargo test` argument picks packages itself (then we do not add `--workspace`).
+fn selects_packages(arg: &str) -> bool {
+    matches!(arg, "-p" | "--package" | "--manifest-path")
+        || arg.starts_with("--package=")
+        || arg.starts_with("--manifest-path=")
+        || (arg.starts_with("-p") && arg.len() > 2)
+}
+
+fn loud_note(text: &str) {
+    let bar = "!".repeat(70);
+    eprintln!("{bar}");
+    for line in text.lines() {
+        eprintln!("!! NOTE: {line}");
+    }
+    eprintln!("{bar}");
+}
