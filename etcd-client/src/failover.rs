@@ -84,6 +84,24 @@ impl<S> Failover<S> {
         self.members.iter().map(|m| m.endpoint.as_str())
     }
 
+    /// The inner service of the member at `endpoint`, to aim a call at that member alone
+    /// (no failover). Endpoints match with or without their `http://` scheme and a
+    /// trailing slash.
+    pub fn member(&self, endpoint: &str) -> Option<&S> {
+        let wanted = normalized(endpoint);
+        self.members
+            .iter()
+            .find(|m| normalized(&m.endpoint) == wanted)
+            .map(|m| &m.service)
+    }
+
+    /// Every member's endpoint and inner service, in the order given.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &S)> {
+        self.members
+            .iter()
+            .map(|m| (m.endpoint.as_str(), &m.service))
+    }
+
     /// The members to try for one call: healthy ones first, starting with the next in turn,
     /// then the skipped ones, soonest to recover first.
     fn order(&self) -> Vec<usize> {
@@ -113,6 +131,15 @@ impl<S> Failover<S> {
             tracing::debug!(endpoint = %self.members[member].endpoint, penalty = ?health.penalty, "member unreachable");
         }
     }
+}
+
+/// An endpoint without its `http://` scheme and trailing slashes, for comparison.
+fn normalized(endpoint: &str) -> &str {
+    let endpoint = endpoint.trim();
+    endpoint
+        .strip_prefix("http://")
+        .unwrap_or(endpoint)
+        .trim_end_matches('/')
 }
 
 fn lock(health: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
@@ -153,6 +180,36 @@ resend_by_clone!(
     pb::LeaseRevokeRequest,
     pb::LeaseTimeToLiveRequest,
     pb::LeaseLeasesRequest,
+    pb::MemberListRequest,
+    pb::MemberAddRequest,
+    pb::MemberRemoveRequest,
+    pb::MemberUpdateRequest,
+    pb::MemberPromoteRequest,
+    pb::AlarmRequest,
+    pb::StatusRequest,
+    pb::DefragmentRequest,
+    pb::HashRequest,
+    pb::HashKvRequest,
+    pb::MoveLeaderRequest,
+    pb::SnapshotRequest,
+    pb::DowngradeRequest,
+    pb::AuthEnableRequest,
+    pb::AuthDisableRequest,
+    pb::AuthStatusRequest,
+    pb::AuthenticateRequest,
+    pb::AuthUserAddRequest,
+    pb::AuthUserGetRequest,
+    pb::AuthUserListRequest,
+    pb::AuthUserDeleteRequest,
+    pb::AuthUserChangePasswordRequest,
+    pb::AuthUserGrantRoleRequest,
+    pb::AuthUserRevokeRoleRequest,
+    pb::AuthRoleAddRequest,
+    pb::AuthRoleGetRequest,
+    pb::AuthRoleListRequest,
+    pb::AuthRoleDeleteRequest,
+    pb::AuthRoleGrantPermissionRequest,
+    pb::AuthRoleRevokePermissionRequest,
 );
 
 impl<T> Resend for RequestStream<T> {
@@ -222,5 +279,27 @@ where
             Err(last_error
                 .unwrap_or_else(|| Error::Protocol("no member to send the request to".into())))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_found_by_endpoint_with_or_without_scheme() {
+        let failover = Failover::new([
+            ("http://127.0.0.1:2379".to_owned(), 1),
+            ("127.0.0.1:22379".to_owned(), 2),
+        ]);
+        assert_eq!(failover.member("http://127.0.0.1:2379"), Some(&1));
+        assert_eq!(failover.member("127.0.0.1:2379/"), Some(&1));
+        assert_eq!(failover.member("http://127.0.0.1:22379"), Some(&2));
+        assert_eq!(failover.member("127.0.0.1:32379"), None);
+        let all: Vec<_> = failover
+            .members()
+            .map(|(e, s)| (e.to_owned(), *s))
+            .collect();
+        assert_eq!(all.len(), 2);
     }
 }

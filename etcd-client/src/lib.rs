@@ -32,16 +32,18 @@
 mod client;
 mod endpoint;
 pub mod failover;
+pub mod maintenance;
 
-pub use client::{Client, Kv, Lessor, Watcher};
+pub use client::{Auth, Client, ClientBuilder, Cluster, Kv, Lessor, Watcher};
 #[doc(inline)]
 pub use etcd_core::{
     Applied, Error, IntoBytes, InvalidRequest, KeyRange, Result, ServerError, ServerErrorKind,
 };
-pub use etcd_core::{key, kv};
+pub use etcd_core::{auth, call, cluster, key, kv};
 /// Leases and their keep-alive (the `etcd-lease` crate).
 pub use etcd_lease as lease;
 /// The generated protobuf messages and gRPC clients (an escape hatch).
 pub use etcd_proto as proto;
 /// Watches, multiplexed over one stream and resumed after failures (the `etcd-watch` crate).
 pub use etcd_watch as watch;
+pub use maintenance::Maintenance;

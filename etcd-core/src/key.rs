@@ -212,6 +212,32 @@ impl KeyRange {
     }
 }
 
+/// Adds `.prefix()`, `.from_key()` and `.range_end(..)` to a builder that holds its keys in a
+/// `range: KeyRange` field; `$verb` ("Reads", "Deletes", ...) starts each method's doc.
+macro_rules! range_methods {
+    ($verb:literal) => {
+        #[doc = concat!($verb, " every key that starts with the given key (every key, when it is empty).")]
+        pub fn prefix(mut self) -> Self {
+            self.range.make_prefix();
+            self
+        }
+
+        #[doc = concat!($verb, " every key from the given key on.")]
+        #[allow(clippy::wrong_self_convention)] // etcd calls this option "from key"
+        pub fn from_key(mut self) -> Self {
+            self.range.make_from_key();
+            self
+        }
+
+        #[doc = concat!($verb, " the keys in `[key, end)`.")]
+        pub fn range_end(mut self, end: impl $crate::key::IntoBytes) -> Self {
+            self.range.set_end($crate::key::IntoBytes::into_bytes(end));
+            self
+        }
+    };
+}
+pub(crate) use range_methods;
+
 #[cfg(test)]
 mod tests {
     use super::*;

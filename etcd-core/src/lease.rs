@@ -9,103 +9,31 @@
 
 use etcd_proto::etcdserverpb as pb;
 
-use crate::error::BoxError;
 use crate::idempotency::Idempotency;
 use crate::stream::{RequestStream, ResponseStream};
 
-/// etcd's unary Lease calls as tower services of their request messages:
-/// `LeaseGrant`, `LeaseRevoke`, `LeaseTimeToLive` and `LeaseLeases`.
-///
-/// This is a trait alias: every type with the right bounds implements it.
-pub trait LeaseService:
-    tower::Service<
-        pb::LeaseGrantRequest,
-        Response = pb::LeaseGrantResponse,
-        Error: Into<BoxError>,
-        Future: Send,
-    > + tower::Service<
-        pb::LeaseRevokeRequest,
-        Response = pb::LeaseRevokeResponse,
-        Error: Into<BoxError>,
-        Future: Send,
-    > + tower::Service<
-        pb::LeaseTimeToLiveRequest,
-        Response = pb::LeaseTimeToLiveResponse,
-        Error: Into<BoxError>,
-        Future: Send,
-    > + tower::Service<
-        pb::LeaseLeasesRequest,
-        Response = pb::LeaseLeasesResponse,
-        Error: Into<BoxError>,
-        Future: Send,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
-{
+crate::service::service_alias! {
+    /// etcd's unary Lease calls as tower services of their request messages:
+    /// `LeaseGrant`, `LeaseRevoke`, `LeaseTimeToLive` and `LeaseLeases`.
+    LeaseService {
+        pb::LeaseGrantRequest => pb::LeaseGrantResponse,
+        pb::LeaseRevokeRequest => pb::LeaseRevokeResponse,
+        pb::LeaseTimeToLiveRequest => pb::LeaseTimeToLiveResponse,
+        pb::LeaseLeasesRequest => pb::LeaseLeasesResponse,
+    }
 }
 
-impl<S> LeaseService for S where
-    S: tower::Service<
-            pb::LeaseGrantRequest,
-            Response = pb::LeaseGrantResponse,
-            Error: Into<BoxError>,
-            Future: Send,
-        > + tower::Service<
-            pb::LeaseRevokeRequest,
-            Response = pb::LeaseRevokeResponse,
-            Error: Into<BoxError>,
-            Future: Send,
-        > + tower::Service<
-            pb::LeaseTimeToLiveRequest,
-            Response = pb::LeaseTimeToLiveResponse,
-            Error: Into<BoxError>,
-            Future: Send,
-        > + tower::Service<
-            pb::LeaseLeasesRequest,
-            Response = pb::LeaseLeasesResponse,
-            Error: Into<BoxError>,
-            Future: Send,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
-
-/// etcd's `LeaseKeepAlive` call as a tower service: each call opens one bidirectional
-/// stream.
-///
-/// The request is the stream of keep-alive requests to send; the response is the stream of
-/// the server's replies (one per request, in order), which ends with an
-/// [`Error`](crate::Error) when the stream breaks. Opening may complete only once the
-/// server has answered the first request, so callers must send before they wait.
-///
-/// This is a trait alias: every type with the right bounds implements it.
-pub trait LeaseKeepAliveService:
-    tower::Service<
-        RequestStream<pb::LeaseKeepAliveRequest>,
-        Response = ResponseStream<pb::LeaseKeepAliveResponse>,
-        Error: Into<BoxError>,
-        Future: Send,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<S> LeaseKeepAliveService for S where
-    S: tower::Service<
-            RequestStream<pb::LeaseKeepAliveRequest>,
-            Response = ResponseStream<pb::LeaseKeepAliveResponse>,
-            Error: Into<BoxError>,
-            Future: Send,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
-{
+crate::service::service_alias! {
+    /// etcd's `LeaseKeepAlive` call as a tower service: each call opens one bidirectional
+    /// stream.
+    ///
+    /// The request is the stream of keep-alive requests to send; the response is the stream of
+    /// the server's replies (one per request, in order), which ends with an
+    /// [`Error`](crate::Error) when the stream breaks. Opening may complete only once the
+    /// server has answered the first request, so callers must send before they wait.
+    LeaseKeepAliveService {
+        RequestStream<pb::LeaseKeepAliveRequest> => ResponseStream<pb::LeaseKeepAliveResponse>,
+    }
 }
 
 /// Granting twice grants two leases (or fails with "lease already exists" for a chosen ID).

@@ -31,6 +31,9 @@
 //! operation limit or one that writes a key twice fail with [`Error::InvalidRequest`] and
 //! nothing goes on the wire.
 
+pub mod auth;
+pub mod call;
+pub mod cluster;
 pub mod error;
 pub mod future;
 pub mod grpc;
@@ -38,12 +41,18 @@ pub mod idempotency;
 pub mod key;
 pub mod kv;
 pub mod lease;
+pub mod maintenance;
+pub mod namespace;
+mod service;
 mod status;
 pub mod stream;
 pub mod transport;
 pub mod watch;
 
+pub use auth::Auth;
+pub use cluster::Cluster;
 pub use error::{Applied, BoxError, Error, InvalidRequest, Result, ServerError, ServerErrorKind};
 pub use etcd_proto as proto;
 pub use key::{IntoBytes, KeyRange};
 pub use kv::Kv;
+pub use maintenance::Maintenance;

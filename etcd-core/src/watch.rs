@@ -9,39 +9,16 @@
 
 use etcd_proto::etcdserverpb as pb;
 
-use crate::error::BoxError;
 use crate::stream::{RequestStream, ResponseStream};
 
-/// etcd's Watch service as a tower service: each call opens one bidirectional stream.
-///
-/// The request is the stream of messages to send (creations, cancellations, progress
-/// requests); the response is the stream of the server's messages, which ends with an
-/// [`Error`](crate::Error) when the stream breaks. Opening may complete only once the
-/// server has answered the first request, so callers must send before they wait.
-///
-/// This is a trait alias: every type with the right bounds implements it.
-pub trait WatchService:
-    tower::Service<
-        RequestStream<pb::WatchRequest>,
-        Response = ResponseStream<pb::WatchResponse>,
-        Error: Into<BoxError>,
-        Future: Send,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<S> WatchService for S where
-    S: tower::Service<
-            RequestStream<pb::WatchRequest>,
-            Response = ResponseStream<pb::WatchResponse>,
-            Error: Into<BoxError>,
-            Future: Send,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
-{
+crate::service::service_alias! {
+    /// etcd's Watch service as a tower service: each call opens one bidirectional stream.
+    ///
+    /// The request is the stream of messages to send (creations, cancellations, progress
+    /// requests); the response is the stream of the server's messages, which ends with an
+    /// [`Error`](crate::Error) when the stream breaks. Opening may complete only once the
+    /// server has answered the first request, so callers must send before they wait.
+    WatchService {
+        RequestStream<pb::WatchRequest> => ResponseStream<pb::WatchResponse>,
+    }
 }

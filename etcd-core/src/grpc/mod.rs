@@ -4,12 +4,19 @@
 //! `tower::Service` of the request message, failing with [`Error`](crate::Error). Tower
 //! layers that need to see the messages (retries, namespaces) stack on top of these.
 
+mod auth;
+mod bidi;
+mod cluster;
 mod kv;
 mod lease;
+mod maintenance;
 mod watch;
 
+pub use auth::GrpcAuth;
+pub use cluster::GrpcCluster;
 pub use kv::GrpcKv;
 pub use lease::GrpcLease;
+pub use maintenance::GrpcMaintenance;
 pub use watch::GrpcWatch;
 
 /// Decoded messages may be as large as the server sends them: etcd has no limit of its own

@@ -69,24 +69,7 @@ impl<C> Delete<C> {
         )
     }
 
-    /// Deletes every key that starts with the given key (every key, when it is empty).
-    pub fn prefix(mut self) -> Self {
-        self.range.make_prefix();
-        self
-    }
-
-    /// Deletes every key from the given key on.
-    #[allow(clippy::wrong_self_convention)] // etcd calls this option "from key"
-    pub fn from_key(mut self) -> Self {
-        self.range.make_from_key();
-        self
-    }
-
-    /// Deletes the keys in `[key, end)`.
-    pub fn range_end(mut self, end: impl IntoBytes) -> Self {
-        self.range.set_end(end.into_bytes());
-        self
-    }
+    crate::key::range_methods!("Deletes");
 
     /// Returns the deleted keys as they were.
     pub fn prev_kv(mut self) -> Self {

@@ -83,24 +83,7 @@ impl<C> Get<C> {
         )
     }
 
-    /// Reads every key that starts with the given key (every key, when it is empty).
-    pub fn prefix(mut self) -> Self {
-        self.range.make_prefix();
-        self
-    }
-
-    /// Reads every key from the given key on.
-    #[allow(clippy::wrong_self_convention)] // etcd calls this option "from key"
-    pub fn from_key(mut self) -> Self {
-        self.range.make_from_key();
-        self
-    }
-
-    /// Reads the keys in `[key, end)`.
-    pub fn range_end(mut self, end: impl IntoBytes) -> Self {
-        self.range.set_end(end.into_bytes());
-        self
-    }
+    crate::key::range_methods!("Reads");
 
     /// Returns at most `limit` keys (0: no limit). [`more`](super::GetResponse::more) tells
     /// whether keys were left out.

@@ -43,69 +43,21 @@ pub use response::{
 };
 pub use txn::{Compare, CompareTarget, Op, Txn};
 
-use crate::error::{BoxError, Result};
+use crate::error::Result;
 use crate::future::{FromResponse, ResponseFuture};
 use crate::key::IntoBytes;
 
-/// etcd's KV service as tower services of its request messages.
-///
-/// This is a trait alias: [`GrpcKv`](crate::grpc::GrpcKv) implements it, and so does any
-/// stack of tower layers over it whose error converts into a boxed error.
-pub trait KvService: tower::Service<
-        pb::RangeRequest,
-        Response = pb::RangeResponse,
-        Error: Into<BoxError>,
-        Future: Send,
-    > + tower::Service<pb::PutRequest, Response = pb::PutResponse, Error: Into<BoxError>, Future: Send>
-    + tower::Service<
-        pb::DeleteRangeRequest,
-        Response = pb::DeleteRangeResponse,
-        Error: Into<BoxError>,
-        Future: Send,
-    > + tower::Service<pb::TxnRequest, Response = pb::TxnResponse, Error: Into<BoxError>, Future: Send>
-    + tower::Service<
-        pb::CompactionRequest,
-        Response = pb::CompactionResponse,
-        Error: Into<BoxError>,
-        Future: Send,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<S> KvService for S where
-    S: tower::Service<
-            pb::RangeRequest,
-            Response = pb::RangeResponse,
-            Error: Into<BoxError>,
-            Future: Send,
-        > + tower::Service<
-            pb::PutRequest,
-            Response = pb::PutResponse,
-            Error: Into<BoxError>,
-            Future: Send,
-        > + tower::Service<
-            pb::DeleteRangeRequest,
-            Response = pb::DeleteRangeResponse,
-            Error: Into<BoxError>,
-            Future: Send,
-        > + tower::Service<
-            pb::TxnRequest,
-            Response = pb::TxnResponse,
-            Error: Into<BoxError>,
-            Future: Send,
-        > + tower::Service<
-            pb::CompactionRequest,
-            Response = pb::CompactionResponse,
-            Error: Into<BoxError>,
-            Future: Send,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
-{
+crate::service::service_alias! {
+    /// etcd's KV service as tower services of its request messages.
+    /// [`GrpcKv`](crate::grpc::GrpcKv) implements it, and so does any stack of tower layers
+    /// over it whose error converts into a boxed error.
+    KvService {
+        pb::RangeRequest => pb::RangeResponse,
+        pb::PutRequest => pb::PutResponse,
+        pb::DeleteRangeRequest => pb::DeleteRangeResponse,
+        pb::TxnRequest => pb::TxnResponse,
+        pb::CompactionRequest => pb::CompactionResponse,
+    }
 }
 
 /// Limits the client checks before sending, so that a request the server would refuse is

@@ -45,24 +45,7 @@ impl<V> CompareOn<V> {
         }
     }
 
-    /// Compares every key that starts with the given key.
-    pub fn prefix(mut self) -> Self {
-        self.range.make_prefix();
-        self
-    }
-
-    /// Compares every key from the given key on.
-    #[allow(clippy::wrong_self_convention)] // etcd calls this option "from key"
-    pub fn from_key(mut self) -> Self {
-        self.range.make_from_key();
-        self
-    }
-
-    /// Compares every key in `[key, end)`.
-    pub fn range_end(mut self, end: impl IntoBytes) -> Self {
-        self.range.set_end(end.into_bytes());
-        self
-    }
+    crate::key::range_methods!("Compares");
 
     fn with(self, result: CompareResult, value: TargetUnion) -> Compare {
         Compare {

@@ -1,0 +1,129 @@
+//! Maintenance: status, alarms, defragmentation, hashes, leadership transfer and snapshots,
+//! for the cluster or aimed at one chosen member.
+//!
+//! [`Maintenance`] (from [`Client::maintenance`](crate::Client::maintenance)) dereferences
+//! to the `etcd-core` handle, whose calls go to any member with failover. Calls about one
+//! member in particular go through [`Maintenance::member`] or the `*_of` shorthands:
+//!
+//! ```no_run
+//! # async fn example(client: etcd_client::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! let m = client.maintenance();
+//! for endpoint in client.endpoints() {
+//!     let status = m.status_of(&endpoint).await?;
+//!     println!("{endpoint}: leader {:x}, db {} bytes", status.leader(), status.db_size());
+//! }
+//! m.defragment_of("http://127.0.0.1:2379").await?;
+//! let mut backup = Vec::new();
+//! m.snapshot_to(&mut backup).await?; // any member; sha256 trailer verified
+//! # Ok(()) }
+//! ```
+
+use std::ops::Deref;
+
+use etcd_core::call::Call;
+use etcd_core::grpc::GrpcMaintenance;
+use etcd_core::proto::etcdserverpb as pb;
+use etcd_core::{Error, InvalidRequest, Result};
+use tonic::transport::Channel;
+
+pub use etcd_core::maintenance::*;
+
+use crate::failover::Failover;
+
+/// The maintenance handle of one member: every call goes to that member, without failover.
+pub type MemberMaintenance = etcd_core::Maintenance<GrpcMaintenance<Channel>>;
+
+/// The maintenance handle of a [`Client`](crate::Client).
+///
+/// It dereferences to an `etcd_core::Maintenance` whose calls are spread over the members
+/// with failover: right for alarms, hash and snapshots of any member. Status,
+/// defragment and hash-kv of a chosen member, and moving the leadership (which must be
+/// sent to the leader), go through [`member`](Self::member) or the `*_of` methods.
+#[derive(Clone, Debug)]
+pub struct Maintenance {
+    any: etcd_core::Maintenance<Failover<GrpcMaintenance<Channel>>>,
+    members: Failover<GrpcMaintenance<Channel>>,
+}
+
+impl Deref for Maintenance {
+    type Target = etcd_core::Maintenance<Failover<GrpcMaintenance<Channel>>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.any
+    }
+}
+
+impl Maintenance {
+    pub(crate) fn new(members: Failover<GrpcMaintenance<Channel>>) -> Self {
+        Self {
+            any: etcd_core::Maintenance::new(members.clone()),
+            members,
+        }
+    }
+
+    /// The endpoints of the client, in order.
+    pub(crate) fn endpoints(&self) -> Vec<String> {
+        self.members.endpoints().map(str::to_owned).collect()
+    }
+
+    /// The maintenance handle of the member at `endpoint`, one of the client's endpoints
+    /// (with or without `http://`). An endpoint the client was not given fails with
+    /// [`Error::InvalidRequest`].
+    pub fn member(&self, endpoint: &str) -> Result<MemberMaintenance> {
+        self.members
+            .member(endpoint)
+            .map(|service| etcd_core::Maintenance::new(service.clone()))
+            .ok_or_else(|| unknown_endpoint(endpoint, &self.members))
+    }
+
+    /// The status of the member at `endpoint`.
+    pub fn status_of(
+        &self,
+        endpoint: &str,
+    ) -> Call<GrpcMaintenance<Channel>, pb::StatusRequest, StatusResponse> {
+        self.aim(endpoint, |m| m.status())
+    }
+
+    /// Defragments the backend of the member at `endpoint` (it serves nothing else
+    /// meanwhile).
+    pub fn defragment_of(
+        &self,
+        endpoint: &str,
+    ) -> Call<GrpcMaintenance<Channel>, pb::DefragmentRequest, AckResponse> {
+        self.aim(endpoint, |m| m.defragment())
+    }
+
+    /// The hash of the key-value history up to `revision` (0 for the latest) on the
+    /// member at `endpoint`.
+    pub fn hash_kv_of(
+        &self,
+        endpoint: &str,
+        revision: i64,
+    ) -> Call<GrpcMaintenance<Channel>, pb::HashKvRequest, HashKvResponse> {
+        self.aim(endpoint, |m| m.hash_kv(revision))
+    }
+
+    /// Makes a call on the member at `endpoint`, or one that fails with the unknown
+    /// endpoint when awaited.
+    fn aim<R, T>(
+        &self,
+        endpoint: &str,
+        call: impl FnOnce(&MemberMaintenance) -> Call<GrpcMaintenance<Channel>, R, T>,
+    ) -> Call<GrpcMaintenance<Channel>, R, T> {
+        match self.member(endpoint) {
+            Ok(member) => call(&member),
+            Err(error) => {
+                // Never sent: any member's service stands in.
+                let (_, service) = self.members.members().next().expect("at least one member");
+                Call::new(service.clone(), Err(error))
+            }
+        }
+    }
+}
+
+fn unknown_endpoint(endpoint: &str, members: &Failover<GrpcMaintenance<Channel>>) -> Error {
+    let known: Vec<&str> = members.endpoints().collect();
+    Error::InvalidRequest(InvalidRequest::Other(
+        format!("{endpoint} is not one of the client's endpoints {known:?}").into(),
+    ))
+}
