@@ -1,38 +1,33 @@
 //! The client: one handle on a whole cluster.
 
-use etcd_core::grpc::{GrpcAuth, GrpcCluster, GrpcKv, GrpcLease, GrpcMaintenance, GrpcWatch};
-use std::time::Duration;
-
-use bytes::Bytes;
-use etcd_core::kv::KvLimits;
-use etcd_core::namespace::Namespace;
-use etcd_core::{Error, IntoBytes, InvalidRequest, Result};
+use etcd_core::Result;
+use etcd_core::grpc::{GrpcAuth, GrpcCluster, GrpcKv, GrpcLease, GrpcWatch};
 use etcd_watch::{GroupEvents, Watch, WatchGroup};
-use tonic::transport::Channel;
 
-use crate::endpoint::{ConnectOptions, channel};
+use crate::builder::ClientBuilder;
 use crate::failover::Failover;
 use crate::maintenance::Maintenance;
+use crate::stack::{Stack, Transport};
 
 /// The KV handle of a [`Client`]: calls spread over the members, with failover.
-pub type Kv = etcd_core::Kv<Namespace<Failover<GrpcKv<Channel>>>>;
+pub type Kv = etcd_core::Kv<Stack<GrpcKv<Transport>>>;
 
 /// The lease handle of a [`Client`]: unary calls spread over the members with failover;
 /// all of the client's keep-alives share one stream, reopened on another member when it
 /// breaks.
-pub type Lessor = etcd_lease::Lessor<Namespace<Failover<GrpcLease<Channel>>>>;
+pub type Lessor = etcd_lease::Lessor<Stack<GrpcLease<Transport>>>;
 
 /// The watch handle of a [`Client`]: all of the client's watches share one stream, which
 /// is resumed on another member, without loss or duplicates, when it breaks.
-pub type Watcher = etcd_watch::Watcher<Namespace<Failover<GrpcWatch<Channel>>>>;
+pub type Watcher = etcd_watch::Watcher<Stack<GrpcWatch<Transport>>>;
 
 /// The cluster membership handle of a [`Client`]: calls spread over the members, with
 /// failover (membership changes are forwarded to the leader by whichever member answers).
-pub type Cluster = etcd_core::Cluster<Failover<GrpcCluster<Channel>>>;
+pub type Cluster = etcd_core::Cluster<Failover<GrpcCluster<Transport>>>;
 
 /// The auth handle of a [`Client`]: users, roles, permissions, tokens; calls spread over
 /// the members, with failover.
-pub type Auth = etcd_core::Auth<Failover<GrpcAuth<Channel>>>;
+pub type Auth = etcd_core::Auth<Failover<GrpcAuth<Transport>>>;
 
 /// A client for an etcd cluster. Cheap to clone, `Send + Sync`; every method takes `&self`.
 ///
@@ -44,12 +39,12 @@ pub type Auth = etcd_core::Auth<Failover<GrpcAuth<Channel>>>;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Client {
-    kv: Kv,
-    lease: Lessor,
-    watcher: Watcher,
-    cluster: Cluster,
-    maintenance: Maintenance,
-    auth: Auth,
+    pub(crate) kv: Kv,
+    pub(crate) lease: Lessor,
+    pub(crate) watcher: Watcher,
+    pub(crate) cluster: Cluster,
+    pub(crate) maintenance: Maintenance,
+    pub(crate) auth: Auth,
 }
 
 impl Client {
@@ -58,7 +53,7 @@ impl Client {
     ///
     /// Connections are made on first use, so members that are down now do not make this
     /// fail; calls go to the members that answer. An address that is not a valid endpoint
-    /// fails with [`Error::InvalidRequest`].
+    /// fails with [`Error::InvalidRequest`](crate::Error::InvalidRequest).
     pub async fn connect<E, I>(endpoints: I) -> Result<Self>
     where
         I: IntoIterator<Item = E>,
@@ -85,53 +80,7 @@ impl Client {
         I: IntoIterator<Item = E>,
         E: AsRef<str>,
     {
-        ClientBuilder {
-            endpoints: endpoints
-                .into_iter()
-                .map(|e| e.as_ref().trim().to_owned())
-                .collect(),
-            options: ConnectOptions::default(),
-            namespace: Bytes::new(),
-            limits: KvLimits::default(),
-        }
-    }
-
-    fn from_builder(builder: ClientBuilder) -> Result<Self> {
-        let ClientBuilder {
-            endpoints,
-            options,
-            namespace,
-            limits,
-        } = builder;
-        let members = endpoints
-            .into_iter()
-            .map(|address| channel(&address, &options).map(|ch| (address, ch)))
-            .collect::<Result<Vec<_>>>()?;
-        if members.is_empty() {
-            return Err(Error::InvalidRequest(InvalidRequest::Other(
-                "no endpoints given: name at least one member, such as http://127.0.0.1:2379"
-                    .into(),
-            )));
-        }
-        // One failover service per etcd service, over the same connections.
-        Ok(Self {
-            kv: etcd_core::Kv::new(Namespace::new(
-                failover(&members, GrpcKv::new),
-                namespace.clone(),
-            ))
-            .with_limits(limits),
-            lease: etcd_lease::Lessor::new(Namespace::new(
-                failover(&members, GrpcLease::new),
-                namespace.clone(),
-            )),
-            watcher: etcd_watch::Watcher::new(Namespace::new(
-                failover(&members, GrpcWatch::new),
-                namespace,
-            )),
-            cluster: etcd_core::Cluster::new(failover(&members, GrpcCluster::new)),
-            maintenance: Maintenance::new(failover(&members, GrpcMaintenance::new)),
-            auth: etcd_core::Auth::new(failover(&members, GrpcAuth::new)),
-        })
+        ClientBuilder::new(endpoints)
     }
 
     /// The KV service: get, put, delete, transactions and compaction.
@@ -153,12 +102,7 @@ impl Client {
 
     /// One watcher carrying several range watches, added and cancelled by ID, whose events
     /// all reach one consumer tagged with their watch ID.
-    pub fn watcher(
-        &self,
-    ) -> (
-        WatchGroup<Namespace<Failover<GrpcWatch<Channel>>>>,
-        GroupEvents,
-    ) {
+    pub fn watcher(&self) -> (WatchGroup<Stack<GrpcWatch<Transport>>>, GroupEvents) {
         self.watcher.group()
     }
 
@@ -192,68 +136,5 @@ impl Client {
     /// The endpoints the client was given, in order.
     pub fn endpoints(&self) -> Vec<String> {
         self.maintenance.endpoints()
-    }
-}
-
-/// A failover service over one `make(channel)` service per member.
-fn failover<S>(members: &[(String, Channel)], make: impl Fn(Channel) -> S) -> Failover<S> {
-    Failover::new(
-        members
-            .iter()
-            .map(|(address, ch)| (address.clone(), make(ch.clone()))),
-    )
-}
-
-/// Settings for a [`Client`], from [`Client::builder`].
-#[derive(Clone, Debug)]
-#[must_use = "a builder does nothing until .connect() is awaited"]
-pub struct ClientBuilder {
-    endpoints: Vec<String>,
-    options: ConnectOptions,
-    namespace: Bytes,
-    limits: KvLimits,
-}
-
-impl ClientBuilder {
-    /// Puts every key of the KV, watch and lease APIs under `prefix`: requests get it
-    /// prepended, responses have it removed, and "all keys" means all keys of the
-    /// namespace. An empty prefix (the default) changes nothing.
-    pub fn namespace(mut self, prefix: impl IntoBytes) -> Self {
-        self.namespace = prefix.into_bytes();
-        self
-    }
-
-    /// How long establishing a connection to a member may take (default 5 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.options.connect_timeout = timeout;
-        self
-    }
-
-    /// HTTP/2 keep-alive: a ping every `interval` while calls or streams are open, and the
-    /// connection is dropped when an answer takes longer than `timeout` (default 30 s and
-    /// 10 s). etcd refuses pings more often than every 5 s unless its
-    /// `--grpc-keepalive-min-time` is lowered, and idle connections are never pinged.
-    pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.options.keep_alive = Some((interval, timeout));
-        self
-    }
-
-    /// Sends no HTTP/2 keep-alive pings.
-    pub fn no_keep_alive(mut self) -> Self {
-        self.options.keep_alive = None;
-        self
-    }
-
-    /// The server's `--max-txn-ops`, when the cluster sets it (default 128): larger
-    /// transactions are refused before sending.
-    pub fn max_txn_ops(mut self, ops: usize) -> Self {
-        self.limits.max_txn_ops = ops;
-        self
-    }
-
-    /// Builds the client. Connections are made on first use, so this fails only on
-    /// invalid settings, with [`Error::InvalidRequest`].
-    pub async fn connect(self) -> Result<Client> {
-        Client::from_builder(self)
     }
 }

@@ -29,12 +29,15 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 mod client;
 mod endpoint;
 pub mod failover;
 pub mod maintenance;
+pub mod stack;
 
-pub use client::{Auth, Client, ClientBuilder, Cluster, Kv, Lessor, Watcher};
+pub use builder::ClientBuilder;
+pub use client::{Auth, Client, Cluster, Kv, Lessor, Watcher};
 #[doc(inline)]
 pub use etcd_core::{
     Applied, Error, IntoBytes, InvalidRequest, KeyRange, Result, ServerError, ServerErrorKind,
