@@ -99,7 +99,10 @@ impl From<mvccpb::Event> for Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Events,
-    Progress,
+    /// `requested`: the answer to a progress request, not the watch's own notification.
+    Progress {
+        requested: bool,
+    },
     Created,
 }
 
@@ -131,12 +134,16 @@ impl WatchResponse {
         }
     }
 
-    pub(crate) fn progress(id: WatchId, header: Option<pb::ResponseHeader>) -> Self {
+    pub(crate) fn progress(
+        id: WatchId,
+        header: Option<pb::ResponseHeader>,
+        requested: bool,
+    ) -> Self {
         Self {
             watch_id: id,
             header: header.into(),
             events: Vec::new(),
-            kind: Kind::Progress,
+            kind: Kind::Progress { requested },
         }
     }
 
@@ -160,7 +167,8 @@ impl WatchResponse {
     }
 
     /// The store revision in the header. For a progress notification: every event of the
-    /// watch up to this revision has been delivered.
+    /// watch up to this revision has been delivered (for an answer to a progress request,
+    /// only on etcd ≥ 3.4.25 / 3.5.8: see [`is_requested_progress`](Self::is_requested_progress)).
     pub fn revision(&self) -> i64 {
         self.header.revision
     }
@@ -178,7 +186,20 @@ impl WatchResponse {
     /// True for a progress notification (no events; the watch has delivered everything up
     /// to [`revision`](Self::revision)).
     pub fn is_progress_notify(&self) -> bool {
-        self.kind == Kind::Progress
+        matches!(self.kind, Kind::Progress { .. })
+    }
+
+    /// True for a progress notification that answers
+    /// [`request_progress`](crate::Watcher::request_progress), rather than one the watch
+    /// received by itself (with [`progress_notify`](crate::Watch::progress_notify)).
+    ///
+    /// etcd before 3.4.25 and 3.5.8 answers a progress request at once with the store's
+    /// revision, even while a watch is still sending older events (etcd #15220): events
+    /// at or below such a notification's revision may still follow. They are delivered,
+    /// and such a notification does not move the watch's resume point, so nothing is lost
+    /// when the stream breaks. The watch's own notifications are exact bookmarks.
+    pub fn is_requested_progress(&self) -> bool {
+        self.kind == Kind::Progress { requested: true }
     }
 
     /// True for the creation notice a watch with

@@ -49,7 +49,8 @@
 //! * When the stream breaks (member killed or restarted, connection reset, a blackhole
 //!   found by HTTP/2 keepalive), every live watch is created again on a new stream from its
 //!   **resume revision**: the revision after the last event it delivered, after the last
-//!   progress notification it delivered, or after the creation revision of a "from now"
+//!   progress notification of its own it delivered (not one answering
+//!   [`Watcher::request_progress`], see [`WatchResponse::is_requested_progress`]), or after the creation revision of a "from now"
 //!   watch that has delivered nothing yet. The resume revision never goes down, and events
 //!   at or below the last delivered one, or below the start revision (a server re-sending
 //!   history), are dropped. The stream does not see the break. Attempts are spaced by an exponential backoff (20 ms to 2 s by default).
@@ -82,7 +83,7 @@ pub use error::Error;
 pub use etcd_core::kv::KeyValue;
 pub use event::{Event, EventKind, WatchId, WatchResponse};
 pub use options::Watch;
-pub use watcher::{GroupEvents, WatchGroup, WatchStream, Watcher};
+pub use watcher::{GroupEvents, Reauthenticate, WatchGroup, WatchStream, Watcher};
 
 #[cfg(test)]
 mod tests;

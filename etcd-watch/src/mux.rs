@@ -168,6 +168,8 @@ struct WatchState {
     created: Option<oneshot::Sender<Result<(), Error>>>,
     /// Fragments of a response not complete yet.
     fragments: Option<pb::WatchResponse>,
+    /// Refused on auth grounds since it was last created, and retried with a new token.
+    auth_retried: bool,
 }
 
 /// The stream, as far as it exists.
@@ -241,6 +243,10 @@ pub(crate) struct Mux<S> {
     ignored: HashSet<i64>,
     conn: Conn,
     backoff: Duration,
+    /// Gets a new auth token (see `Watcher::with_reauthentication`).
+    reauth: Option<crate::watcher::Reauthenticate>,
+    /// The next stream is opened after getting a new token.
+    reauth_next: bool,
 }
 
 impl<S: WatchService> Mux<S> {
@@ -262,7 +268,15 @@ impl<S: WatchService> Mux<S> {
             ignored: HashSet::new(),
             conn: Conn::Idle,
             backoff: config.backoff_initial,
+            reauth: None,
+            reauth_next: false,
         }
+    }
+
+    /// Sets how a new auth token is obtained.
+    pub(crate) fn with_reauth(mut self, reauth: Option<crate::watcher::Reauthenticate>) -> Self {
+        self.reauth = reauth;
+        self
     }
 
     /// Runs until every handle (watcher, stream, group) is gone.
@@ -301,12 +315,18 @@ impl<S: WatchService> Mux<S> {
             let mut rx = rx;
             let outgoing: RequestStream<pb::WatchRequest> =
                 futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
-            let opening = self
+            let open = self
                 .service
                 .clone()
                 .oneshot(outgoing)
-                .map(|result| result.map_err(|e| CoreError::from_boxed(e.into())))
-                .boxed();
+                .map(|result| result.map_err(|e| CoreError::from_boxed(e.into())));
+            let opening = match (&self.reauth, std::mem::take(&mut self.reauth_next)) {
+                (Some(reauth), true) => {
+                    tracing::debug!("getting a new auth token before reopening the watch stream");
+                    reauth().then(move |_| open).boxed()
+                }
+                _ => open.boxed(),
+            };
             tracing::debug!(watches = self.watches.len(), "opening a watch stream");
             self.conn = Conn::Opening { requests, opening };
         }
@@ -367,6 +387,7 @@ impl<S: WatchService> Mux<S> {
                         next_rev,
                         created: Some(created),
                         fragments: None,
+                        auth_retried: false,
                     },
                 );
                 self.queued.push_back(id);
@@ -452,6 +473,11 @@ impl<S: WatchService> Mux<S> {
     fn broken(&mut self, error: Option<CoreError>) {
         self.close_stream();
         if let Some(error) = &error
+            && crate::error::is_auth_refusal(error.server_kind())
+        {
+            self.reauth_next = true;
+        }
+        if let Some(error) = &error
             && error.server_kind() == Some(ServerErrorKind::NoLeader)
         {
             tracing::info!("watch stream closed: the member has no leader");
@@ -491,10 +517,13 @@ impl<S: WatchService> Mux<S> {
             return;
         }
         if response.watch_id == -1 && response.events.is_empty() && !response.canceled {
-            // A requested progress notification: for every watch on the stream.
+            // A requested progress notification: for every watch on the stream. etcd
+            // before 3.4.25 / 3.5.8 answers it at once with the store's revision (#15220),
+            // so it can overtake events at or below that revision still on their way: it
+            // is delivered, but does not move the resume point.
             let ids: Vec<WatchId> = self.by_server.values().copied().collect();
             for id in ids {
-                self.progress(id, response.header);
+                self.progress(id, response.header, true);
             }
             return;
         }
@@ -540,7 +569,7 @@ impl<S: WatchService> Mux<S> {
             response
         };
         if response.events.is_empty() {
-            self.progress(id, response.header);
+            self.progress(id, response.header, false);
         } else {
             self.events(id, response);
         }
@@ -572,7 +601,21 @@ impl<S: WatchService> Mux<S> {
             } else {
                 response.cancel_reason
             };
-            self.end(id, Error::Canceled { reason });
+            let error = Error::Canceled { reason };
+            if self.reauth.is_some()
+                && crate::error::is_auth_refusal(error.server_kind())
+                && let Some(watch) = self.watches.get_mut(&id)
+                && !watch.auth_retried
+            {
+                // The token travels with the stream: get a new one, open a new stream, and
+                // create every watch again there (the others resume without loss).
+                tracing::debug!(%id, %error, "watch refused on auth grounds: re-authenticating");
+                watch.auth_retried = true;
+                self.reauth_next = true;
+                self.broken(None);
+                return;
+            }
+            self.end(id, error);
             return;
         }
         let Some(watch) = self.watches.get_mut(&id) else {
@@ -580,6 +623,7 @@ impl<S: WatchService> Mux<S> {
         };
         self.backoff = self.config.backoff_initial;
         watch.phase = Phase::Active(server_id);
+        watch.auth_retried = false;
         if watch.next_rev == 0 {
             // From now: everything after the revision the server created it at.
             let revision = response.header.map_or(0, |h| h.revision);
@@ -600,16 +644,20 @@ impl<S: WatchService> Mux<S> {
     }
 
     /// A progress notification for one watch: delivered when there is room (it is
-    /// skipped otherwise), and then the watch resumes after its revision.
-    fn progress(&mut self, id: WatchId, header: Option<pb::ResponseHeader>) {
+    /// skipped otherwise). A notification of the watch's own (`progress_notify`, sent by
+    /// the server in order with its events, and only once it has caught up) moves the
+    /// resume point after its revision; a `requested` one (broadcast to the stream) does
+    /// not, see etcd #15220.
+    fn progress(&mut self, id: WatchId, header: Option<pb::ResponseHeader>, requested: bool) {
         let Some(watch) = self.watches.get_mut(&id) else {
             return;
         };
         let revision = header.map_or(0, |h| h.revision);
         match watch
             .sink
-            .try_send(id, Ok(WatchResponse::progress(id, header)))
+            .try_send(id, Ok(WatchResponse::progress(id, header, requested)))
         {
+            Ok(()) if requested => {}
             Ok(()) => watch.next_rev = watch.next_rev.max(revision + 1),
             Err(Refused::Full) => {}
             Err(Refused::Closed) => {

@@ -173,6 +173,53 @@ async fn resumes_after_the_last_delivered_revision() {
     assert_eq!(revisions(stream.next().await), vec![21, 22]);
 }
 
+/// An answer to a progress request (watch id -1) is delivered, but does not move the
+/// resume point: etcd 3.4.23 / 3.5.1 may send it before events at or below its revision
+/// (etcd #15220), and resuming after it would lose them.
+#[tokio::test]
+async fn a_requested_progress_does_not_move_the_resume_point() {
+    let (watcher, mut streams) = fake();
+    let stream = tokio::spawn({
+        let watcher = watcher.clone();
+        async move { watcher.watch("k").from_revision(5).await }
+    });
+    let (mut requests, tx) = streams.recv().await.unwrap();
+    assert_eq!(start_revision(next_request(&mut requests).await), 5);
+    tx.send(Ok(created(3, 9))).unwrap();
+    let mut stream = stream.await.unwrap().unwrap();
+    tx.send(Ok(events(3, &[5]))).unwrap();
+    assert_eq!(revisions(stream.next().await), vec![5]);
+    // The answer to a request overtakes the event at 7.
+    tx.send(Ok(pb::WatchResponse {
+        header: header(9),
+        watch_id: -1,
+        ..Default::default()
+    }))
+    .unwrap();
+    let progress = stream.next().await.unwrap().unwrap();
+    assert!(progress.is_progress_notify() && progress.is_requested_progress());
+    assert_eq!(progress.revision(), 9);
+    drop(tx);
+    // Resumed after the last event, not after the requested progress.
+    let (mut requests, tx) = streams.recv().await.unwrap();
+    assert_eq!(start_revision(next_request(&mut requests).await), 6);
+    tx.send(Ok(created(0, 9))).unwrap();
+    tx.send(Ok(events(0, &[7]))).unwrap();
+    assert_eq!(revisions(stream.next().await), vec![7]);
+    // The watch's own notification is a bookmark.
+    tx.send(Ok(pb::WatchResponse {
+        header: header(9),
+        watch_id: 0,
+        ..Default::default()
+    }))
+    .unwrap();
+    let own = stream.next().await.unwrap().unwrap();
+    assert!(own.is_progress_notify() && !own.is_requested_progress());
+    drop(tx);
+    let (mut requests, _tx) = streams.recv().await.unwrap();
+    assert_eq!(start_revision(next_request(&mut requests).await), 10);
+}
+
 /// Fragments are merged into one response; dropping the stream cancels on the server.
 #[tokio::test]
 async fn fragments_are_merged_and_drop_cancels() {

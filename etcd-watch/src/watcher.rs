@@ -26,7 +26,13 @@ struct Shared<S> {
     next_id: AtomicU64,
     /// The background task's mailbox, started on first use.
     commands: OnceLock<mpsc::UnboundedSender<Command>>,
+    /// Gets a new auth token when the server refuses a watch on auth grounds.
+    reauth: Option<Reauthenticate>,
 }
+
+/// Gets a new auth token for the watch stream (see [`Watcher::with_reauthentication`]):
+/// resolves to `true` when the new token is worth a retry.
+pub type Reauthenticate = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
 
 impl<S: WatchService> Shared<S> {
     /// The task's mailbox, starting the task when it is not running yet.
@@ -36,7 +42,8 @@ impl<S: WatchService> Shared<S> {
     fn commands(&self) -> &mpsc::UnboundedSender<Command> {
         self.commands.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let mux = Mux::new(self.service.clone(), self.config, rx, tx.downgrade());
+            let mux = Mux::new(self.service.clone(), self.config, rx, tx.downgrade())
+                .with_reauth(self.reauth.clone());
             tokio::spawn(mux.run());
             tx
         })
@@ -83,16 +90,17 @@ impl<S: WatchService> Watcher<S> {
     /// A watcher over `service`, with a buffer of 64 responses per watch and a backoff from
     /// 20 ms to 2 s between attempts to reopen a broken stream.
     pub fn new(service: S) -> Self {
-        Self::with_config(service, Config::default())
+        Self::with_config(service, Config::default(), None)
     }
 
-    fn with_config(service: S, config: Config) -> Self {
+    fn with_config(service: S, config: Config, reauth: Option<Reauthenticate>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 service,
                 config,
                 next_id: AtomicU64::new(1),
                 commands: OnceLock::new(),
+                reauth,
             }),
         }
     }
@@ -115,6 +123,7 @@ impl<S: WatchService> Watcher<S> {
                 buffer: responses,
                 ..self.config()
             },
+            self.shared.reauth.clone(),
         )
     }
 
@@ -129,7 +138,20 @@ impl<S: WatchService> Watcher<S> {
                 backoff_max: max.max(initial),
                 ..self.config()
             },
+            self.shared.reauth.clone(),
         )
+    }
+
+    /// Sets how the watcher gets a new auth token. When the server refuses to create a watch
+    /// on auth grounds (an expired or outdated token, or permission denied: etcd 3.5.1
+    /// says "permission denied" for an expired token too), `reauth` is called, the stream
+    /// is opened again (the token travels with the stream; the other watches resume on the
+    /// new one without loss) and the watch is created once more. A watch refused again
+    /// ends with [`Error::Canceled`], whose [`server_kind`](Error::server_kind) tells why.
+    /// A stream broken by an auth error is reopened after `reauth` too. The `etcd-client`
+    /// facade sets this when it has credentials. Call it before the first watch.
+    pub fn with_reauthentication(self, reauth: Reauthenticate) -> Self {
+        Self::with_config(self.shared.service.clone(), self.config(), Some(reauth))
     }
 
     /// Watches `key`; add `.prefix()`, `.range_end(..)` or `.from_key()` for ranges, and the
@@ -162,11 +184,15 @@ impl<S: WatchService> Watcher<S> {
 
     /// Asks the server for a progress notification on the watcher's stream: every watch on
     /// it then receives a response with
-    /// [`is_progress_notify`](WatchResponse::is_progress_notify), whose revision all its
-    /// events up to have been delivered. Does nothing while no stream is open.
+    /// [`is_progress_notify`](WatchResponse::is_progress_notify) and
+    /// [`is_requested_progress`](WatchResponse::is_requested_progress). Does nothing while
+    /// no stream is open.
     ///
-    /// (etcd 3.4 and 3.5 answer only when every watch on the stream has caught up with the
-    /// store.)
+    /// etcd from 3.4.25 and 3.5.8 answers once every watch on the stream has caught up, so
+    /// all events up to the answer's revision have been delivered. Earlier versions
+    /// (3.4.23 and 3.5.1 among them) answer at once with the store's revision (etcd
+    /// #15220): events at or below it may still follow. Such answers therefore never move
+    /// a watch's resume point.
     pub async fn request_progress(&self) -> Result<(), Error> {
         let (done, rx) = oneshot::channel();
         self.shared
