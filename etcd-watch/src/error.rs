@@ -149,7 +149,9 @@ mod reason_tests {
             Some(ServerErrorKind::InvalidAuthToken)
         );
         assert_eq!(
-            kind("rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old"),
+            kind(
+                "rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old"
+            ),
             Some(ServerErrorKind::AuthOldRevision)
         );
         let parsed = Error::Canceled {
