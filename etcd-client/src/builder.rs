@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use etcd_core::grpc::{GrpcAuth, GrpcCluster, GrpcKv, GrpcLease, GrpcMaintenance, GrpcWatch};
 use etcd_core::kv::KvLimits;
 use etcd_core::{Error, IntoBytes, InvalidRequest, Result};
@@ -10,7 +9,9 @@ use etcd_core::{Error, IntoBytes, InvalidRequest, Result};
 use crate::client::Client;
 use crate::endpoint::{ConnectOptions, channel};
 use crate::maintenance::Maintenance;
-use crate::stack::{failover, stack};
+use crate::retry::RetryPolicy;
+use crate::session::{AuthSession, AuthSettings, Credentials, reauthenticating};
+use crate::stack::{Layers, admin_stack, failover, stack, transport};
 
 /// Settings for a [`Client`], from [`Client::builder`].
 #[derive(Clone, Debug)]
@@ -18,8 +19,9 @@ use crate::stack::{failover, stack};
 pub struct ClientBuilder {
     endpoints: Vec<String>,
     options: ConnectOptions,
-    namespace: Bytes,
+    layers: Layers,
     limits: KvLimits,
+    auth: AuthSettings,
 }
 
 impl ClientBuilder {
@@ -34,8 +36,9 @@ impl ClientBuilder {
                 .map(|e| e.as_ref().trim().to_owned())
                 .collect(),
             options: ConnectOptions::default(),
-            namespace: Bytes::new(),
+            layers: Layers::default(),
             limits: KvLimits::default(),
+            auth: AuthSettings::default(),
         }
     }
 
@@ -43,7 +46,7 @@ impl ClientBuilder {
     /// prepended, responses have it removed, and "all keys" means all keys of the
     /// namespace. An empty prefix (the default) changes nothing.
     pub fn namespace(mut self, prefix: impl IntoBytes) -> Self {
-        self.namespace = prefix.into_bytes();
+        self.layers.namespace = prefix.into_bytes();
         self
     }
 
@@ -68,10 +71,57 @@ impl ClientBuilder {
         self
     }
 
+    /// TLS for `https://` endpoints (and endpoints given without a scheme): the CA that
+    /// signed the servers' certificates, optionally a client certificate, and a server
+    /// name override; see [`Tls`](crate::Tls). Without it, `https://` endpoints are
+    /// refused with [`Error::InvalidRequest`].
+    pub fn tls(mut self, tls: crate::Tls) -> Self {
+        self.options.tls = Some(tls);
+        self
+    }
+
+    /// The deadline of every call, retries included (for watch and keep-alive streams: of
+    /// opening them). A call that takes longer fails with
+    /// [`Error::Timeout`](crate::Error::Timeout); a write that timed out may still have
+    /// been applied. Default: none.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.layers.request_timeout = Some(timeout);
+        self
+    }
+
+    /// How calls are retried (default: [`RetryPolicy::default`]; [`RetryPolicy::never`]
+    /// turns retries off). Only calls that cannot apply twice are ever resent.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.layers.retry = policy;
+        self
+    }
+
     /// The server's `--max-txn-ops`, when the cluster sets it (default 128): larger
     /// transactions are refused before sending.
     pub fn max_txn_ops(mut self, ops: usize) -> Self {
         self.limits.max_txn_ops = ops;
+        self
+    }
+
+    /// Authenticates as `user`: the client gets a token on its first call, sends it with
+    /// every call and stream, and gets a new one when the server refuses it (expired, or
+    /// issued before a change of users, roles or permissions), retrying the refused call
+    /// once. A wrong password fails calls with
+    /// [`ServerErrorKind::AuthFailed`](crate::ServerErrorKind::AuthFailed); with auth
+    /// disabled on the server, calls go without a token. See [`crate::session`]. The
+    /// password never appears in `Debug` output or logs.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth.credentials = Some(Credentials::new(user, password));
+        self
+    }
+
+    /// Sends `token` (from an earlier `Authenticate`) with every call. The client never
+    /// refreshes a token it was given: when the server refuses it, calls fail with
+    /// [`ServerErrorKind::InvalidAuthToken`](crate::ServerErrorKind::InvalidAuthToken).
+    /// Overrides [`credentials`](Self::credentials). A token that is not visible ASCII
+    /// makes `connect` fail with [`Error::InvalidRequest`].
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.auth.token = Some(token.into());
         self
     }
 
@@ -85,12 +135,17 @@ impl ClientBuilder {
         let ClientBuilder {
             endpoints,
             options,
-            namespace,
+            layers,
             limits,
+            auth,
         } = self;
+        let mut layers = layers;
+        layers.session = AuthSession::new(auth)?;
         let members = endpoints
             .into_iter()
-            .map(|address| channel(&address, &options).map(|ch| (address, ch)))
+            .map(|address| {
+                channel(&address, &options).map(|ch| (address, transport(ch, &layers.session)))
+            })
             .collect::<Result<Vec<_>>>()?;
         if members.is_empty() {
             return Err(Error::InvalidRequest(InvalidRequest::Other(
@@ -98,14 +153,24 @@ impl ClientBuilder {
                     .into(),
             )));
         }
+        layers
+            .session
+            .set_authenticator(failover(&members, GrpcAuth::new));
         // One stack per etcd service, over the same connections.
         Ok(Client {
-            kv: etcd_core::Kv::new(stack(&members, GrpcKv::new, &namespace)).with_limits(limits),
-            lease: etcd_lease::Lessor::new(stack(&members, GrpcLease::new, &namespace)),
-            watcher: etcd_watch::Watcher::new(stack(&members, GrpcWatch::new, &namespace)),
-            cluster: etcd_core::Cluster::new(failover(&members, GrpcCluster::new)),
-            maintenance: Maintenance::new(failover(&members, GrpcMaintenance::new)),
-            auth: etcd_core::Auth::new(failover(&members, GrpcAuth::new)),
+            kv: etcd_core::Kv::new(stack(&members, GrpcKv::new, &layers)).with_limits(limits),
+            lease: etcd_lease::Lessor::new(stack(&members, GrpcLease::new, &layers)),
+            watcher: reauthenticating(
+                etcd_watch::Watcher::new(stack(&members, GrpcWatch::new, &layers)),
+                &layers.session,
+            ),
+            cluster: etcd_core::Cluster::new(admin_stack(&members, GrpcCluster::new, &layers)),
+            maintenance: Maintenance::new(
+                failover(&members, GrpcMaintenance::new),
+                layers.session.clone(),
+            ),
+            auth: etcd_core::Auth::new(admin_stack(&members, GrpcAuth::new, &layers)),
+            session: layers.session.clone(),
         })
     }
 }

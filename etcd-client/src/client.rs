@@ -5,9 +5,9 @@ use etcd_core::grpc::{GrpcAuth, GrpcCluster, GrpcKv, GrpcLease, GrpcWatch};
 use etcd_watch::{GroupEvents, Watch, WatchGroup};
 
 use crate::builder::ClientBuilder;
-use crate::failover::Failover;
 use crate::maintenance::Maintenance;
-use crate::stack::{Stack, Transport};
+use crate::session::AuthSession;
+use crate::stack::{AdminStack, Stack, Transport};
 
 /// The KV handle of a [`Client`]: calls spread over the members, with failover.
 pub type Kv = etcd_core::Kv<Stack<GrpcKv<Transport>>>;
@@ -23,11 +23,11 @@ pub type Watcher = etcd_watch::Watcher<Stack<GrpcWatch<Transport>>>;
 
 /// The cluster membership handle of a [`Client`]: calls spread over the members, with
 /// failover (membership changes are forwarded to the leader by whichever member answers).
-pub type Cluster = etcd_core::Cluster<Failover<GrpcCluster<Transport>>>;
+pub type Cluster = etcd_core::Cluster<AdminStack<GrpcCluster<Transport>>>;
 
 /// The auth handle of a [`Client`]: users, roles, permissions, tokens; calls spread over
 /// the members, with failover.
-pub type Auth = etcd_core::Auth<Failover<GrpcAuth<Transport>>>;
+pub type Auth = etcd_core::Auth<AdminStack<GrpcAuth<Transport>>>;
 
 /// A client for an etcd cluster. Cheap to clone, `Send + Sync`; every method takes `&self`.
 ///
@@ -45,6 +45,7 @@ pub struct Client {
     pub(crate) cluster: Cluster,
     pub(crate) maintenance: Maintenance,
     pub(crate) auth: Auth,
+    pub(crate) session: AuthSession,
 }
 
 impl Client {
@@ -131,6 +132,12 @@ impl Client {
     /// Auth: enable and disable, tokens, users, roles and permissions.
     pub fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    /// The client's auth state: its user, whether calls carry a token, how many times it
+    /// authenticated; and [`refresh`](AuthSession::refresh) to get a new token now.
+    pub fn auth_session(&self) -> &AuthSession {
+        &self.session
     }
 
     /// The endpoints the client was given, in order.

@@ -5,6 +5,9 @@ use std::time::Duration;
 use etcd_core::{Error, InvalidRequest};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::connector::Connector;
+use crate::tls::Tls;
+
 /// Connection settings shared by every member's connection.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectOptions {
@@ -14,6 +17,8 @@ pub(crate) struct ConnectOptions {
     /// sent while calls or streams are open, and not more often than every 5 s by default,
     /// as etcd's server refuses faster or idle pings (`too_many_pings`).
     pub(crate) keep_alive: Option<(Duration, Duration)>,
+    /// TLS settings for `https://` endpoints (and for endpoints without a scheme).
+    pub(crate) tls: Option<Tls>,
 }
 
 impl Default for ConnectOptions {
@@ -21,6 +26,7 @@ impl Default for ConnectOptions {
         Self {
             connect_timeout: Duration::from_secs(5),
             keep_alive: Some((Duration::from_secs(30), Duration::from_secs(10))),
+            tls: None,
         }
     }
 }
@@ -31,22 +37,19 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Channel
     let invalid = |why: String| Error::InvalidRequest(InvalidRequest::Other(why.into()));
     let uri = if address.contains("://") {
         address.to_owned()
+    } else if options.tls.is_some() {
+        format!("https://{address}")
     } else {
         format!("http://{address}")
     };
-    if uri.starts_with("https://") {
-        return Err(invalid(format!(
-            "endpoint {address}: TLS (https://) is not supported by this version yet"
-        )));
-    }
-    if !uri.starts_with("http://") {
+    let https = uri.starts_with("https://");
+    if !https && !uri.starts_with("http://") {
         return Err(invalid(format!(
             "endpoint {address}: the scheme must be http:// or https://"
         )));
     }
     let mut endpoint = Endpoint::from_shared(uri)
         .map_err(|e| invalid(format!("endpoint {address} is not a valid URL: {e}")))?
-        .connect_timeout(options.connect_timeout)
         .tcp_nodelay(true);
     if let Some((interval, timeout)) = options.keep_alive {
         endpoint = endpoint
@@ -54,5 +57,38 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Channel
             .keep_alive_timeout(timeout)
             .keep_alive_while_idle(false);
     }
-    Ok(endpoint.connect_lazy())
+    if https {
+        // tonic runs TLS over the connector's connections; the handshake gets the connect
+        // timeout too.
+        endpoint = with_tls(endpoint, address, options)?;
+    }
+    // The connect timeout is set on the connector, for the TCP connection alone.
+    let connector = Connector::new(options.connect_timeout, https);
+    Ok(endpoint.connect_with_connector_lazy(connector))
+}
+
+/// Sets up TLS for an `https://` endpoint.
+#[cfg(feature = "tls")]
+fn with_tls(
+    endpoint: Endpoint,
+    address: &str,
+    options: &ConnectOptions,
+) -> Result<Endpoint, Error> {
+    let Some(tls) = &options.tls else {
+        return Err(crate::tls::invalid(format!(
+            "endpoint {address} uses https:// but no TLS settings were given: add \
+             .tls(Tls::new().ca_pem(..)) to the builder (or set ETCDCTL_CACERT for from_env)"
+        )));
+    };
+    endpoint
+        .tls_config(tls.client_config(options.connect_timeout)?)
+        .map_err(|e| crate::tls::invalid(format!("endpoint {address}: TLS settings refused: {e}")))
+}
+
+/// Without the `tls` feature, `https://` endpoints are refused.
+#[cfg(not(feature = "tls"))]
+fn with_tls(_: Endpoint, address: &str, _: &ConnectOptions) -> Result<Endpoint, Error> {
+    Err(crate::tls::invalid(format!(
+        "endpoint {address} uses https://, but etcd-client was built without its `tls` feature"
+    )))
 }

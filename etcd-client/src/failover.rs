@@ -85,8 +85,8 @@ impl<S> Failover<S> {
     }
 
     /// The inner service of the member at `endpoint`, to aim a call at that member alone
-    /// (no failover). Endpoints match with or without their `http://` scheme and a
-    /// trailing slash.
+    /// (no failover). Endpoints match with or without their `http://` or `https://` scheme
+    /// and a trailing slash.
     pub fn member(&self, endpoint: &str) -> Option<&S> {
         let wanted = normalized(endpoint);
         self.members
@@ -133,11 +133,13 @@ impl<S> Failover<S> {
     }
 }
 
-/// An endpoint without its `http://` scheme and trailing slashes, for comparison.
+/// An endpoint without its `http://` or `https://` scheme and trailing slashes, for
+/// comparison.
 fn normalized(endpoint: &str) -> &str {
     let endpoint = endpoint.trim();
     endpoint
         .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
         .unwrap_or(endpoint)
         .trim_end_matches('/')
 }

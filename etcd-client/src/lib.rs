@@ -31,10 +31,15 @@
 
 mod builder;
 mod client;
+mod connector;
 mod endpoint;
+mod env;
 pub mod failover;
 pub mod maintenance;
+pub mod retry;
+pub mod session;
 pub mod stack;
+mod tls;
 
 pub use builder::ClientBuilder;
 pub use client::{Auth, Client, Cluster, Kv, Lessor, Watcher};
@@ -50,3 +55,5 @@ pub use etcd_proto as proto;
 /// Watches, multiplexed over one stream and resumed after failures (the `etcd-watch` crate).
 pub use etcd_watch as watch;
 pub use maintenance::Maintenance;
+pub use session::{AuthSession, Credentials};
+pub use tls::Tls;

@@ -24,14 +24,19 @@ use etcd_core::call::Call;
 use etcd_core::grpc::GrpcMaintenance;
 use etcd_core::proto::etcdserverpb as pb;
 use etcd_core::{Error, InvalidRequest, Result};
-use tonic::transport::Channel;
 
 pub use etcd_core::maintenance::*;
 
 use crate::failover::Failover;
+use crate::session::{AuthSession, Refresh};
+use crate::stack::Transport;
 
 /// The maintenance handle of one member: every call goes to that member, without failover.
-pub type MemberMaintenance = etcd_core::Maintenance<GrpcMaintenance<Channel>>;
+pub type MemberMaintenance = etcd_core::Maintenance<Member>;
+
+/// The service of one member's maintenance calls: re-authentication over the member's
+/// connection.
+pub type Member = Refresh<GrpcMaintenance<Transport>>;
 
 /// The maintenance handle of a [`Client`](crate::Client).
 ///
@@ -41,12 +46,13 @@ pub type MemberMaintenance = etcd_core::Maintenance<GrpcMaintenance<Channel>>;
 /// sent to the leader), go through [`member`](Self::member) or the `*_of` methods.
 #[derive(Clone, Debug)]
 pub struct Maintenance {
-    any: etcd_core::Maintenance<Failover<GrpcMaintenance<Channel>>>,
-    members: Failover<GrpcMaintenance<Channel>>,
+    any: etcd_core::Maintenance<Refresh<Failover<GrpcMaintenance<Transport>>>>,
+    members: Failover<GrpcMaintenance<Transport>>,
+    session: AuthSession,
 }
 
 impl Deref for Maintenance {
-    type Target = etcd_core::Maintenance<Failover<GrpcMaintenance<Channel>>>;
+    type Target = etcd_core::Maintenance<Refresh<Failover<GrpcMaintenance<Transport>>>>;
 
     fn deref(&self) -> &Self::Target {
         &self.any
@@ -54,11 +60,17 @@ impl Deref for Maintenance {
 }
 
 impl Maintenance {
-    pub(crate) fn new(members: Failover<GrpcMaintenance<Channel>>) -> Self {
+    pub(crate) fn new(members: Failover<GrpcMaintenance<Transport>>, session: AuthSession) -> Self {
         Self {
-            any: etcd_core::Maintenance::new(members.clone()),
+            any: etcd_core::Maintenance::new(Refresh::new(members.clone(), session.clone())),
             members,
+            session,
         }
+    }
+
+    /// One member's service, with re-authentication.
+    fn one(&self, service: &GrpcMaintenance<Transport>) -> Member {
+        Refresh::new(service.clone(), self.session.clone())
     }
 
     /// The endpoints of the client, in order.
@@ -72,15 +84,12 @@ impl Maintenance {
     pub fn member(&self, endpoint: &str) -> Result<MemberMaintenance> {
         self.members
             .member(endpoint)
-            .map(|service| etcd_core::Maintenance::new(service.clone()))
+            .map(|service| etcd_core::Maintenance::new(self.one(service)))
             .ok_or_else(|| unknown_endpoint(endpoint, &self.members))
     }
 
     /// The status of the member at `endpoint`.
-    pub fn status_of(
-        &self,
-        endpoint: &str,
-    ) -> Call<GrpcMaintenance<Channel>, pb::StatusRequest, StatusResponse> {
+    pub fn status_of(&self, endpoint: &str) -> Call<Member, pb::StatusRequest, StatusResponse> {
         self.aim(endpoint, |m| m.status())
     }
 
@@ -89,7 +98,7 @@ impl Maintenance {
     pub fn defragment_of(
         &self,
         endpoint: &str,
-    ) -> Call<GrpcMaintenance<Channel>, pb::DefragmentRequest, AckResponse> {
+    ) -> Call<Member, pb::DefragmentRequest, AckResponse> {
         self.aim(endpoint, |m| m.defragment())
     }
 
@@ -99,7 +108,7 @@ impl Maintenance {
         &self,
         endpoint: &str,
         revision: i64,
-    ) -> Call<GrpcMaintenance<Channel>, pb::HashKvRequest, HashKvResponse> {
+    ) -> Call<Member, pb::HashKvRequest, HashKvResponse> {
         self.aim(endpoint, |m| m.hash_kv(revision))
     }
 
@@ -108,20 +117,20 @@ impl Maintenance {
     fn aim<R, T>(
         &self,
         endpoint: &str,
-        call: impl FnOnce(&MemberMaintenance) -> Call<GrpcMaintenance<Channel>, R, T>,
-    ) -> Call<GrpcMaintenance<Channel>, R, T> {
+        call: impl FnOnce(&MemberMaintenance) -> Call<Member, R, T>,
+    ) -> Call<Member, R, T> {
         match self.member(endpoint) {
             Ok(member) => call(&member),
             Err(error) => {
                 // Never sent: any member's service stands in.
                 let (_, service) = self.members.members().next().expect("at least one member");
-                Call::new(service.clone(), Err(error))
+                Call::new(self.one(service), Err(error))
             }
         }
     }
 }
 
-fn unknown_endpoint(endpoint: &str, members: &Failover<GrpcMaintenance<Channel>>) -> Error {
+fn unknown_endpoint(endpoint: &str, members: &Failover<GrpcMaintenance<Transport>>) -> Error {
     let known: Vec<&str> = members.endpoints().collect();
     Error::InvalidRequest(InvalidRequest::Other(
         format!("{endpoint} is not one of the client's endpoints {known:?}").into(),

@@ -1,18 +1,47 @@
 //! The stack of layers each etcd service's calls pass through, over the members'
 //! connections.
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use etcd_core::middleware::AuthToken;
 use etcd_core::namespace::Namespace;
 use tonic::transport::Channel;
 
 use crate::failover::Failover;
+use crate::retry::{Retry, RetryPolicy};
+use crate::session::{AuthSession, Refresh};
 
-/// The connection to one member, as the gRPC adapters see it.
-pub type Transport = Channel;
+/// The connection to one member, as the gRPC adapters see it: a channel whose calls carry
+/// the client's auth token, when it has one.
+pub type Transport = AuthToken<Channel>;
 
-/// The typed stack of the key-bearing services (KV, lease, watch): the namespace over
-/// failover across the members.
-pub type Stack<S> = Namespace<Failover<S>>;
+/// The typed stack of the key-bearing services (KV, lease, watch): the namespace, over
+/// retries and the call deadline, over re-authentication when a token is refused
+/// ([`Refresh`]), over failover across the members.
+pub type Stack<S> = Namespace<Retry<Refresh<Failover<S>>>>;
+
+/// The typed stack of the other services (cluster, auth): retries and the call deadline
+/// over re-authentication, over failover across the members.
+pub type AdminStack<S> = Retry<Refresh<Failover<S>>>;
+
+/// The settings of the typed layers.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Layers {
+    /// The namespace prefix (empty: none).
+    pub(crate) namespace: Bytes,
+    /// How calls are retried.
+    pub(crate) retry: RetryPolicy,
+    /// The deadline of each unary call, retries included (streams: of opening them).
+    pub(crate) request_timeout: Option<Duration>,
+    /// Where tokens come from, and how they are renewed.
+    pub(crate) session: AuthSession,
+}
+
+/// A member's connection, carrying the session's token.
+pub(crate) fn transport(channel: Channel, session: &AuthSession) -> Transport {
+    AuthToken::new(channel, session.cell().clone())
+}
 
 /// A failover service over one `make(transport)` service per member.
 pub(crate) fn failover<S>(
@@ -30,7 +59,20 @@ pub(crate) fn failover<S>(
 pub(crate) fn stack<S>(
     members: &[(String, Transport)],
     make: impl Fn(Transport) -> S,
-    namespace: &Bytes,
+    layers: &Layers,
 ) -> Stack<S> {
-    Namespace::new(failover(members, make), namespace.clone())
+    Namespace::new(admin_stack(members, make, layers), layers.namespace.clone())
+}
+
+/// The typed stack of one service without keys.
+pub(crate) fn admin_stack<S>(
+    members: &[(String, Transport)],
+    make: impl Fn(Transport) -> S,
+    layers: &Layers,
+) -> AdminStack<S> {
+    Retry::new(
+        Refresh::new(failover(members, make), layers.session.clone()),
+        layers.retry,
+        layers.request_timeout,
+    )
 }

@@ -97,6 +97,21 @@ impl Error {
         self.applied() == Applied::Unknown
     }
 
+    /// True when a connection failed in its TLS handshake for a reason that trying again
+    /// will not fix: the server's certificate is not trusted or does not name it, the
+    /// server refused the client certificate (or wanted one and got none), or the server
+    /// does not speak TLS. The error is an [`Error::Transport`] whose message says which,
+    /// with [`Applied::No`]; retrying it is pointless.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Error::Transport {
+                source: Some(source),
+                ..
+            } => source.is::<crate::status::TlsFailure>(),
+            _ => false,
+        }
+    }
+
     /// The server error kind, when etcd answered with an error.
     pub fn server_kind(&self) -> Option<ServerErrorKind> {
         match self {

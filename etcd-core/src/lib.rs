@@ -42,6 +42,7 @@ pub mod key;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod middleware;
 pub mod namespace;
 mod service;
 mod status;

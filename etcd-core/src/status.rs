@@ -305,9 +305,18 @@ impl From<tonic::Status> for Error {
             {
                 return Error::Timeout;
             }
-            if let Some(applied) = transport_failure(&status) {
+            if let Some(message) = tls_failure(&status) {
                 return Error::Transport {
-                    message: status.message().to_owned().into(),
+                    message: message.into(),
+                    applied: Applied::No,
+                    source: Some(Box::new(TlsFailure { status })),
+                };
+            }
+            if let Some((applied, explained)) = transport_failure(&status) {
+                return Error::Transport {
+                    message: explained
+                        .unwrap_or_else(|| status.message().to_owned())
+                        .into(),
                     applied,
                     source: Some(Box::new(status)),
                 };
@@ -329,11 +338,97 @@ fn timed_out(status: &tonic::Status) -> bool {
     false
 }
 
+/// What failed TLS handshakes report (rustls' and tonic's messages), and what to tell
+/// the caller. The first match in the chain of causes wins.
+const TLS_FAILURES: &[(&str, &str)] = &[
+    (
+        "invalid peer certificate",
+        "the server's certificate was not accepted: check that the CA given signed it and \
+         that it names the server (or set a server name override)",
+    ),
+    (
+        "certificate not valid for name",
+        "the server's certificate does not name the server: set a server name override or \
+         use a name it lists",
+    ),
+    (
+        "received fatal alert: CertificateRequired",
+        "the server requires a client certificate and none was given",
+    ),
+    (
+        "received fatal alert: BadCertificate",
+        "the server refused the client certificate (none given, or not signed by a CA it \
+         trusts)",
+    ),
+    (
+        "received fatal alert: CertificateExpired",
+        "the server refused the client certificate: it has expired",
+    ),
+    (
+        "received fatal alert: UnknownCA",
+        "the server refused the client certificate: it does not trust the CA that signed it",
+    ),
+    (
+        "received fatal alert",
+        "the server refused the TLS handshake",
+    ),
+    (
+        "peer sent no certificates",
+        "the server sent no certificate",
+    ),
+    (
+        "received corrupt message",
+        "the server does not speak TLS on this port (use http:// for it?)",
+    ),
+    (
+        "peer is incompatible",
+        "the server's TLS versions or ciphers are incompatible",
+    ),
+    (
+        "HTTP/2 was not negotiated",
+        "the server did not offer HTTP/2 over TLS",
+    ),
+];
+
+/// A connection that failed in its TLS handshake for a reason that trying again will not
+/// fix: an untrusted certificate, a refused client certificate, a server without TLS.
+#[derive(Debug)]
+pub(crate) struct TlsFailure {
+    status: tonic::Status,
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TLS handshake failed")
+    }
+}
+
+impl StdError for TlsFailure {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.status)
+    }
+}
+
+/// Recognises a failed TLS handshake among the causes of a status, and says what failed.
+fn tls_failure(status: &tonic::Status) -> Option<String> {
+    let mut cause: Option<&(dyn StdError + 'static)> = Some(status.source()?);
+    while let Some(err) = cause {
+        let text = err.to_string();
+        if let Some((_, meaning)) = TLS_FAILURES.iter().find(|(m, _)| text.contains(m)) {
+            return Some(format!("TLS handshake failed: {meaning} ({text})"));
+        }
+        cause = err.source();
+    }
+    None
+}
+
 /// Tells a transport failure from a server status, and whether the request left the client:
-/// a refused or failed connection means it never did.
-fn transport_failure(status: &tonic::Status) -> Option<Applied> {
+/// a refused or failed connection means it never did. Some failures come with a clearer
+/// message than the status's.
+fn transport_failure(status: &tonic::Status) -> Option<(Applied, Option<String>)> {
     let mut cause: Option<&(dyn StdError + 'static)> = Some(status.source()?);
     let mut applied = Applied::Unknown;
+    let mut explained = None;
     while let Some(err) = cause {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
@@ -348,15 +443,34 @@ fn transport_failure(status: &tonic::Status) -> Option<Applied> {
         // hyper cancels a request that was still queued when its connection closed:
         // it was never written.
         if text.contains("tcp connect error")
+            || text.contains("TLS handshake timeout")
             || text.contains("operation was canceled")
             || text.contains("error trying to connect")
             || text.contains("dns error")
         {
             applied = Applied::No;
         }
+        // etcd-client's plain-text connector: the server hung up before its HTTP/2
+        // preface, so it acted on no request (a TLS port, or a server going away).
+        if text.contains("the server closed the connection before sending a byte") {
+            applied = Applied::No;
+            explained.get_or_insert(text.clone());
+        }
+        // A server that hangs up on a TLS handshake: a plain-text port, or a server or
+        // proxy going away. Nothing was sent.
+        if text.contains("tls handshake eof") {
+            applied = Applied::No;
+            explained.get_or_insert_with(|| {
+                format!(
+                    "TLS handshake failed: the server closed the connection during the \
+                     handshake; if this port does not serve TLS, use an http:// endpoint \
+                     ({text})"
+                )
+            });
+        }
         cause = err.source();
     }
-    Some(applied)
+    Some((applied, explained))
 }
 
 #[cfg(test)]
@@ -659,6 +773,77 @@ mod tests {
             ),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn tls_handshake_failures_are_typed_and_never_applied() {
+        for (text, says) in [
+            (
+                "invalid peer certificate: UnknownIssuer",
+                "CA given signed it",
+            ),
+            (
+                "received fatal alert: CertificateRequired",
+                "requires a client certificate",
+            ),
+            ("received fatal alert: BadCertificate", "client certificate"),
+            (
+                "received corrupt message of type InvalidContentType",
+                "does not speak TLS",
+            ),
+        ] {
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, text);
+            let e = Error::from(tonic::Status::from_error(Box::new(io)));
+            assert!(e.is_tls(), "{text}: {e:?}");
+            match &e {
+                Error::Transport {
+                    message,
+                    applied: Applied::No,
+                    ..
+                } => {
+                    assert!(message.starts_with("TLS handshake failed"), "{message}");
+                    assert!(message.contains(says), "{message}");
+                    assert!(message.contains(text), "{message}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_tls_handshake_timeout_is_a_retriable_transport_error() {
+        let e = Error::from(tonic::Status::from_error("TLS handshake timeout.".into()));
+        assert!(!e.is_tls(), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Error::Transport {
+                    applied: Applied::No,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_connection_closed_before_the_server_spoke_never_applied() {
+        for text in [
+            "the server closed the connection before sending a byte (...)",
+            "tls handshake eof",
+        ] {
+            let io = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, text);
+            let e = Error::from(tonic::Status::from_error(Box::new(io)));
+            assert!(!e.is_tls(), "{text}: {e:?}");
+            match &e {
+                Error::Transport {
+                    message,
+                    applied: Applied::No,
+                    ..
+                } => assert!(message.contains(text), "{message}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

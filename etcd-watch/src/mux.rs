@@ -247,6 +247,8 @@ pub(crate) struct Mux<S> {
     reauth: Option<crate::watcher::Reauthenticate>,
     /// The next stream is opened after getting a new token.
     reauth_next: bool,
+    /// The last watch id requested of the server.
+    next_server_id: i64,
 }
 
 impl<S: WatchService> Mux<S> {
@@ -270,6 +272,7 @@ impl<S: WatchService> Mux<S> {
             backoff: config.backoff_initial,
             reauth: None,
             reauth_next: false,
+            next_server_id: 0,
         }
     }
 
@@ -340,7 +343,16 @@ impl<S: WatchService> Mux<S> {
             if watch.phase != Phase::Queued {
                 continue;
             }
-            let _ = requests.send(watch.spec.create_request(watch.next_rev));
+            let mut request = watch.spec.create_request(watch.next_rev);
+            if let Some(RequestUnion::CreateRequest(create)) = &mut request.request_union {
+                // An id of our own, never reused: etcd 3.5.1 answers a creation refused on
+                // auth grounds with the *requested* id, which, left to the server (0), is
+                // the id of the stream's first watch, and that watch then stops receiving
+                // events (etcd #12385).
+                self.next_server_id += 1;
+                create.watch_id = self.next_server_id;
+            }
+            let _ = requests.send(request);
             watch.phase = Phase::Creating;
             self.creating.push_back(Some(id));
         }

@@ -298,3 +298,74 @@ async fn compaction_ends_only_its_watch() {
     tx.send(Ok(events(1, &[31]))).unwrap();
     assert_eq!(revisions(b.next().await), vec![31]);
 }
+
+/// A watch refused on auth grounds gets a new token (the reauthentication hook, once), a
+/// new stream and one more creation; refused again, it ends typed. The other watch moves
+/// to the new stream without loss. Every creation asks for an id of its own.
+#[tokio::test]
+async fn an_auth_refusal_reauthenticates_once_on_a_new_stream() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let (watcher, mut streams) = fake();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let watcher = watcher.with_reauthentication(Arc::new({
+        let calls = Arc::clone(&calls);
+        move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { true })
+        }
+    }));
+    let create_id = |request: RequestUnion| match request {
+        RequestUnion::CreateRequest(c) => (c.watch_id, c.start_revision),
+        other => panic!("expected a creation, got {other:?}"),
+    };
+    let first = tokio::spawn({
+        let watcher = watcher.clone();
+        async move { watcher.watch("a").await }
+    });
+    let (mut requests, tx) = streams.recv().await.unwrap();
+    let (id_a, _) = create_id(next_request(&mut requests).await);
+    assert!(id_a > 0);
+    tx.send(Ok(created(id_a, 10))).unwrap();
+    let mut first = first.await.unwrap().unwrap();
+
+    let second = tokio::spawn({
+        let watcher = watcher.clone();
+        async move { watcher.watch("secret").await }
+    });
+    let (id_s, _) = create_id(next_request(&mut requests).await);
+    assert!(id_s > id_a);
+    tx.send(Ok(pb::WatchResponse {
+        canceled: true,
+        cancel_reason: "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+            .into(),
+        ..created(id_s, 10)
+    }))
+    .unwrap();
+
+    // A new stream, after one reauthentication: both watches are created again.
+    let (mut requests, tx) = streams.recv().await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let (again_a, from) = create_id(next_request(&mut requests).await);
+    assert_eq!(from, 11);
+    let (again_s, _) = create_id(next_request(&mut requests).await);
+    assert!(again_a > id_s && again_s > again_a);
+    tx.send(Ok(created(again_a, 10))).unwrap();
+    tx.send(Ok(pb::WatchResponse {
+        canceled: true,
+        cancel_reason: "etcdserver: permission denied".into(),
+        ..created(again_s, 10)
+    }))
+    .unwrap();
+    let refused = second.await.unwrap().unwrap_err();
+    assert_eq!(
+        refused.server_kind(),
+        Some(etcd_core::ServerErrorKind::PermissionDenied),
+        "{refused:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one reauthentication only");
+
+    tx.send(Ok(events(again_a, &[11]))).unwrap();
+    assert_eq!(revisions(first.next().await), vec![11]);
+}

@@ -82,6 +82,13 @@ impl EtcdClusterBuilder {
         self
     }
 
+    /// Serves every member's client URLs over TLS (`https://`); see
+    /// [`ServerTls`](crate::server::ServerTls).
+    pub fn tls(mut self, tls: crate::server::ServerTls) -> Self {
+        self.options.tls = Some(tls);
+        self
+    }
+
     /// Starts all members (`--initial-cluster-state new`) and waits until
     /// every one of them is healthy, which implies a leader was elected.
     ///
@@ -93,27 +100,28 @@ impl EtcdClusterBuilder {
         assert!(self.size > 0, "an etcd cluster needs at least one member");
         let mut last_error = String::new();
         'attempt: for _ in 0..START_ATTEMPTS {
-            let addrs: Vec<(SocketAddr, SocketAddr)> = (0..self.size)
+            let addrs: Vec<(SocketAddr, SocketAddr, SocketAddr)> = (0..self.size)
                 .map(|_| {
-                    let [client, peer] = pick_free_ports::<2>();
-                    (client, peer)
+                    let [client, peer, metrics] = pick_free_ports::<3>();
+                    (client, peer, metrics)
                 })
                 .collect();
             let initial_cluster = addrs
                 .iter()
                 .enumerate()
-                .map(|(i, (_, peer))| format!("m{i}={}", url(*peer)))
+                .map(|(i, (_, peer, _))| format!("m{i}={}", url(*peer)))
                 .collect::<Vec<_>>()
                 .join(",");
             let token = unique_token();
             let binary = binary_for(&self.options);
             let mut members = Vec::with_capacity(self.size);
-            for (i, (client, peer)) in addrs.into_iter().enumerate() {
+            for (i, (client, peer, metrics)) in addrs.into_iter().enumerate() {
                 let spec = MemberSpec {
                     name: format!("m{i}"),
                     binary: binary.clone(),
                     client,
                     peer,
+                    metrics,
                     initial_cluster: initial_cluster.clone(),
                     cluster_token: token.clone(),
                     options: self.options.clone(),

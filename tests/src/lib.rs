@@ -69,7 +69,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use binary::{EtcdVersion, etcd_binary, etcd_version};
 pub use cluster::{EtcdCluster, EtcdClusterBuilder};
 pub use proxy::{FaultProxy, Mode, ProxyStats};
-pub use server::{EtcdServer, EtcdServerBuilder};
+pub use server::{EtcdServer, EtcdServerBuilder, ServerTls};
 
 static SHARED: OnceLock<Result<EtcdServer, String>> = OnceLock::new();
 

@@ -81,6 +81,40 @@ pub(crate) struct Options {
     pub(crate) args: Vec<OsString>,
     pub(crate) envs: Vec<(OsString, OsString)>,
     pub(crate) ready_timeout: Duration,
+    pub(crate) tls: Option<ServerTls>,
+}
+
+/// TLS on a member's client URLs: the URLs become `https://`, and readiness is probed
+/// over plain HTTP on an extra `--listen-metrics-urls` port (which serves `/health` on
+/// etcd 3.4 and 3.5), as the client port may demand a client certificate.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server certificate (`--cert-file`), PEM.
+    pub cert_file: PathBuf,
+    /// Its private key (`--key-file`), PEM.
+    pub key_file: PathBuf,
+    /// The CA that signs client certificates (`--trusted-ca-file`), when there is one.
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Whether clients must present a certificate signed by that CA
+    /// (`--client-cert-auth`).
+    pub client_cert_auth: bool,
+}
+
+impl ServerTls {
+    /// The flags that turn it on.
+    pub(crate) fn args(&self) -> Vec<OsString> {
+        let mut args = vec![
+            OsString::from(format!("--cert-file={}", self.cert_file.display())),
+            OsString::from(format!("--key-file={}", self.key_file.display())),
+        ];
+        if let Some(ca) = &self.trusted_ca_file {
+            args.push(format!("--trusted-ca-file={}", ca.display()).into());
+        }
+        if self.client_cert_auth {
+            args.push("--client-cert-auth".into());
+        }
+        args
+    }
 }
 
 impl Default for Options {
@@ -90,6 +124,7 @@ impl Default for Options {
             args: Vec::new(),
             envs: Vec::new(),
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -148,6 +183,12 @@ impl EtcdServerBuilder {
         self
     }
 
+    /// Serves the client URLs over TLS (`https://`); see [`ServerTls`].
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.options.tls = Some(tls);
+        self
+    }
+
     /// Starts the server and waits until it is healthy.
     ///
     /// # Panics
@@ -157,8 +198,9 @@ impl EtcdServerBuilder {
     pub async fn start(self) -> EtcdServer {
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
-            let [client, peer] = pick_free_ports::<2>();
-            let spec = MemberSpec::single(&self.options, client, peer);
+            let [client, peer, metrics] = pick_free_ports::<3>();
+            let mut spec = MemberSpec::single(&self.options, client, peer);
+            spec.metrics = metrics;
             let server = EtcdServer::spawn(spec).unwrap_or_else(|e| panic!("{e}"));
             match server.wait_ready_inner().await {
                 Ok(()) => return server,
@@ -222,8 +264,8 @@ impl EtcdServer {
         cmd.envs(spec.options.envs.iter().map(|(k, v)| (k, v)))
             .arg(format!("--name={}", spec.name))
             .arg(format!("--data-dir={}", dir.join("data").display()))
-            .arg(format!("--listen-client-urls={}", url(spec.client)))
-            .arg(format!("--advertise-client-urls={}", url(spec.client)))
+            .arg(format!("--listen-client-urls={}", spec.client_url()))
+            .arg(format!("--advertise-client-urls={}", spec.client_url()))
             .arg(format!("--listen-peer-urls={}", url(spec.peer)))
             .arg(format!("--initial-advertise-peer-urls={}", url(spec.peer)))
             .arg(format!("--initial-cluster={}", spec.initial_cluster))
@@ -231,8 +273,12 @@ impl EtcdServer {
             .arg(format!("--initial-cluster-token={}", spec.cluster_token))
             // etcd 3.4 defaults to capnslog, which ignores file log outputs.
             .arg("--logger=zap")
-            .arg(format!("--log-outputs={}", self.log_path().display()))
-            .args(&spec.options.args)
+            .arg(format!("--log-outputs={}", self.log_path().display()));
+        if let Some(tls) = &spec.options.tls {
+            cmd.args(tls.args())
+                .arg(format!("--listen-metrics-urls={}", url(spec.metrics)));
+        }
+        cmd.args(&spec.options.args)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(output))
@@ -254,9 +300,15 @@ impl EtcdServer {
         &self.spec.name
     }
 
-    /// Client URL, e.g. `http://127.0.0.1:40123`.
+    /// Client URL, e.g. `http://127.0.0.1:40123` (`https://` with [`ServerTls`]).
     pub fn client_url(&self) -> String {
-        url(self.spec.client)
+        self.spec.client_url()
+    }
+
+    /// The plain-HTTP URL whose `/health` tells readiness: the client URL, or with
+    /// [`ServerTls`] the metrics URL.
+    pub fn health_url(&self) -> String {
+        self.spec.health_url()
     }
 
     /// Client address (`127.0.0.1:PORT`), e.g. as a [`FaultProxy`] target.
@@ -363,11 +415,11 @@ impl EtcdServer {
 
     /// One `/health` probe with a one second timeout.
     pub async fn is_healthy(&self) -> bool {
-        http::is_healthy(&self.client_url(), Duration::from_secs(1)).await
+        http::is_healthy(&self.health_url(), Duration::from_secs(1)).await
     }
 
     pub(crate) async fn wait_ready_inner(&self) -> Result<(), ReadyError> {
-        let url = self.client_url();
+        let url = self.health_url();
         let started = Instant::now();
         let deadline = started + self.spec.options.ready_timeout;
         loop {
@@ -485,6 +537,8 @@ pub(crate) struct MemberSpec {
     pub(crate) binary: PathBuf,
     pub(crate) client: SocketAddr,
     pub(crate) peer: SocketAddr,
+    /// The `--listen-metrics-urls` port, used with TLS only.
+    pub(crate) metrics: SocketAddr,
     pub(crate) initial_cluster: String,
     pub(crate) cluster_token: String,
     pub(crate) options: Options,
@@ -499,8 +553,25 @@ impl MemberSpec {
             binary: binary_for(options),
             client,
             peer,
+            metrics: client,
             cluster_token: unique_token(),
             options: options.clone(),
+        }
+    }
+}
+
+impl MemberSpec {
+    pub(crate) fn client_url(&self) -> String {
+        match self.options.tls {
+            Some(_) => format!("https://{}", self.client),
+            None => url(self.client),
+        }
+    }
+
+    pub(crate) fn health_url(&self) -> String {
+        match self.options.tls {
+            Some(_) => url(self.metrics),
+            None => url(self.client),
         }
     }
 }

@@ -168,3 +168,63 @@ async fn an_invalid_endpoint_is_a_typed_error() {
         Error::InvalidRequest(_)
     ));
 }
+
+/// K3, in short: the leader is killed; reads refused during the election are retried with
+/// backoff, so none fails, and writes come back within the election time plus 3 s. A write
+/// may fail only with an unknown outcome (it is never resent).
+#[tokio::test]
+async fn killing_the_leader_is_ridden_out_by_retries() {
+    use etcd_client::proto::etcdserverpb::{StatusRequest, maintenance_client::MaintenanceClient};
+    let cluster = EtcdCluster::start(3).await;
+    let client = Client::builder(cluster.client_urls())
+        .request_timeout(Duration::from_secs(15))
+        .connect()
+        .await
+        .unwrap();
+    let kv = client.kv();
+    kv.put("k", "before").await.unwrap();
+    let mut leader = None;
+    for (i, url) in cluster.client_urls().into_iter().enumerate() {
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let status = MaintenanceClient::new(channel)
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if status.header.unwrap().member_id == status.leader {
+            leader = Some(i);
+        }
+    }
+    cluster.member(leader.expect("a leader")).kill();
+    let killed = Instant::now();
+    let mut first_write = None;
+    let mut unknown = 0;
+    for i in 0..30 {
+        kv.get("k")
+            .await
+            .expect("reads are retried through the election");
+        match kv.put("k", format!("{i}")).await {
+            Ok(_) => {
+                first_write.get_or_insert_with(|| killed.elapsed());
+            }
+            Err(e) => {
+                assert!(
+                    e.is_outcome_unknown(),
+                    "a write may only fail with an unknown outcome: {e:?}"
+                );
+                unknown += 1;
+            }
+        }
+    }
+    let first_write = first_write.expect("writes resume after the election");
+    eprintln!("leader killed: first write after {first_write:?}, {unknown} unknown outcomes");
+    assert!(
+        first_write < Duration::from_secs(4),
+        "first write {first_write:?} after the kill"
+    );
+    assert!(unknown <= 2, "{unknown} writes with an unknown outcome");
+}

@@ -1,0 +1,189 @@
+//! TLS settings for `https://` endpoints: trusted CA, client certificate (mTLS) and the
+//! name the server's certificate is checked against.
+
+use std::fmt;
+
+use bytes::Bytes;
+use etcd_core::{Error, InvalidRequest};
+
+/// TLS settings for a client, given to [`ClientBuilder::tls`](crate::ClientBuilder::tls).
+///
+/// TLS runs on rustls (with the `ring` provider), through the default `tls` cargo feature.
+/// The server's certificate is always verified, against the CA certificates given here
+/// only: the system's roots are not used, and verification cannot be turned off.
+///
+/// ```no_run
+/// # async fn example() -> etcd_client::Result<()> {
+/// use etcd_client::{Client, Tls};
+/// let ca = std::fs::read("ca.pem").unwrap();
+/// let (cert, key) = (std::fs::read("client.pem").unwrap(), std::fs::read("client-key.pem").unwrap());
+/// let client = Client::builder(["https://10.0.0.1:2379", "https://10.0.0.2:2379"])
+///     .tls(Tls::new().ca_pem(ca).identity_pem(cert, key))
+///     .connect()
+///     .await?;
+/// # let _ = client; Ok(()) }
+/// ```
+///
+/// With TLS settings, an endpoint given without a scheme (`10.0.0.1:2379`) uses
+/// `https://`; one given with `http://` stays plain text.
+///
+/// Connecting fails fast, with [`Error::Transport`] whose message names the TLS problem
+/// and whose `applied` is [`Applied::No`](crate::Applied::No), when the server's
+/// certificate is not signed by the CA given here or does not name the server, when the
+/// server requires a client certificate and none (or an untrusted one) was given, and
+/// when the server does not speak TLS. The TLS handshake gets the builder's connect
+/// timeout.
+#[derive(Clone, Default)]
+pub struct Tls {
+    ca: Vec<Bytes>,
+    identity: Option<(Bytes, Bytes)>,
+    server_name: Option<String>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("ca_pems", &self.ca.len())
+            .field(
+                "identity",
+                &self
+                    .identity
+                    .as_ref()
+                    .map(|_| "certificate and key (redacted)"),
+            )
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+impl Tls {
+    /// Empty settings; add at least one CA with [`ca_pem`](Self::ca_pem).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts the CA certificates in `pem` (one or more `CERTIFICATE` blocks) to sign the
+    /// servers' certificates. May be called more than once; each adds.
+    pub fn ca_pem(mut self, pem: impl Into<Bytes>) -> Self {
+        self.ca.push(pem.into());
+        self
+    }
+
+    /// Presents this client certificate (a PEM chain, leaf first) and its private key (PEM:
+    /// PKCS#8, PKCS#1 or SEC1) to servers that ask for one (etcd's `--client-cert-auth`).
+    /// The key never appears in `Debug` output.
+    pub fn identity_pem(mut self, cert: impl Into<Bytes>, key: impl Into<Bytes>) -> Self {
+        self.identity = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Checks the servers' certificates against this DNS name (or IP address) instead of
+    /// the host of each endpoint, and sends it as SNI: for endpoints given by IP address
+    /// whose certificates only name a host, such as `https://10.0.0.1:2379` with a
+    /// certificate for `etcd.example.com`.
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Checks the settings, and turns them into tonic's TLS configuration.
+    #[cfg(feature = "tls")]
+    pub(crate) fn client_config(
+        &self,
+        handshake_timeout: std::time::Duration,
+    ) -> Result<tonic::transport::ClientTlsConfig, Error> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+        let certificates = |what: &str, pem: &[u8]| -> Result<(), Error> {
+            let count = CertificateDer::pem_slice_iter(pem)
+                .try_fold(0usize, |n, cert| cert.map(|_| n + 1))
+                .map_err(|e| invalid(format!("TLS {what}: not a valid PEM file ({e})")))?;
+            if count == 0 {
+                return Err(invalid(format!(
+                    "TLS {what}: no PEM certificate (-----BEGIN CERTIFICATE-----) found"
+                )));
+            }
+            Ok(())
+        };
+
+        if self.ca.is_empty() {
+            return Err(invalid(
+                "TLS settings without a CA certificate: add the CA that signed the servers' \
+                 certificates with Tls::ca_pem (the system's roots are not used)"
+                    .into(),
+            ));
+        }
+        let mut config = ClientTlsConfig::new()
+            .timeout(handshake_timeout)
+            // etcd always speaks HTTP/2; do not insist on ALPN.
+            .assume_http2(true);
+        for pem in &self.ca {
+            certificates("CA certificate", pem)?;
+            config = config.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let Some((cert, key)) = &self.identity {
+            certificates("client certificate", cert)?;
+            PrivateKeyDer::from_pem_slice(key).map_err(|e| {
+                invalid(format!(
+                    "TLS client key: no PEM private key (PKCS#8, PKCS#1 or SEC1) found ({e})"
+                ))
+            })?;
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(name) = &self.server_name {
+            ServerName::try_from(name.as_str()).map_err(|e| {
+                invalid(format!(
+                    "TLS server name {name:?} is neither a DNS name nor an IP address ({e})"
+                ))
+            })?;
+            config = config.domain_name(name.clone());
+        }
+        Ok(config)
+    }
+}
+
+pub(crate) fn invalid(why: String) -> Error {
+    Error::InvalidRequest(InvalidRequest::Other(why.into()))
+}
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const NOT_PEM: &str = "hello";
+
+    fn message(e: Error) -> String {
+        match e {
+            Error::InvalidRequest(InvalidRequest::Other(m)) => m.into_owned(),
+            other => panic!("not an InvalidRequest: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_ca_is_required() {
+        let e = Tls::new()
+            .client_config(Duration::from_secs(1))
+            .unwrap_err();
+        assert!(message(e).contains("without a CA"));
+    }
+
+    #[test]
+    fn a_ca_that_is_not_pem_is_refused() {
+        let e = Tls::new()
+            .ca_pem(NOT_PEM)
+            .client_config(Duration::from_secs(1))
+            .unwrap_err();
+        assert!(message(e).contains("CA certificate"));
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let tls = Tls::new().identity_pem("CERT", "SECRET-KEY");
+        let text = format!("{tls:?}");
+        assert!(!text.contains("SECRET-KEY"), "{text}");
+        assert!(text.contains("redacted"), "{text}");
+    }
+}
