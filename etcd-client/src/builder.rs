@@ -96,6 +96,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Asks etcd to serve every call and stream only from a member that has a leader:
+    /// a member cut off from its cluster then refuses unary calls at once with
+    /// [`NoLeader`](crate::ServerErrorKind::NoLeader) (retried on another member) and
+    /// ends watch and keep-alive streams (reopened on another member), instead of
+    /// hanging or serving stale data. Default: off.
+    pub fn require_leader(mut self, require: bool) -> Self {
+        self.layers.require_leader = require;
+        self
+    }
+
     /// The server's `--max-txn-ops`, when the cluster sets it (default 128): larger
     /// transactions are refused before sending.
     pub fn max_txn_ops(mut self, ops: usize) -> Self {
@@ -143,9 +153,7 @@ impl ClientBuilder {
         layers.session = AuthSession::new(auth)?;
         let members = endpoints
             .into_iter()
-            .map(|address| {
-                channel(&address, &options).map(|ch| (address, transport(ch, &layers.session)))
-            })
+            .map(|address| channel(&address, &options).map(|ch| (address, transport(ch, &layers))))
             .collect::<Result<Vec<_>>>()?;
         if members.is_empty() {
             return Err(Error::InvalidRequest(InvalidRequest::Other(

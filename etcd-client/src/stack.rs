@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcd_core::middleware::AuthToken;
+use etcd_core::middleware::{AuthToken, RequireLeader};
 use etcd_core::namespace::Namespace;
 use tonic::transport::Channel;
 
@@ -14,7 +14,7 @@ use crate::session::{AuthSession, Refresh};
 
 /// The connection to one member, as the gRPC adapters see it: a channel whose calls carry
 /// the client's auth token, when it has one.
-pub type Transport = AuthToken<Channel>;
+pub type Transport = AuthToken<RequireLeader<Channel>>;
 
 /// The typed stack of the key-bearing services (KV, lease, watch): the namespace, over
 /// retries and the call deadline, over re-authentication when a token is refused
@@ -36,11 +36,17 @@ pub(crate) struct Layers {
     pub(crate) request_timeout: Option<Duration>,
     /// Where tokens come from, and how they are renewed.
     pub(crate) session: AuthSession,
+    /// Whether calls ask for a member with a leader (`hasleader`).
+    pub(crate) require_leader: bool,
 }
 
-/// A member's connection, carrying the session's token.
-pub(crate) fn transport(channel: Channel, session: &AuthSession) -> Transport {
-    AuthToken::new(channel, session.cell().clone())
+/// A member's connection, carrying the session's token and, when asked, the
+/// require-leader metadata.
+pub(crate) fn transport(channel: Channel, layers: &Layers) -> Transport {
+    AuthToken::new(
+        RequireLeader::new(channel, layers.require_leader),
+        layers.session.cell().clone(),
+    )
 }
 
 /// A failover service over one `make(transport)` service per member.

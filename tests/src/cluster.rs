@@ -147,6 +147,67 @@ impl EtcdClusterBuilder {
 }
 
 impl EtcdCluster {
+    /// The index of the current leader and of the followers, asked of every running
+    /// member over gRPC (members that do not answer are skipped). Waits up to 10 s for the
+    /// members to agree on a leader.
+    ///
+    /// # Panics
+    ///
+    /// When no leader is known after 10 s.
+    pub async fn leader_and_followers(&self) -> (usize, Vec<usize>) {
+        use etcd_proto::etcdserverpb::{StatusRequest, maintenance_client::MaintenanceClient};
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut ids = Vec::new();
+            let mut leader_id = None;
+            for url in self.client_urls() {
+                let status = async {
+                    let channel = tonic::transport::Endpoint::from_shared(url)
+                        .ok()?
+                        .connect_timeout(Duration::from_secs(1))
+                        .timeout(Duration::from_secs(2))
+                        .connect()
+                        .await
+                        .ok()?;
+                    let status = MaintenanceClient::new(channel)
+                        .status(StatusRequest {})
+                        .await
+                        .ok()?;
+                    Some(status.into_inner())
+                }
+                .await;
+                ids.push(
+                    status
+                        .as_ref()
+                        .and_then(|s| s.header.as_ref())
+                        .map(|h| h.member_id),
+                );
+                if let Some(s) = status.filter(|s| s.leader != 0) {
+                    leader_id.get_or_insert(s.leader);
+                }
+            }
+            if let Some(leader) = leader_id.and_then(|l| ids.iter().position(|id| *id == Some(l))) {
+                let followers = (0..ids.len()).filter(|&i| i != leader).collect();
+                return (leader, followers);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no leader among {ids:?} after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The index of the current leader; see [`leader_and_followers`](Self::leader_and_followers).
+    pub async fn leader(&self) -> usize {
+        self.leader_and_followers().await.0
+    }
+
+    /// The index of some follower; see [`leader_and_followers`](Self::leader_and_followers).
+    pub async fn follower(&self) -> usize {
+        self.leader_and_followers().await.1[0]
+    }
+
     /// Starts an `n`-member cluster with default flags and waits until all
     /// members are healthy. Same as `EtcdCluster::builder(n).start()`.
     ///

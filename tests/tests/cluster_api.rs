@@ -112,7 +112,7 @@ async fn membership_lifecycle_on_a_three_member_cluster() {
         .await
         .expect("remove learner");
     assert!(removed.member(learner.id()).is_none());
-    assert_eq!(members.members().await.unwrap().members().len(), 3);
+    wait_for_member_count(&members, 3).await;
 
     // Removing it again: unknown member.
     let e = members.remove(learner.id()).await.unwrap_err();
@@ -127,7 +127,7 @@ async fn membership_lifecycle_on_a_three_member_cluster() {
     when_healthy(|| members.remove(added.member().id()).into_future())
         .await
         .expect("remove the unstarted voter");
-    assert_eq!(members.members().await.unwrap().members().len(), 3);
+    wait_for_member_count(&members, 3).await;
 
     // The cluster still serves.
     client.kv().put("after-membership", "ok").await.unwrap();
@@ -152,4 +152,25 @@ async fn bad_membership_requests_are_refused_before_sending() {
     refused(members.promote(0).await.unwrap_err());
     refused(members.update(0, ["http://h:1"]).await.unwrap_err());
     refused(members.update(7, Vec::<String>::new()).await.unwrap_err());
+}
+
+/// Waits until the member list has `n` members. The list is served by any member, and one
+/// that has not applied a change yet may still show the old list (3.4 has no linearizable
+/// member list), so allow it a moment.
+async fn wait_for_member_count<S: etcd_core::cluster::ClusterService>(
+    members: &etcd_core::Cluster<S>,
+    n: usize,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let seen = members.members().await.unwrap().members().len();
+        if seen == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{seen} members, not {n}, after 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

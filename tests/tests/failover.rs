@@ -56,27 +56,6 @@ async fn only_dead_endpoints_give_a_typed_never_sent_error() {
     assert!(!e.is_outcome_unknown());
 }
 
-/// The index of a member that is not the leader, asked of each member directly.
-async fn a_follower(cluster: &EtcdCluster) -> usize {
-    use etcd_client::proto::etcdserverpb::{StatusRequest, maintenance_client::MaintenanceClient};
-    for (i, url) in cluster.client_urls().into_iter().enumerate() {
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let status = MaintenanceClient::new(channel)
-            .status(StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        if status.header.unwrap().member_id != status.leader {
-            return i;
-        }
-    }
-    panic!("no follower in the cluster");
-}
-
 /// Killing a follower: calls already spread over it move to the others. (Killing the
 /// leader also needs retries of reads refused during the election: see the retry layer.)
 #[tokio::test]
@@ -87,7 +66,7 @@ async fn calls_move_off_a_killed_member() {
     for i in 0..6 {
         kv.put(format!("before/{i}"), "v").await.unwrap();
     }
-    cluster.member(a_follower(&cluster).await).kill();
+    cluster.member(cluster.follower().await).kill();
     let started = Instant::now();
     let mut unknown = 0;
     for i in 0..20 {
@@ -174,7 +153,6 @@ async fn an_invalid_endpoint_is_a_typed_error() {
 /// may fail only with an unknown outcome (it is never resent).
 #[tokio::test]
 async fn killing_the_leader_is_ridden_out_by_retries() {
-    use etcd_client::proto::etcdserverpb::{StatusRequest, maintenance_client::MaintenanceClient};
     let cluster = EtcdCluster::start(3).await;
     let client = Client::builder(cluster.client_urls())
         .request_timeout(Duration::from_secs(15))
@@ -183,23 +161,7 @@ async fn killing_the_leader_is_ridden_out_by_retries() {
         .unwrap();
     let kv = client.kv();
     kv.put("k", "before").await.unwrap();
-    let mut leader = None;
-    for (i, url) in cluster.client_urls().into_iter().enumerate() {
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let status = MaintenanceClient::new(channel)
-            .status(StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        if status.header.unwrap().member_id == status.leader {
-            leader = Some(i);
-        }
-    }
-    cluster.member(leader.expect("a leader")).kill();
+    cluster.member(cluster.leader().await).kill();
     let killed = Instant::now();
     let mut first_write = None;
     let mut unknown = 0;
@@ -227,4 +189,97 @@ async fn killing_the_leader_is_ridden_out_by_retries() {
         "first write {first_write:?} after the kill"
     );
     assert!(unknown <= 2, "{unknown} writes with an unknown outcome");
+}
+
+/// K10: every member is killed; calls fail with typed never-sent errors within the retry
+/// budget; after a restart the same client works again without being rebuilt.
+#[tokio::test]
+async fn the_same_client_recovers_after_the_whole_cluster_restarts() {
+    let cluster = EtcdCluster::start(3).await;
+    let client = Client::connect(cluster.client_urls()).await.unwrap();
+    client.kv().put("k", "before").await.unwrap();
+    for member in cluster.members() {
+        member.kill();
+    }
+    {
+        let started = Instant::now();
+        let e = client.kv().put("k", "during").await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Transport {
+                    applied: Applied::No,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "failed after {:?}",
+            started.elapsed()
+        );
+        assert!(client.kv().get("k").await.is_err());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let restarts: Vec<_> = cluster.members().iter().map(|m| m.restart()).collect();
+    futures::future::join_all(restarts).await;
+    let started = Instant::now();
+    loop {
+        match client.kv().put("k", "after").await {
+            Ok(_) => break,
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = e;
+            }
+            Err(e) => panic!("not recovered after 20 s: {e:?}"),
+        }
+    }
+    eprintln!("recovered {:?} after the restart", started.elapsed());
+    assert_eq!(
+        client.kv().get("k").await.unwrap().value(),
+        Some(&b"after"[..])
+    );
+}
+
+/// K8: a client that only knows member A, with require-leader: once B and C are stopped
+/// and A notices it has no leader, calls fail with a typed `NoLeader` instead of hanging;
+/// they work again after the others resume.
+#[tokio::test]
+async fn require_leader_fails_fast_with_no_leader() {
+    let cluster = EtcdCluster::start(3).await;
+    let a = cluster.member(0);
+    let client = Client::builder([a.client_url()])
+        .require_leader(true)
+        .request_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    client.kv().put("k", "v").await.unwrap();
+    cluster.member(1).pause();
+    cluster.member(2).pause();
+    let stopped = Instant::now();
+    let kind = loop {
+        match client.kv().get("k").serializable().await {
+            Ok(_) if stopped.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(_) => panic!("still served 20 s after the quorum was lost"),
+            Err(e) => break e.server_kind(),
+        }
+    };
+    eprintln!("NoLeader after {:?}", stopped.elapsed());
+    assert_eq!(kind, Some(etcd_client::ServerErrorKind::NoLeader));
+    cluster.member(1).resume();
+    cluster.member(2).resume();
+    let resumed = Instant::now();
+    loop {
+        match client.kv().put("k", "again").await {
+            Ok(_) => break,
+            Err(_) if resumed.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("not back 20 s after resume: {e:?}"),
+        }
+    }
 }

@@ -510,7 +510,7 @@ async fn l3_l2_the_stream_moves_off_blackholed_killed_and_leader_members() {
     // Phase 3 (L2): with the member back, kill the leader. Renewals stall during the
     // election; the gap between replies stays below the TTL.
     cluster.member(second).restart().await;
-    let leader = leader_of(&cluster).await;
+    let leader = cluster.leader().await;
     let reader = (0..3).find(|&m| m != leader).unwrap();
     let reader_kv = kv(&cluster.member(reader).client_url());
     cluster.member(leader).kill();
@@ -530,34 +530,6 @@ async fn l3_l2_the_stream_moves_off_blackholed_killed_and_leader_members() {
     assert_eq!(seen.key_missing, 0);
     assert_eq!(created_at(&reader_kv, &key).await, created, "never deleted");
     assert_eq!(keeper.loss(), None);
-}
-
-/// The index of the member that is the leader, asked of each running member.
-async fn leader_of(cluster: &EtcdCluster) -> usize {
-    use pb::maintenance_client::MaintenanceClient;
-    let ids = {
-        let mut ids = Vec::new();
-        for url in cluster.client_urls() {
-            let status = MaintenanceClient::new(channel(&url))
-                .status(pb::StatusRequest {})
-                .await;
-            ids.push(status.ok().map(|s| s.into_inner()));
-        }
-        ids
-    };
-    let leader = ids
-        .iter()
-        .flatten()
-        .map(|s| s.leader)
-        .next()
-        .expect("a member answers");
-    ids.iter()
-        .position(|s| {
-            s.as_ref()
-                .and_then(|s| s.header.as_ref())
-                .is_some_and(|h| h.member_id == leader)
-        })
-        .expect("the leader is a member")
 }
 
 /// The Elixir client's flow through the facade: start a lease with a chosen ID, put with

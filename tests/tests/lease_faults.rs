@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use etcd_core::Kv;
 use etcd_core::grpc::{GrpcKv, GrpcLease};
-use etcd_core::proto::etcdserverpb as pb;
 use etcd_lease::{Error, KeepAlive, Lessor, LossReason};
 use etcd_tests::{EtcdCluster, unique_prefix};
 use tokio::time::Instant;
@@ -65,27 +64,6 @@ async fn grant(lessor: &Lessor<GrpcLease<Channel>>, ttl: Duration) -> i64 {
     }
 }
 
-/// Member indices of the leader and of the followers.
-async fn leader_and_followers(cluster: &EtcdCluster) -> (usize, Vec<usize>) {
-    use pb::maintenance_client::MaintenanceClient;
-    let mut statuses = Vec::new();
-    for url in cluster.client_urls() {
-        let status = MaintenanceClient::new(channel(&url))
-            .status(pb::StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        statuses.push(status);
-    }
-    let leader_id = statuses[0].leader;
-    let leader = statuses
-        .iter()
-        .position(|s| s.header.as_ref().unwrap().member_id == leader_id)
-        .expect("the leader is a member");
-    let followers = (0..statuses.len()).filter(|&i| i != leader).collect();
-    (leader, followers)
-}
-
 /// The replies a keep-alive got while watched, and whether it was lost meanwhile.
 #[derive(Debug, Default)]
 struct Acks {
@@ -135,7 +113,7 @@ async fn l4_a_short_loss_of_quorum_is_survived() {
     let cluster = EtcdCluster::start(3).await;
     // A is a follower: with B and C stopped the leader is gone, and an election is
     // needed after they are back (the longer path).
-    let (leader, followers) = leader_and_followers(&cluster).await;
+    let (leader, followers) = cluster.leader_and_followers().await;
     let a = followers[0];
     let others: Vec<usize> = (0..3).filter(|&i| i != a).collect();
     let url = cluster.member(a).client_url();
@@ -231,7 +209,7 @@ async fn l4_a_short_loss_of_quorum_is_survived() {
 async fn l5_a_long_loss_of_quorum_is_reported_as_possibly_expired() {
     let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
-    let (leader, followers) = leader_and_followers(&cluster).await;
+    let (leader, followers) = cluster.leader_and_followers().await;
     let a = followers[0];
     let others: Vec<usize> = (0..3).filter(|&i| i != a).collect();
     let url = cluster.member(a).client_url();
@@ -312,7 +290,7 @@ async fn l5_a_long_loss_of_quorum_is_reported_as_possibly_expired() {
 async fn l6_a_lease_revoked_while_its_member_was_stopped_is_reported() {
     let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
-    let (_, followers) = leader_and_followers(&cluster).await;
+    let (_, followers) = cluster.leader_and_followers().await;
     // A is a follower, so that the others keep the quorum and the revoke goes through at
     // once.
     let a = followers[0];

@@ -27,22 +27,6 @@ fn failover_from(urls: &[String], first: usize) -> Failover<GrpcWatch<Channel>> 
     }))
 }
 
-/// The index of a member that is not the leader.
-async fn a_follower(cluster: &EtcdCluster) -> usize {
-    use etcd_core::proto::etcdserverpb::{StatusRequest, maintenance_client::MaintenanceClient};
-    for (i, url) in cluster.client_urls().into_iter().enumerate() {
-        let status = MaintenanceClient::new(channel(&url))
-            .status(StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        if status.header.unwrap().member_id != status.leader {
-            return i;
-        }
-    }
-    panic!("no follower in the cluster");
-}
-
 /// Records a watch's responses with the time they arrived, until `stop` is set.
 /// What a watch delivered, with arrival times.
 type Log = Arc<Mutex<Vec<(Instant, Result<WatchResponse, String>)>>>;
@@ -69,7 +53,7 @@ async fn w2_watches_resume_on_another_member_when_theirs_is_killed() {
     let urls = cluster.client_urls();
     // A is a follower, so that writes through B go on while it is down (killing the
     // leader would only add an election to the measured time).
-    let a = a_follower(&cluster).await;
+    let a = cluster.follower().await;
     let b = (a + 1) % 3;
     let kv = Kv::new(GrpcKv::new(channel(&urls[b])));
     let first = kv.put("/w2/start", "0").await.unwrap().revision();

@@ -133,26 +133,6 @@ async fn wait_for(label: &str, log: &Log, until: i64) -> Recorded {
     rec
 }
 
-/// Member indices of the leader and of the followers.
-async fn leader_and_followers(urls: &[String]) -> (usize, Vec<usize>) {
-    use pb::maintenance_client::MaintenanceClient;
-    let mut statuses = Vec::new();
-    for url in urls {
-        let status = MaintenanceClient::new(channel(url))
-            .status(pb::StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        statuses.push(status);
-    }
-    let leader_id = statuses[0].leader;
-    let leader = statuses
-        .iter()
-        .position(|s| s.header.as_ref().unwrap().member_id == leader_id)
-        .expect("the leader is a member");
-    (leader, (0..urls.len()).filter(|&i| i != leader).collect())
-}
-
 /// A writer through `kv`: a put (or every 4th a delete) under `prefix` every `every`, and
 /// every `out_every`-th write outside it (under `/out/`) when set. Failed writes (during an
 /// election) are retried later; acknowledged ones are timed.
@@ -230,7 +210,7 @@ async fn w2_watches_resume_when_the_leader_is_killed() {
     let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
     let urls = cluster.client_urls();
-    let (leader, followers) = leader_and_followers(&urls).await;
+    let (leader, followers) = cluster.leader_and_followers().await;
     let b = followers[0];
     let kv = kv(&urls[b]);
     let first = kv.put("/w2l/start", "0").await.unwrap().revision();
@@ -507,7 +487,7 @@ async fn w7_a_future_watch_resumed_on_a_lagging_member_delivers_nothing_early() 
         .start()
         .await;
     let urls = cluster.client_urls();
-    let (leader, followers) = leader_and_followers(&urls).await;
+    let (leader, followers) = cluster.leader_and_followers().await;
     // A and C are followers; writes go through the leader B.
     let (a, c, b) = (followers[0], followers[1], leader);
     let proxies = [
