@@ -112,7 +112,7 @@ async fn membership_lifecycle_on_a_three_member_cluster() {
         .await
         .expect("remove learner");
     assert!(removed.member(learner.id()).is_none());
-    wait_for_member_count(&members, 3).await;
+    wait_for_member_count(members, 3).await;
 
     // Removing it again: unknown member.
     let e = members.remove(learner.id()).await.unwrap_err();
@@ -127,7 +127,7 @@ async fn membership_lifecycle_on_a_three_member_cluster() {
     when_healthy(|| members.remove(added.member().id()).into_future())
         .await
         .expect("remove the unstarted voter");
-    wait_for_member_count(&members, 3).await;
+    wait_for_member_count(members, 3).await;
 
     // The cluster still serves.
     client.kv().put("after-membership", "ok").await.unwrap();
