@@ -179,6 +179,16 @@ impl ClientBuilder {
             ),
             auth: etcd_core::Auth::new(admin_stack(&members, GrpcAuth::new, &layers)),
             session: layers.session.clone(),
+            locks: etcd_core::lock::LockHandle::new(stack(
+                &members,
+                etcd_core::grpc::GrpcLock::new,
+                &layers,
+            )),
+            elections: etcd_core::election::ElectionHandle::new(stack(
+                &members,
+                etcd_core::grpc::GrpcElection::new,
+                &layers,
+            )),
         })
     }
 }

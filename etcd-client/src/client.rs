@@ -46,6 +46,8 @@ pub struct Client {
     pub(crate) maintenance: Maintenance,
     pub(crate) auth: Auth,
     pub(crate) session: AuthSession,
+    pub(crate) locks: crate::concurrency::ServerLock,
+    pub(crate) elections: crate::concurrency::ServerElection,
 }
 
 impl Client {

@@ -212,6 +212,13 @@ resend_by_clone!(
     pb::AuthRoleDeleteRequest,
     pb::AuthRoleGrantPermissionRequest,
     pb::AuthRoleRevokePermissionRequest,
+    etcd_core::proto::v3lockpb::LockRequest,
+    etcd_core::proto::v3lockpb::UnlockRequest,
+    etcd_core::proto::v3electionpb::CampaignRequest,
+    etcd_core::proto::v3electionpb::ProclaimRequest,
+    etcd_core::proto::v3electionpb::LeaderRequest,
+    etcd_core::proto::v3electionpb::ResignRequest,
+    etcd_core::election::ObserveRequest,
 );
 
 impl<T> Resend for RequestStream<T> {

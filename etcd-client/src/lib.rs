@@ -31,6 +31,7 @@
 
 mod builder;
 mod client;
+pub mod concurrency;
 mod connector;
 mod endpoint;
 mod env;

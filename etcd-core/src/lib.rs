@@ -34,6 +34,7 @@
 pub mod auth;
 pub mod call;
 pub mod cluster;
+pub mod election;
 pub mod error;
 pub mod future;
 pub mod grpc;
@@ -41,6 +42,7 @@ pub mod idempotency;
 pub mod key;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod middleware;
 pub mod namespace;

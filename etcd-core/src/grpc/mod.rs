@@ -7,15 +7,19 @@
 mod auth;
 mod bidi;
 mod cluster;
+mod election;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 mod watch;
 
 pub use auth::GrpcAuth;
 pub use cluster::GrpcCluster;
+pub use election::GrpcElection;
 pub use kv::GrpcKv;
 pub use lease::GrpcLease;
+pub use lock::GrpcLock;
 pub use maintenance::GrpcMaintenance;
 pub use watch::GrpcWatch;
 

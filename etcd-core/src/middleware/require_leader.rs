@@ -5,12 +5,14 @@
 //! so the call may safely go to another member) and ends watch and keep-alive streams,
 //! instead of serving stale reads or hanging.
 //!
-//! ```
+//! ```no_run
 //! use etcd_core::middleware::RequireLeaderLayer;
+//! # #[tokio::main] async fn main() {
 //! let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:2379").connect_lazy();
 //! let transport = tower::ServiceBuilder::new().layer(RequireLeaderLayer::new(true)).service(channel);
 //! let kv = etcd_core::Kv::new(etcd_core::grpc::GrpcKv::new(transport));
 //! # let _ = kv;
+//! # }
 //! ```
 
 use std::task::{Context, Poll};
