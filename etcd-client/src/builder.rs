@@ -9,6 +9,7 @@ use etcd_core::{Error, IntoBytes, InvalidRequest, Result};
 use crate::client::Client;
 use crate::endpoint::{ConnectOptions, channel};
 use crate::maintenance::Maintenance;
+use crate::member_transport::{MemberTransport, WrapChannel};
 use crate::retry::RetryPolicy;
 use crate::session::{AuthSession, AuthSettings, Credentials, reauthenticating};
 use crate::stack::{Layers, admin_stack, failover, stack, transport};
@@ -103,6 +104,45 @@ impl ClientBuilder {
     /// hanging or serving stale data. Default: off.
     pub fn require_leader(mut self, require: bool) -> Self {
         self.layers.require_leader = require;
+        self
+    }
+
+    /// Adds a tower layer over every member's connection (the wire tier: it sees
+    /// `http::Request`s of gRPC calls and streams), for tracing, metrics, rate limits,
+    /// timeouts or anything else. Layers added later wrap earlier ones. The client's own
+    /// auth-token and require-leader middleware sit above them.
+    ///
+    /// ```no_run
+    /// # async fn example() -> etcd_client::Result<()> {
+    /// use std::time::Duration;
+    /// let client = etcd_client::Client::builder(["http://127.0.0.1:2379"])
+    ///     .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(2)))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<MemberTransport> + Send + Sync + 'static,
+        L::Service: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error: Into<etcd_core::BoxError>,
+                Future: Send + 'static,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        let inner = self.layers.wrap.take();
+        let wrap = WrapChannel::new(move |channel| {
+            let below = MemberTransport::new(channel, inner.as_ref());
+            tower::util::BoxCloneSyncService::new(tower::ServiceExt::map_err(
+                layer.layer(below),
+                Into::into,
+            ))
+        });
+        self.layers.wrap = Some(wrap);
         self
     }
 

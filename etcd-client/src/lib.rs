@@ -37,6 +37,7 @@ mod endpoint;
 mod env;
 pub mod failover;
 pub mod maintenance;
+mod member_transport;
 pub mod retry;
 pub mod session;
 pub mod stack;
@@ -56,5 +57,6 @@ pub use etcd_proto as proto;
 /// Watches, multiplexed over one stream and resumed after failures (the `etcd-watch` crate).
 pub use etcd_watch as watch;
 pub use maintenance::Maintenance;
+pub use member_transport::MemberTransport;
 pub use session::{AuthSession, Credentials};
 pub use tls::Tls;

@@ -9,12 +9,13 @@ use etcd_core::namespace::Namespace;
 use tonic::transport::Channel;
 
 use crate::failover::Failover;
+use crate::member_transport::{MemberTransport, WrapChannel};
 use crate::retry::{Retry, RetryPolicy};
 use crate::session::{AuthSession, Refresh};
 
 /// The connection to one member, as the gRPC adapters see it: a channel whose calls carry
 /// the client's auth token, when it has one.
-pub type Transport = AuthToken<RequireLeader<Channel>>;
+pub type Transport = AuthToken<RequireLeader<MemberTransport>>;
 
 /// The typed stack of the key-bearing services (KV, lease, watch): the namespace, over
 /// retries and the call deadline, over re-authentication when a token is refused
@@ -38,13 +39,18 @@ pub(crate) struct Layers {
     pub(crate) session: AuthSession,
     /// Whether calls ask for a member with a leader (`hasleader`).
     pub(crate) require_leader: bool,
+    /// The user's tower layers over each member's channel.
+    pub(crate) wrap: Option<WrapChannel>,
 }
 
 /// A member's connection, carrying the session's token and, when asked, the
 /// require-leader metadata.
 pub(crate) fn transport(channel: Channel, layers: &Layers) -> Transport {
     AuthToken::new(
-        RequireLeader::new(channel, layers.require_leader),
+        RequireLeader::new(
+            MemberTransport::new(channel, layers.wrap.as_ref()),
+            layers.require_leader,
+        ),
         layers.session.cell().clone(),
     )
 }

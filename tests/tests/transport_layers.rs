@@ -49,3 +49,29 @@ async fn a_timeout_layer_gives_a_typed_timeout_with_unknown_outcome() {
     assert!(started.elapsed() < Duration::from_secs(2));
     proxy.set_mode(Mode::Pass).await;
 }
+
+/// The facade over the user's own tower layers: every call and stream of the client passes
+/// through them, and a timeout layer among them bounds each call.
+#[tokio::test]
+async fn the_client_takes_tower_layers_over_its_transport() {
+    let counter = CallCounter::new();
+    let client = etcd_client::Client::builder(shared_server().endpoints())
+        .layer(counter.layer())
+        .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(5)))
+        .connect()
+        .await
+        .unwrap();
+    let p = unique_prefix("client_layers");
+    client.kv().put(format!("{p}k"), "v").await.unwrap();
+    assert_eq!(
+        client.kv().get(format!("{p}k")).await.unwrap().value(),
+        Some(&b"v"[..])
+    );
+    let lease = client.lease().grant(Duration::from_secs(30)).await.unwrap();
+    let _watch = client.watch(format!("{p}w")).await.unwrap();
+    client.lease().revoke(lease.id()).await.unwrap();
+    assert_eq!(counter.count("/etcdserverpb.KV/Put"), 1);
+    assert_eq!(counter.count("/etcdserverpb.KV/Range"), 1);
+    assert_eq!(counter.count("/etcdserverpb.Lease/LeaseGrant"), 1);
+    assert_eq!(counter.count("/etcdserverpb.Watch/Watch"), 1);
+}

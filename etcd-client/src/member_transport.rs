@@ -1,0 +1,96 @@
+//! The connection to one member: the tonic channel itself, or the channel wrapped in tower
+//! layers the user added with [`ClientBuilder::layer`](crate::ClientBuilder::layer).
+//!
+//! Without user layers, calls go straight to the channel: no boxing on the hot path. With
+//! them, the layered service is boxed once per client and each call pays one allocation.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use etcd_core::BoxError;
+use futures_util::TryFutureExt;
+use futures_util::future::{BoxFuture, Either, MapErr};
+use tonic::body::Body;
+use tonic::transport::Channel;
+use tower::util::BoxCloneSyncService;
+
+/// A user-layered transport, type-erased.
+pub(crate) type BoxTransport =
+    BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>;
+
+/// Wraps a member's channel in the user's layers.
+#[derive(Clone)]
+pub(crate) struct WrapChannel(Arc<dyn Fn(Channel) -> BoxTransport + Send + Sync>);
+
+impl WrapChannel {
+    pub(crate) fn new(wrap: impl Fn(Channel) -> BoxTransport + Send + Sync + 'static) -> Self {
+        Self(Arc::new(wrap))
+    }
+}
+
+impl std::fmt::Debug for WrapChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WrapChannel(..)")
+    }
+}
+
+/// The connection to one member, as the gRPC adapters see it (below the auth-token and
+/// require-leader middleware).
+#[derive(Clone, Debug)]
+pub struct MemberTransport(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    Channel(Channel),
+    Layered(BoxTransport),
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inner::Channel(channel) => channel.fmt(f),
+            Inner::Layered(_) => f.write_str("Layered(..)"),
+        }
+    }
+}
+
+impl MemberTransport {
+    /// The channel, wrapped in the user's layers when there are any.
+    pub(crate) fn new(channel: Channel, wrap: Option<&WrapChannel>) -> Self {
+        match wrap {
+            None => Self(Inner::Channel(channel)),
+            Some(wrap) => Self(Inner::Layered((wrap.0)(channel))),
+        }
+    }
+}
+
+fn boxed(error: tonic::transport::Error) -> BoxError {
+    Box::new(error)
+}
+
+type ChannelFuture = <Channel as tower::Service<http::Request<Body>>>::Future;
+
+impl tower::Service<http::Request<Body>> for MemberTransport {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = Either<
+        MapErr<ChannelFuture, fn(tonic::transport::Error) -> BoxError>,
+        BoxFuture<'static, Result<http::Response<Body>, BoxError>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match &mut self.0 {
+            Inner::Channel(channel) => channel.poll_ready(cx).map_err(boxed),
+            Inner::Layered(service) => service.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match &mut self.0 {
+            Inner::Channel(channel) => {
+                Either::Left(channel.call(request).map_err(boxed as fn(_) -> _))
+            }
+            Inner::Layered(service) => Either::Right(service.call(request)),
+        }
+    }
+}
