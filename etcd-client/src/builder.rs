@@ -4,15 +4,18 @@ use std::time::Duration;
 
 use etcd_core::grpc::{GrpcAuth, GrpcCluster, GrpcKv, GrpcLease, GrpcMaintenance, GrpcWatch};
 use etcd_core::kv::KvLimits;
-use etcd_core::{Error, IntoBytes, InvalidRequest, Result};
+#[allow(unused_imports)] // named by the docs
+use etcd_core::{Error, InvalidRequest};
+use etcd_core::{IntoBytes, Result};
 
 use crate::client::Client;
 use crate::endpoint::{ConnectOptions, channel};
+use crate::endpoints::Endpoints;
 use crate::maintenance::Maintenance;
 use crate::member_transport::{MemberTransport, WrapChannel};
 use crate::retry::RetryPolicy;
 use crate::session::{AuthSession, AuthSettings, Credentials, reauthenticating};
-use crate::stack::{Layers, admin_stack, failover, stack, transport};
+use crate::stack::{Layers, admin_stack, stack, transport};
 
 /// Settings for a [`Client`], from [`Client::builder`].
 #[derive(Clone, Debug)]
@@ -22,6 +25,7 @@ pub struct ClientBuilder {
     options: ConnectOptions,
     layers: Layers,
     limits: KvLimits,
+    auto_sync: Option<Duration>,
     auth: AuthSettings,
 }
 
@@ -39,6 +43,7 @@ impl ClientBuilder {
             options: ConnectOptions::default(),
             layers: Layers::default(),
             limits: KvLimits::default(),
+            auto_sync: None,
             auth: AuthSettings::default(),
         }
     }
@@ -146,6 +151,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Keeps the endpoints in step with the cluster: every `interval`, the member list is
+    /// read and the endpoints become the client URLs of its started voting members
+    /// (learners are skipped). Stops when the last clone of the client is dropped.
+    /// Default: off (see [`Client::sync_endpoints`] to do it once).
+    pub fn auto_sync(mut self, interval: Duration) -> Self {
+        self.auto_sync = Some(interval);
+        self
+    }
+
     /// The server's `--max-txn-ops`, when the cluster sets it (default 128): larger
     /// transactions are refused before sending.
     pub fn max_txn_ops(mut self, ops: usize) -> Self {
@@ -188,24 +202,21 @@ impl ClientBuilder {
             layers,
             limits,
             auth,
+            auto_sync,
         } = self;
         let mut layers = layers;
         layers.session = AuthSession::new(auth)?;
-        let members = endpoints
-            .into_iter()
-            .map(|address| channel(&address, &options).map(|ch| (address, transport(ch, &layers))))
-            .collect::<Result<Vec<_>>>()?;
-        if members.is_empty() {
-            return Err(Error::InvalidRequest(InvalidRequest::Other(
-                "no endpoints given: name at least one member, such as http://127.0.0.1:2379"
-                    .into(),
-            )));
-        }
+        let members = {
+            let layers = layers.clone();
+            Endpoints::new(endpoints, move |address| {
+                channel(address, &options).map(|ch| transport(ch, &layers))
+            })?
+        };
         layers
             .session
-            .set_authenticator(failover(&members, GrpcAuth::new));
+            .set_authenticator(members.failover(GrpcAuth::new));
         // One stack per etcd service, over the same connections.
-        Ok(Client {
+        let mut client = Client {
             kv: etcd_core::Kv::new(stack(&members, GrpcKv::new, &layers)).with_limits(limits),
             lease: etcd_lease::Lessor::new(stack(&members, GrpcLease::new, &layers)),
             watcher: reauthenticating(
@@ -214,7 +225,7 @@ impl ClientBuilder {
             ),
             cluster: etcd_core::Cluster::new(admin_stack(&members, GrpcCluster::new, &layers)),
             maintenance: Maintenance::new(
-                failover(&members, GrpcMaintenance::new),
+                members.failover(GrpcMaintenance::new),
                 layers.session.clone(),
             ),
             auth: etcd_core::Auth::new(admin_stack(&members, GrpcAuth::new, &layers)),
@@ -229,6 +240,14 @@ impl ClientBuilder {
                 etcd_core::grpc::GrpcElection::new,
                 &layers,
             )),
-        })
+            endpoints: members,
+            sync: None,
+        };
+        if let Some(interval) = auto_sync {
+            client.sync = Some(std::sync::Arc::new(crate::client::SyncTask::start(
+                &client, interval,
+            )));
+        }
+        Ok(client)
     }
 }

@@ -1,10 +1,14 @@
 //! The client: one handle on a whole cluster.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use etcd_core::Result;
 use etcd_core::grpc::{GrpcAuth, GrpcCluster, GrpcKv, GrpcLease, GrpcWatch};
 use etcd_watch::{GroupEvents, Watch, WatchGroup};
 
 use crate::builder::ClientBuilder;
+use crate::endpoints::Endpoints;
 use crate::maintenance::Maintenance;
 use crate::session::AuthSession;
 use crate::stack::{AdminStack, Stack, Transport};
@@ -48,6 +52,46 @@ pub struct Client {
     pub(crate) session: AuthSession,
     pub(crate) locks: crate::concurrency::ServerLock,
     pub(crate) elections: crate::concurrency::ServerElection,
+    pub(crate) endpoints: Endpoints,
+    pub(crate) sync: Option<Arc<SyncTask>>,
+}
+
+/// The background task of [`ClientBuilder::auto_sync`]; ends when the last client clone
+/// drops it.
+#[derive(Debug)]
+pub(crate) struct SyncTask(tokio::task::JoinHandle<()>);
+
+impl SyncTask {
+    pub(crate) fn start(client: &Client, interval: Duration) -> Self {
+        let (cluster, endpoints) = (client.cluster.clone(), client.endpoints.clone());
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(error) = sync(&cluster, &endpoints).await {
+                    tracing::debug!(%error, "endpoint sync failed; keeping the current endpoints");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for SyncTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sets the endpoints to the client URLs of the started voting members.
+async fn sync(cluster: &Cluster, endpoints: &Endpoints) -> Result<Vec<String>> {
+    let members = cluster.members().await?;
+    let urls: Vec<String> = members
+        .members()
+        .iter()
+        .filter(|m| !m.is_learner() && m.is_started())
+        .flat_map(|m| m.client_urls().iter().cloned())
+        .collect();
+    endpoints.set(urls.iter().cloned())?;
+    Ok(urls)
 }
 
 impl Client {
@@ -142,8 +186,47 @@ impl Client {
         &self.session
     }
 
-    /// The endpoints the client was given, in order.
+    /// The client's endpoints, in order.
     pub fn endpoints(&self) -> Vec<String> {
-        self.maintenance.endpoints()
+        self.endpoints.list()
+    }
+
+    /// Replaces the client's endpoints, for every clone of the client: calls and streams
+    /// opened from now on go to the new members; connections to endpoints that stay are
+    /// kept. An empty or invalid list fails with
+    /// [`Error::InvalidRequest`](crate::Error::InvalidRequest) and changes nothing.
+    pub fn set_endpoints<E, I>(&self, endpoints: I) -> Result<()>
+    where
+        I: IntoIterator<Item = E>,
+        E: AsRef<str>,
+    {
+        self.endpoints
+            .set(endpoints.into_iter().map(|e| e.as_ref().to_owned()))
+    }
+
+    /// Adds an endpoint (no change when it is already there).
+    pub fn add_endpoint(&self, endpoint: impl AsRef<str>) -> Result<()> {
+        let mut list = self.endpoints();
+        if !list.iter().any(|e| e == endpoint.as_ref().trim()) {
+            list.push(endpoint.as_ref().to_owned());
+        }
+        self.set_endpoints(list)
+    }
+
+    /// Removes an endpoint; removing the last one fails with
+    /// [`Error::InvalidRequest`](crate::Error::InvalidRequest).
+    pub fn remove_endpoint(&self, endpoint: impl AsRef<str>) -> Result<()> {
+        let list = self
+            .endpoints()
+            .into_iter()
+            .filter(|e| e != endpoint.as_ref().trim());
+        self.set_endpoints(list)
+    }
+
+    /// Reads the member list once and makes the client URLs of the started voting members
+    /// (learners skipped) the client's endpoints; returns them. See
+    /// [`ClientBuilder::auto_sync`] to do it on an interval.
+    pub async fn sync_endpoints(&self) -> Result<Vec<String>> {
+        sync(&self.cluster, &self.endpoints).await
     }
 }

@@ -7,7 +7,7 @@
 //! whose outcome is unknown is never resent: the caller gets the typed error.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -39,9 +39,12 @@ struct Health {
 }
 
 /// A typed service that spreads calls over several members and fails over between them.
+///
+/// The member list can change while calls run ([`set_members`](Self::set_members)): calls
+/// already under way finish on the list they started with.
 #[derive(Debug)]
 pub struct Failover<S> {
-    members: Arc<[Member<S>]>,
+    members: Arc<RwLock<Arc<[Member<S>]>>>,
     next: Arc<AtomicUsize>,
 }
 
@@ -54,6 +57,17 @@ impl<S> Clone for Failover<S> {
     }
 }
 
+fn member_list<S>(members: impl IntoIterator<Item = (String, S)>) -> Arc<[Member<S>]> {
+    members
+        .into_iter()
+        .map(|(endpoint, service)| Member {
+            endpoint,
+            service,
+            health: Mutex::new(Health::default()),
+        })
+        .collect()
+}
+
 impl<S> Failover<S> {
     /// A failover service over `(endpoint, service)` pairs, one per member.
     ///
@@ -61,57 +75,55 @@ impl<S> Failover<S> {
     /// When `members` is empty; [`Client::connect`](crate::Client::connect) refuses that
     /// with a typed error first.
     pub fn new(members: impl IntoIterator<Item = (String, S)>) -> Self {
-        let members: Arc<[Member<S>]> = members
-            .into_iter()
-            .map(|(endpoint, service)| Member {
-                endpoint,
-                service,
-                health: Mutex::new(Health::default()),
-            })
-            .collect();
+        let members = member_list(members);
         assert!(
             !members.is_empty(),
             "a failover service needs at least one member"
         );
         Self {
-            members,
+            members: Arc::new(RwLock::new(members)),
             next: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// The endpoints, in the order given.
-    pub fn endpoints(&self) -> impl Iterator<Item = &str> {
-        self.members.iter().map(|m| m.endpoint.as_str())
+    /// Replaces the member list. Members whose endpoint stays keep their health record.
+    /// An empty list is ignored (a client always has at least one member); returns
+    /// whether the list was replaced.
+    pub fn set_members(&self, members: impl IntoIterator<Item = (String, S)>) -> bool {
+        let fresh = member_list(members);
+        if fresh.is_empty() {
+            return false;
+        }
+        let mut current = self.members.write().unwrap_or_else(|p| p.into_inner());
+        for member in fresh.iter() {
+            if let Some(old) = current.iter().find(|m| m.endpoint == member.endpoint) {
+                *lock(&member.health) = std::mem::take(&mut *lock(&old.health));
+            }
+        }
+        *current = fresh;
+        true
     }
 
-    /// The inner service of the member at `endpoint`, to aim a call at that member alone
-    /// (no failover). Endpoints match with or without their `http://` or `https://` scheme
-    /// and a trailing slash.
-    pub fn member(&self, endpoint: &str) -> Option<&S> {
-        let wanted = normalized(endpoint);
-        self.members
-            .iter()
-            .find(|m| normalized(&m.endpoint) == wanted)
-            .map(|m| &m.service)
+    /// The current member list.
+    fn current(&self) -> Arc<[Member<S>]> {
+        Arc::clone(&self.members.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Every member's endpoint and inner service, in the order given.
-    pub fn members(&self) -> impl Iterator<Item = (&str, &S)> {
-        self.members
-            .iter()
-            .map(|m| (m.endpoint.as_str(), &m.service))
+    /// The endpoints, in order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.current().iter().map(|m| m.endpoint.clone()).collect()
     }
 
     /// The members to try for one call: healthy ones first, starting with the next in turn,
     /// then the skipped ones, soonest to recover first.
-    fn order(&self) -> Vec<usize> {
-        let n = self.members.len();
+    fn order(&self, members: &[Member<S>]) -> Vec<usize> {
+        let n = members.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let now = Instant::now();
         let mut skipped = Vec::new();
         let mut order = Vec::with_capacity(n);
         for i in (start..n).chain(0..start) {
-            match lock(&self.members[i].health).skip_until {
+            match lock(&members[i].health).skip_until {
                 Some(until) if until > now => skipped.push((until, i)),
                 _ => order.push(i),
             }
@@ -120,15 +132,38 @@ impl<S> Failover<S> {
         order.extend(skipped.into_iter().map(|(_, i)| i));
         order
     }
+}
 
-    fn record(&self, member: usize, reachable: bool) {
-        let mut health = lock(&self.members[member].health);
+impl<S: Clone> Failover<S> {
+    /// The inner service of the member at `endpoint`, to aim a call at that member alone
+    /// (no failover). Endpoints match with or without their `http://` or `https://` scheme
+    /// and a trailing slash.
+    pub fn member(&self, endpoint: &str) -> Option<S> {
+        let wanted = normalized(endpoint);
+        self.current()
+            .iter()
+            .find(|m| normalized(&m.endpoint) == wanted)
+            .map(|m| m.service.clone())
+    }
+
+    /// Every member's endpoint and inner service, in order.
+    pub fn members(&self) -> Vec<(String, S)> {
+        self.current()
+            .iter()
+            .map(|m| (m.endpoint.clone(), m.service.clone()))
+            .collect()
+    }
+}
+
+impl<S> Member<S> {
+    fn record(&self, reachable: bool) {
+        let mut health = lock(&self.health);
         if reachable {
             *health = Health::default();
         } else {
             health.penalty = (health.penalty * 2).clamp(FIRST_PENALTY, MAX_PENALTY);
             health.skip_until = Some(Instant::now() + health.penalty);
-            tracing::debug!(endpoint = %self.members[member].endpoint, penalty = ?health.penalty, "member unreachable");
+            tracing::debug!(endpoint = %self.endpoint, penalty = ?health.penalty, "member unreachable");
         }
     }
 }
@@ -257,7 +292,8 @@ where
     fn call(&mut self, request: R) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let order = this.order();
+            let members = this.current();
+            let order = this.order(&members);
             let read_only = request.is_read_only();
             let mut request = Some(request);
             let mut last_error = None;
@@ -267,20 +303,20 @@ where
                 if !last {
                     request = req.copy_for_resend();
                 }
-                let service = this.members[member].service.clone();
+                let service = members[member].service.clone();
                 match service.oneshot(req).await {
                     Ok(response) => {
-                        this.record(member, true);
+                        members[member].record(true);
                         return Ok(response);
                     }
                     Err(error) => {
                         if matches!(error, Error::Transport { .. }) {
-                            this.record(member, false);
+                            members[member].record(false);
                         }
                         if !may_resend(&error, read_only) {
                             return Err(error);
                         }
-                        tracing::debug!(endpoint = %this.members[member].endpoint, %error, "trying the next member");
+                        tracing::debug!(endpoint = %members[member].endpoint, %error, "trying the next member");
                         last_error = Some(error);
                     }
                 }
@@ -301,14 +337,17 @@ mod tests {
             ("http://127.0.0.1:2379".to_owned(), 1),
             ("127.0.0.1:22379".to_owned(), 2),
         ]);
-        assert_eq!(failover.member("http://127.0.0.1:2379"), Some(&1));
-        assert_eq!(failover.member("127.0.0.1:2379/"), Some(&1));
-        assert_eq!(failover.member("http://127.0.0.1:22379"), Some(&2));
+        assert_eq!(failover.member("http://127.0.0.1:2379"), Some(1));
+        assert_eq!(failover.member("127.0.0.1:2379/"), Some(1));
+        assert_eq!(failover.member("http://127.0.0.1:22379"), Some(2));
         assert_eq!(failover.member("127.0.0.1:32379"), None);
-        let all: Vec<_> = failover
-            .members()
-            .map(|(e, s)| (e.to_owned(), *s))
-            .collect();
-        assert_eq!(all.len(), 2);
+        assert_eq!(failover.members().len(), 2);
+        assert!(failover.set_members([("127.0.0.1:32379".to_owned(), 3)]));
+        assert_eq!(failover.member("127.0.0.1:32379"), Some(3));
+        assert_eq!(failover.endpoints(), ["127.0.0.1:32379"]);
+        assert!(
+            !failover.set_members(Vec::<(String, i32)>::new()),
+            "never empty"
+        );
     }
 }

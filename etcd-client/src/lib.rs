@@ -34,6 +34,7 @@ mod client;
 pub mod concurrency;
 mod connector;
 mod endpoint;
+mod endpoints;
 mod env;
 pub mod failover;
 pub mod maintenance;

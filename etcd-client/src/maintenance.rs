@@ -73,18 +73,13 @@ impl Maintenance {
         Refresh::new(service.clone(), self.session.clone())
     }
 
-    /// The endpoints of the client, in order.
-    pub(crate) fn endpoints(&self) -> Vec<String> {
-        self.members.endpoints().map(str::to_owned).collect()
-    }
-
     /// The maintenance handle of the member at `endpoint`, one of the client's endpoints
     /// (with or without `http://`). An endpoint the client was not given fails with
     /// [`Error::InvalidRequest`].
     pub fn member(&self, endpoint: &str) -> Result<MemberMaintenance> {
         self.members
             .member(endpoint)
-            .map(|service| etcd_core::Maintenance::new(self.one(service)))
+            .map(|service| etcd_core::Maintenance::new(self.one(&service)))
             .ok_or_else(|| unknown_endpoint(endpoint, &self.members))
     }
 
@@ -123,15 +118,15 @@ impl Maintenance {
             Ok(member) => call(&member),
             Err(error) => {
                 // Never sent: any member's service stands in.
-                let (_, service) = self.members.members().next().expect("at least one member");
-                Call::new(self.one(service), Err(error))
+                let (_, service) = self.members.members().swap_remove(0);
+                Call::new(self.one(&service), Err(error))
             }
         }
     }
 }
 
 fn unknown_endpoint(endpoint: &str, members: &Failover<GrpcMaintenance<Transport>>) -> Error {
-    let known: Vec<&str> = members.endpoints().collect();
+    let known = members.endpoints();
     Error::InvalidRequest(InvalidRequest::Other(
         format!("{endpoint} is not one of the client's endpoints {known:?}").into(),
     ))

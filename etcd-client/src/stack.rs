@@ -8,6 +8,7 @@ use etcd_core::middleware::{AuthToken, RequireLeader};
 use etcd_core::namespace::Namespace;
 use tonic::transport::Channel;
 
+use crate::endpoints::Endpoints;
 use crate::failover::Failover;
 use crate::member_transport::{MemberTransport, WrapChannel};
 use crate::retry::{Retry, RetryPolicy};
@@ -55,35 +56,23 @@ pub(crate) fn transport(channel: Channel, layers: &Layers) -> Transport {
     )
 }
 
-/// A failover service over one `make(transport)` service per member.
-pub(crate) fn failover<S>(
-    members: &[(String, Transport)],
-    make: impl Fn(Transport) -> S,
-) -> Failover<S> {
-    Failover::new(
-        members
-            .iter()
-            .map(|(address, ch)| (address.clone(), make(ch.clone()))),
-    )
-}
-
 /// The full typed stack of one key-bearing service.
-pub(crate) fn stack<S>(
-    members: &[(String, Transport)],
-    make: impl Fn(Transport) -> S,
+pub(crate) fn stack<S: Send + Sync + 'static>(
+    members: &Endpoints,
+    make: impl Fn(Transport) -> S + Send + Sync + 'static,
     layers: &Layers,
 ) -> Stack<S> {
     Namespace::new(admin_stack(members, make, layers), layers.namespace.clone())
 }
 
 /// The typed stack of one service without keys.
-pub(crate) fn admin_stack<S>(
-    members: &[(String, Transport)],
-    make: impl Fn(Transport) -> S,
+pub(crate) fn admin_stack<S: Send + Sync + 'static>(
+    members: &Endpoints,
+    make: impl Fn(Transport) -> S + Send + Sync + 'static,
     layers: &Layers,
 ) -> AdminStack<S> {
     Retry::new(
-        Refresh::new(failover(members, make), layers.session.clone()),
+        Refresh::new(members.failover(make), layers.session.clone()),
         layers.retry,
         layers.request_timeout,
     )

@@ -1,0 +1,97 @@
+//! Endpoints changed at run time, and kept in step with the cluster's member list.
+
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, Error};
+use etcd_tests::EtcdCluster;
+
+#[tokio::test]
+async fn endpoints_can_be_changed_while_the_client_runs() {
+    let cluster = EtcdCluster::start(3).await;
+    let urls = cluster.client_urls();
+    let client = Client::connect([&urls[0]]).await.unwrap();
+    let watcher_clone = client.clone();
+    client.kv().put("k", "1").await.unwrap();
+
+    client.set_endpoints([&urls[1], &urls[2]]).unwrap();
+    assert_eq!(
+        watcher_clone.endpoints(),
+        [urls[1].clone(), urls[2].clone()],
+        "every clone sees the change"
+    );
+    cluster.member(0).kill();
+    for i in 0..10 {
+        // Not one error: member 0 is no longer used.
+        client.kv().put("k", format!("{i}")).await.unwrap();
+        client.kv().get("k").await.unwrap();
+    }
+
+    client.add_endpoint(&urls[0]).unwrap();
+    client.add_endpoint(&urls[0]).unwrap();
+    assert_eq!(client.endpoints().len(), 3);
+    client.remove_endpoint(&urls[0]).unwrap();
+    assert_eq!(client.endpoints().len(), 2);
+
+    let none: [&str; 0] = [];
+    assert!(matches!(
+        client.set_endpoints(none),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        client.set_endpoints(["ftp://nowhere:1"]),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert_eq!(
+        client.endpoints().len(),
+        2,
+        "a refused change changes nothing"
+    );
+    client.kv().get("k").await.unwrap();
+}
+
+#[tokio::test]
+async fn auto_sync_follows_the_member_list() {
+    let cluster = EtcdCluster::start(3).await;
+    let urls = cluster.client_urls();
+    let client = Client::builder([&urls[0]])
+        .auto_sync(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while client.endpoints().len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "endpoints: {:?}",
+            client.endpoints()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut synced = client.endpoints();
+    synced.sort();
+    let mut expected = urls.clone();
+    expected.sort();
+    assert_eq!(synced, expected);
+    eprintln!("endpoints synced after {:?}", started.elapsed());
+
+    // The member the client was given dies; the synced endpoints carry on.
+    let p = etcd_tests::unique_prefix("auto_sync");
+    cluster.member(0).kill();
+    let mut failures = 0;
+    for i in 0..10 {
+        if client.kv().put(format!("{p}{i}"), "v").await.is_err() {
+            failures += 1;
+        }
+        client
+            .kv()
+            .get(format!("{p}{i}"))
+            .await
+            .expect("reads are resent to live members");
+    }
+    assert!(failures <= 1, "{failures} writes failed");
+    assert_eq!(
+        client.sync_endpoints().await.unwrap().len(),
+        3,
+        "the killed member stays listed"
+    );
+}
