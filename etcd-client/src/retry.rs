@@ -129,7 +129,8 @@ where
         let policy = self.policy;
         let span = tracing::debug_span!("etcd", call = short_name::<R>());
         let attempts = attempts(inner, policy, request);
-        match self.timeout {
+        // A call's own deadline (`.timeout(..)` on the request) replaces the client's.
+        match etcd_core::deadline::current().or(self.timeout) {
             None => Box::pin(attempts.instrument(span)),
             Some(limit) => Box::pin(
                 async move {

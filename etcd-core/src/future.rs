@@ -5,6 +5,9 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
 use pin_project_lite::pin_project;
 
 use crate::error::{BoxError, Error, Result};
@@ -22,17 +25,27 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<F, T> {
         #[pin]
-        state: State<F>,
+        state: State<F, T>,
         _response: PhantomData<fn() -> T>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    #[derive(Debug)]
-    enum State<F> {
+    enum State<F, T> {
         Rejected { error: Option<Error> },
         Sent { #[pin] call: F },
+        Timed { call: BoxFuture<'static, Result<T>> },
+    }
+}
+
+impl<F, T> std::fmt::Debug for State<F, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            State::Rejected { error } => f.debug_struct("Rejected").field("error", error).finish(),
+            State::Sent { .. } => f.write_str("Sent"),
+            State::Timed { .. } => f.write_str("Timed"),
+        }
     }
 }
 
@@ -49,6 +62,27 @@ impl<F, T> ResponseFuture<F, T> {
     pub fn sent(call: F) -> Self {
         Self {
             state: State::Sent { call },
+            _response: PhantomData,
+        }
+    }
+
+    /// A future driving a call with its own deadline (see [`crate::deadline`]).
+    pub fn timed<R, E>(timeout: Duration, call: F) -> Self
+    where
+        F: Future<Output = Result<R, E>> + Send + 'static,
+        E: Into<BoxError>,
+        T: FromResponse<R> + Send + 'static,
+    {
+        let call = crate::deadline::scoped(timeout, async move {
+            match call.await {
+                Ok(response) => T::from_response(response),
+                Err(e) => Err(Error::from_boxed(e.into())),
+            }
+        });
+        Self {
+            state: State::Timed {
+                call: Box::pin(call),
+            },
             _response: PhantomData,
         }
     }
@@ -71,6 +105,7 @@ where
                 Ok(response) => T::from_response(response),
                 Err(e) => Err(Error::from_boxed(e.into())),
             }),
+            StateProj::Timed { call } => call.as_mut().poll(cx),
         }
     }
 }

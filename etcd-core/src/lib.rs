@@ -34,6 +34,7 @@
 pub mod auth;
 pub mod call;
 pub mod cluster;
+pub mod deadline;
 pub mod election;
 pub mod error;
 pub mod future;

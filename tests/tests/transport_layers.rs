@@ -75,3 +75,58 @@ async fn the_client_takes_tower_layers_over_its_transport() {
     assert_eq!(counter.count("/etcdserverpb.Lease/LeaseGrant"), 1);
     assert_eq!(counter.count("/etcdserverpb.Watch/Watch"), 1);
 }
+
+/// A per-request timeout replaces the client's request timeout, both ways: shorter for one
+/// call into a blackhole, longer for one call than the client's default allows.
+#[tokio::test]
+async fn a_request_timeout_can_be_overridden_per_call() {
+    let proxy = FaultProxy::start(shared_server().client_addr()).await;
+    let client = etcd_client::Client::builder([proxy.url()])
+        .request_timeout(Duration::from_millis(1500))
+        .connect()
+        .await
+        .unwrap();
+    let p = unique_prefix("per_call_timeout");
+    client.kv().put(format!("{p}k"), "v").await.unwrap();
+    proxy.set_mode(Mode::Blackhole).await;
+
+    let started = std::time::Instant::now();
+    let e = client
+        .kv()
+        .get(format!("{p}k"))
+        .timeout(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    let short = started.elapsed();
+    assert!(
+        short < Duration::from_millis(1000),
+        "the call's 300 ms won over the client's 1.5 s: {short:?}"
+    );
+
+    let started = std::time::Instant::now();
+    let resume = tokio::time::sleep(Duration::from_millis(2500));
+    let longer = std::future::IntoFuture::into_future(
+        client
+            .kv()
+            .get(format!("{p}k"))
+            .timeout(Duration::from_secs(6)),
+    );
+    tokio::pin!(longer);
+    // While the call waits, let the blackhole end after 2.5 s: longer than the client's
+    // 1.5 s default, shorter than the call's own 6 s.
+    let value = tokio::select! {
+        r = &mut longer => r,
+        _ = resume => {
+            proxy.set_mode(Mode::Pass).await;
+            longer.await
+        }
+    };
+    let elapsed = started.elapsed();
+    assert_eq!(
+        value.unwrap().value(),
+        Some(&b"v"[..]),
+        "answered after {elapsed:?}"
+    );
+    assert!(elapsed > Duration::from_millis(1500), "{elapsed:?}");
+}

@@ -43,6 +43,10 @@ impl<C> Compact<C> {
         }
     }
 
+    pub(crate) fn client_mut(&mut self) -> &mut C {
+        &mut self.client
+    }
+
     pub(crate) fn into_parts(self) -> (C, Compact) {
         (
             self.client,

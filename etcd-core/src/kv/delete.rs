@@ -58,6 +58,10 @@ impl<C> Delete<C> {
         }
     }
 
+    pub(crate) fn client_mut(&mut self) -> &mut C {
+        &mut self.client
+    }
+
     pub(crate) fn into_parts(self) -> (C, Delete) {
         (
             self.client,

@@ -71,6 +71,10 @@ impl<C> Get<C> {
         }
     }
 
+    pub(crate) fn client_mut(&mut self) -> &mut C {
+        &mut self.client
+    }
+
     pub(crate) fn into_parts(self) -> (C, Get) {
         let client = self.client;
         (

@@ -80,6 +80,7 @@ impl Default for KvLimits {
 pub struct Kv<S> {
     service: S,
     limits: KvLimits,
+    timeout: Option<std::time::Duration>,
 }
 
 impl<S: KvService> Kv<S> {
@@ -88,6 +89,7 @@ impl<S: KvService> Kv<S> {
         Self {
             service,
             limits: KvLimits::default(),
+            timeout: None,
         }
     }
 
@@ -95,6 +97,14 @@ impl<S: KvService> Kv<S> {
     /// `--max-txn-ops`).
     pub fn with_limits(mut self, limits: KvLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Gives every call of this handle a deadline (overridden per call by `.timeout(..)`
+    /// on a request). A call that takes longer fails with
+    /// [`Error::Timeout`](crate::Error::Timeout); a write may still have been applied.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 
@@ -132,12 +142,16 @@ impl<S: KvService> Kv<S> {
     /// Sends a prepared request, or fails at once with its validation error.
     fn send<R, T>(&self, request: Result<R>) -> ResponseFuture<Oneshot<S, R>, T>
     where
-        S: tower::Service<R>,
-        T: FromResponse<<S as tower::Service<R>>::Response>,
+        S: tower::Service<R, Error: Into<crate::BoxError>, Future: Send>,
+        R: Send + 'static,
+        T: FromResponse<<S as tower::Service<R>>::Response> + Send + 'static,
     {
-        match request {
-            Ok(request) => ResponseFuture::sent(self.service.clone().oneshot(request)),
-            Err(error) => ResponseFuture::rejected(error),
+        match (request, self.timeout) {
+            (Ok(request), None) => ResponseFuture::sent(self.service.clone().oneshot(request)),
+            (Ok(request), Some(timeout)) => {
+                ResponseFuture::timed(timeout, self.service.clone().oneshot(request))
+            }
+            (Err(error), _) => ResponseFuture::rejected(error),
         }
     }
 }
@@ -154,6 +168,17 @@ macro_rules! awaitable {
                 let (kv, request) = self.into_parts();
                 let request = request.build(&kv.limits);
                 kv.send(request)
+            }
+        }
+
+        impl<S> $builder<Kv<S>> {
+            /// Gives this call its own deadline, replacing the handle's (and, through the
+            /// facade, the client's request timeout). A call that takes longer fails with
+            /// [`Error::Timeout`](crate::Error::Timeout); a write may still have been
+            /// applied.
+            pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.client_mut().timeout = Some(timeout);
+                self
             }
         }
     };

@@ -59,6 +59,10 @@ impl<C> Put<C> {
         }
     }
 
+    pub(crate) fn client_mut(&mut self) -> &mut C {
+        &mut self.client
+    }
+
     pub(crate) fn into_parts(self) -> (C, Put) {
         (
             self.client,

@@ -332,6 +332,10 @@ impl<C> Txn<C> {
         }
     }
 
+    pub(crate) fn client_mut(&mut self) -> &mut C {
+        &mut self.client
+    }
+
     pub(crate) fn into_parts(self) -> (C, Txn) {
         let txn = Txn {
             client: (),
