@@ -1,6 +1,6 @@
 //! Leader election on etcd's fair queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,6 +148,7 @@ fn observe_prefix(client: Client, prefix: Bytes) -> Observe {
         prefix,
         candidates: BTreeMap::new(),
         last: None,
+        pending: VecDeque::new(),
         watch: None,
     };
     // A task of its own, so that the stream starts when observe() is called rather than
@@ -198,8 +199,11 @@ struct ObserveState {
     prefix: Bytes,
     /// The candidates by create revision.
     candidates: BTreeMap<i64, KeyValue>,
-    /// The last leader delivered: key and mod revision.
+    /// The last leader state seen: key and mod revision.
     last: Option<(Bytes, i64)>,
+    /// Leader states seen but not delivered yet (one watch response can carry several
+    /// revisions, each of which may change the leader).
+    pending: VecDeque<KeyValue>,
     watch: Option<etcd_watch::WatchStream>,
 }
 
@@ -207,6 +211,9 @@ impl ObserveState {
     /// The next leader state different from the last one delivered.
     async fn next(&mut self) -> Result<KeyValue> {
         loop {
+            if let Some(leader) = self.pending.pop_front() {
+                return Ok(leader);
+            }
             if let Some(leader) = self.changed() {
                 return Ok(leader);
             }
@@ -216,7 +223,8 @@ impl ObserveState {
             };
             match watch.next().await {
                 Some(Ok(resp)) => {
-                    for event in resp.events() {
+                    let mut events = resp.events().iter().peekable();
+                    while let Some(event) = events.next() {
                         let kv = event.kv();
                         match event.kind() {
                             etcd_watch::EventKind::Put => {
@@ -225,6 +233,13 @@ impl ObserveState {
                             etcd_watch::EventKind::Delete => {
                                 self.candidates.retain(|_, c| c.key() != kv.key());
                             }
+                        }
+                        // Every revision's outcome counts, not only the response's last.
+                        let revision_done = events
+                            .peek()
+                            .is_none_or(|next| next.revision() != event.revision());
+                        if revision_done && let Some(leader) = self.changed() {
+                            self.pending.push_back(leader);
                         }
                     }
                 }
