@@ -1,7 +1,8 @@
 //! Spreading calls over the members of a cluster, and moving off members that fail.
 //!
 //! [`Failover`] is a typed tower service over one inner service per member. Each call goes
-//! to the next member in turn, skipping members that recently failed to connect. When a
+//! to the next member in turn, skipping members that recently failed to connect or left a
+//! call unanswered until it was dropped (its deadline passed). When a
 //! call fails in a way that proves the request never reached the server, it is sent to the
 //! next member; a read-only request is also sent on after any connection failure. A write
 //! whose outcome is unknown is never resent: the caller gets the typed error.
@@ -18,8 +19,8 @@ use etcd_core::{Applied, Error, Result};
 use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
 
-/// How long a member that failed to connect is skipped, at first; doubled on each further
-/// failure up to [`MAX_PENALTY`].
+/// How long a member that failed to connect (or to answer in time) is skipped, at first;
+/// doubled on each further failure up to [`MAX_PENALTY`].
 const FIRST_PENALTY: Duration = Duration::from_millis(500);
 /// The longest a failing member is skipped before it is tried again.
 const MAX_PENALTY: Duration = Duration::from_secs(10);
@@ -168,6 +169,24 @@ impl<S> Member<S> {
     }
 }
 
+/// Counts a call against its member when the call is dropped before the member answered:
+/// the deadline of the call passed (the retry layer's request timeout) or its caller gave
+/// up. A member that stalls without breaking the connection (a blackholed network, a
+/// stopped process, a dead peer and no keepalive) shows only this way; without it, every
+/// call sent to it in turn would wait out its whole deadline. A caller that drops a call
+/// on purpose costs the member a short penalty at worst: penalised members are still
+/// tried, after the others.
+struct Unanswered<'a, S>(Option<&'a Member<S>>);
+
+impl<S> Drop for Unanswered<'_, S> {
+    fn drop(&mut self) {
+        if let Some(member) = self.0.take() {
+            tracing::debug!(endpoint = %member.endpoint, "no answer before the call was dropped");
+            member.record(false);
+        }
+    }
+}
+
 /// An endpoint without its `http://` or `https://` scheme and trailing slashes, for
 /// comparison.
 fn normalized(endpoint: &str) -> &str {
@@ -304,7 +323,10 @@ where
                     request = req.copy_for_resend();
                 }
                 let service = members[member].service.clone();
-                match service.oneshot(req).await {
+                let mut pending = Unanswered(Some(&members[member]));
+                let result = service.oneshot(req).await;
+                pending.0 = None;
+                match result {
                     Ok(response) => {
                         members[member].record(true);
                         return Ok(response);
@@ -330,6 +352,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A member that never answers is skipped after a call to it was dropped at its
+    /// deadline, instead of stalling every call sent to it in turn.
+    #[tokio::test(start_paused = true)]
+    async fn a_member_that_left_a_call_unanswered_is_skipped() {
+        let stalled = tower::service_fn(|_: pb::RangeRequest| {
+            futures_util::future::pending::<Result<&'static str>>()
+        });
+        let live = tower::service_fn(|_: pb::RangeRequest| async { Ok("live") });
+        let failover = Failover::new([
+            (
+                "stalled".to_owned(),
+                tower::util::BoxCloneSyncService::new(stalled),
+            ),
+            (
+                "live".to_owned(),
+                tower::util::BoxCloneSyncService::new(live),
+            ),
+        ]);
+        let deadline = Duration::from_millis(100);
+        let call = || {
+            tokio::time::timeout(
+                deadline,
+                failover.clone().oneshot(pb::RangeRequest::default()),
+            )
+        };
+        assert!(
+            call().await.is_err(),
+            "the first call goes to the stalled member"
+        );
+        for _ in 0..4 {
+            assert_eq!(
+                call().await.expect("sent to the live member").unwrap(),
+                "live"
+            );
+        }
+    }
 
     #[test]
     fn members_are_found_by_endpoint_with_or_without_scheme() {
