@@ -8,8 +8,9 @@
 //! [`TokenCell`]). When a call is refused because the token expired or was issued before a
 //! change of users, roles or permissions ([`InvalidAuthToken`], [`AuthOldRevision`] in its
 //! etcd 3.4 and 3.5 forms, or [`UserEmpty`]), the [`Refresh`] layer authenticates again
-//! (once, however many calls failed at the same time) and sends the call once more. That
-//! is safe for writes too: etcd checks the token before proposing a request, so a refused
+//! (once, however many calls failed at the same time) and sends the call once more — up to
+//! three times when the auth store keeps changing under one call. That is safe for writes
+//! too: etcd checks the token before proposing a request, so a refused
 //! call never applied. A wrong password fails with [`AuthFailed`] after one `Authenticate`,
 //! without retrying; with auth disabled on the server (`AuthNotEnabled`) the client carries
 //! on without a token.
@@ -307,8 +308,8 @@ pub(crate) fn needs_new_token(error: &Error) -> bool {
 }
 
 /// A typed service that authenticates before the first call and, when a call is refused
-/// for its token, authenticates again and sends the call once more (see the
-/// [module docs](self)). Streams (requests that cannot be copied) are not sent again, but
+/// for its token, authenticates again and sends the call once more, at most three times
+/// (see the [module docs](self)). Streams (requests that cannot be copied) are not sent again, but
 /// the next one opened carries the new token.
 #[derive(Clone, Debug)]
 pub struct Refresh<S> {
@@ -332,6 +333,9 @@ impl<S> Refresh<S> {
         &self.session
     }
 }
+
+/// How many times one call may get a new token and be sent again.
+const MAX_REFRESHES: u32 = 3;
 
 impl<S, R> Service<R> for Refresh<S>
 where
@@ -358,18 +362,26 @@ where
         let session = self.session.clone();
         Box::pin(async move {
             session.ensure().await?;
-            let seen = session.attempts();
-            let copy = request.copy_for_resend();
-            match inner.clone().oneshot(request).await {
-                Err(error) if needs_new_token(&error) => {
-                    tracing::debug!(%error, "token refused: authenticating again");
-                    session.refresh_after(seen).await?;
-                    match copy {
-                        Some(request) => inner.oneshot(request).await,
-                        None => Err(error),
+            let mut request = request;
+            let mut refreshes = 0;
+            loop {
+                let seen = session.attempts();
+                let copy = request.copy_for_resend();
+                match inner.clone().oneshot(request).await {
+                    // Refused before it was applied: a new token, then the same request
+                    // again. More than once only when the auth store keeps changing
+                    // under the call (each change outdates every older token).
+                    Err(error) if needs_new_token(&error) && refreshes < MAX_REFRESHES => {
+                        tracing::debug!(%error, "token refused: authenticating again");
+                        session.refresh_after(seen).await?;
+                        refreshes += 1;
+                        match copy {
+                            Some(again) => request = again,
+                            None => return Err(error),
+                        }
                     }
+                    other => return other,
                 }
-                other => other,
             }
         })
     }

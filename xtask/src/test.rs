@@ -67,7 +67,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         eprintln!("==================================================================");
         let started = Instant::now();
         let mut cmd = cargo();
-        cmd.arg("test");
+        // Every failing test binary is reported, not only the first.
+        cmd.arg("test").arg("--no-fail-fast");
         if !args.rest.iter().any(|a| selects_packages(a)) {
             cmd.arg("--workspace");
         }
