@@ -1,7 +1,77 @@
-//! `cargo xtask bench`: placeholder.
+//! `cargo xtask bench [--quick] [--rounds N] [--duration-ms MS] [-- <runner args>]`: our client
+//! against the crates.io `etcd-client` 0.21 crate, side by side, on a throwaway etcd 3.5.1 (issue
+//! #7).
+//!
+//! The runner is `xtask/bench-runner/`, a cargo project of its own (its own workspace and
+//! lockfile) so that the peer crate, which shares our facade's package name, never enters the
+//! main workspace. It is built in release into `target/bench-runner/` and writes
+//! `target/bench/results.jsonl` and `target/bench/results.md`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub(crate) fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`cargo xtask bench` is not yet implemented (issue #7)")
+use anyhow::Context;
+
+use crate::cluster::Cluster;
+use crate::util::{Args, cargo, exit_code, workspace_root};
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
+    let args = Args::parse(args, &["--rounds", "--duration-ms"], &["--quick"])?;
+    let quick = args.flag("--quick");
+    let duration_ms = args
+        .value("--duration-ms")
+        .unwrap_or(if quick { "500" } else { "2000" });
+    let rounds = args.value("--rounds").unwrap_or("3");
+
+    let root = workspace_root();
+    let manifest = root.join("xtask").join("bench-runner").join("Cargo.toml");
+    let target_dir = root.join("target").join("bench-runner");
+    let out_dir = root.join("target").join("bench");
+
+    // Build before starting etcd, so the build does not compete with anything.
+    eprintln!(
+        "xtask: building the bench runner (release) into {}",
+        target_dir.display()
+    );
+    let status = cargo()
+        .args(["build", "--release", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        anyhow::bail!("building {} failed ({status})", manifest.display());
+    }
+    let runner: PathBuf = target_dir.join("release").join("bench-runner");
+
+    let bin = crate::etcd_bin::ensure_etcd(crate::etcd_bin::V3_5)?
+        .context("etcd 3.5.1 is not available")?;
+    let cluster = Cluster::start_with(&bin, 1, &["--unsafe-no-fsync"])?;
+    let endpoint = cluster.endpoints().join(",");
+    let pid = cluster.pids()[0];
+    eprintln!(
+        "xtask: etcd 3.5.1 (--unsafe-no-fsync) is up at {endpoint} (pid {pid}); \
+         running {rounds} round(s) of {duration_ms} ms per run"
+    );
+    let status = std::process::Command::new(&runner)
+        .arg("--endpoint")
+        .arg(&endpoint)
+        .arg("--etcd-pid")
+        .arg(pid.to_string())
+        .arg("--out-dir")
+        .arg(&out_dir)
+        .args(["--duration-ms", duration_ms, "--rounds", rounds])
+        .args(&args.rest)
+        .status()
+        .with_context(|| format!("cannot run {}", runner.display()));
+    drop(cluster);
+    let status = status?;
+    if status.success() {
+        eprintln!(
+            "xtask: results in {} and {}",
+            out_dir.join("results.md").display(),
+            out_dir.join("results.jsonl").display()
+        );
+    }
+    Ok(exit_code(status))
 }

@@ -59,12 +59,22 @@ struct Member {
 impl Cluster {
     /// Starts `members` members of `bin` and waits until all of them report healthy.
     pub(crate) fn start(bin: &Path, members: usize) -> anyhow::Result<Cluster> {
+        Cluster::start_with(bin, members, &[])
+    }
+
+    /// Like [`Cluster::start`], with `extra_args` added to every member's command line (e.g.
+    /// `--unsafe-no-fsync`).
+    pub(crate) fn start_with(
+        bin: &Path,
+        members: usize,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Cluster> {
         if members == 0 {
             bail!("a cluster needs at least one member");
         }
         let mut attempt = 1;
         loop {
-            let mut cluster = Cluster::spawn(bin, members)?;
+            let mut cluster = Cluster::spawn(bin, members, extra_args)?;
             match cluster.wait_healthy() {
                 Ok(()) => return Ok(cluster),
                 // Another process may have grabbed one of the free ports we picked.
@@ -91,6 +101,11 @@ impl Cluster {
             .collect()
     }
 
+    /// The process ids of the members, in member order.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.members.iter().map(|m| m.child.id()).collect()
+    }
+
     /// The temp dir holding the members' data dirs and logs.
     pub(crate) fn dir(&self) -> &Path {
         self.dir.as_ref().map_or(Path::new(""), |d| d.path())
@@ -108,7 +123,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn spawn(bin: &Path, members: usize) -> anyhow::Result<Cluster> {
+    fn spawn(bin: &Path, members: usize, extra_args: &[&str]) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("xtask-etcd-")
             .tempdir()
@@ -166,6 +181,7 @@ impl Cluster {
                 .arg("--initial-cluster-state=new")
                 .arg("--logger=zap")
                 .arg(format!("--log-outputs={}", log.display()))
+                .args(extra_args)
                 .stdin(Stdio::null())
                 .stdout(stderr_file.try_clone()?)
                 .stderr(stderr_file)

@@ -26,8 +26,11 @@ commands:
   test [--version 3.4|3.5|all] [-- <cargo test args>]
       Run `cargo test --workspace` once per etcd version (default all: 3.5.1 and 3.4.23),
       with ETCD_BIN and ETCD_VERSION set for the test harness.
-  bench
-      Not yet implemented (issue #7).
+  bench [--quick] [--rounds N] [--duration-ms MS] [-- <runner args>]
+      Our client against the crates.io etcd-client 0.21, alternating, on a throwaway etcd 3.5.1
+      (--unsafe-no-fsync): put, get, get serializable and txn at concurrency 1, 16 and 256.
+      Defaults: 3 rounds of 2000 ms per run (--quick: 500 ms). Runner args, e.g.
+      `-- --workloads put,txn --concurrency 1,16`. Writes target/bench/results.{jsonl,md}.
   help
       Print this help.
 
