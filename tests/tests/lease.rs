@@ -13,23 +13,13 @@ use etcd_core::proto::etcdserverpb as pb;
 use etcd_core::stream::RequestStream;
 use etcd_core::{Kv, ServerErrorKind};
 use etcd_lease::{Error, KeepAlive, Lessor, LossReason};
+use etcd_tests::clients::{channel, raw_kv as kv};
 use etcd_tests::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
-
-fn channel(url: &str) -> Channel {
-    Endpoint::from_shared(url.to_owned())
-        .unwrap()
-        .connect_timeout(Duration::from_secs(1))
-        .connect_lazy()
-}
+use tonic::transport::Channel;
 
 fn lessor(url: &str) -> Lessor<GrpcLease<Channel>> {
     Lessor::new(GrpcLease::new(channel(url)))
-}
-
-fn kv(url: &str) -> Kv<GrpcKv<Channel>> {
-    Kv::new(GrpcKv::new(channel(url)))
 }
 
 fn secs(s: f64) -> Duration {

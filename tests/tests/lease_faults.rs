@@ -10,26 +10,16 @@ use std::time::Duration;
 use etcd_core::Kv;
 use etcd_core::grpc::{GrpcKv, GrpcLease};
 use etcd_lease::{Error, KeepAlive, Lessor, LossReason};
+use etcd_tests::clients::{channel, raw_kv as kv};
 use etcd_tests::{EtcdCluster, unique_prefix};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// One test at a time: each runs a cluster and measures timings.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn channel(url: &str) -> Channel {
-    Endpoint::from_shared(url.to_owned())
-        .unwrap()
-        .connect_timeout(Duration::from_secs(1))
-        .connect_lazy()
-}
-
 fn lessor(url: &str) -> Lessor<GrpcLease<Channel>> {
     Lessor::new(GrpcLease::new(channel(url)))
-}
-
-fn kv(url: &str) -> Kv<GrpcKv<Channel>> {
-    Kv::new(GrpcKv::new(channel(url)))
 }
 
 fn secs(s: f64) -> Duration {

@@ -15,26 +15,16 @@ use etcd_core::proto::v3lockpb::{self as lock, lock_client::LockClient};
 use etcd_core::stream::ResponseStream;
 use etcd_core::{KeyRange, Kv};
 use etcd_lease::Lessor;
+use etcd_tests::clients::{channel, raw_kv};
 use etcd_tests::{EtcdServer, shared_server, unique_prefix};
 use etcd_watch::{EventKind, Watcher};
 use futures::StreamExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tower::ServiceExt;
 
 const LONG: Duration = Duration::from_secs(20);
 
-fn channel(url: &str) -> Channel {
-    Endpoint::from_shared(url.to_owned())
-        .unwrap()
-        .connect_timeout(Duration::from_secs(1))
-        .connect_lazy()
-}
-
 type NsKv = Kv<Namespace<GrpcKv<Channel>>>;
-
-fn raw_kv(url: &str) -> Kv<GrpcKv<Channel>> {
-    Kv::new(GrpcKv::new(channel(url)))
-}
 
 fn ns_kv(url: &str, prefix: &str) -> NsKv {
     Kv::new(Namespace::new(GrpcKv::new(channel(url)), prefix))

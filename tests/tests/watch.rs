@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use etcd_core::grpc::{GrpcKv, GrpcWatch};
 use etcd_core::kv::Op;
 use etcd_core::{KeyRange, Kv};
+use etcd_tests::clients::raw_kv as kv;
 use etcd_tests::{EtcdServer, FaultProxy, Mode, shared_server, unique_prefix};
 use etcd_watch::{Error, EventKind, Watch, WatchId, Watcher};
 use futures::StreamExt;
@@ -17,10 +18,6 @@ use tonic::transport::Channel;
 use watch_check::*;
 
 const LONG: Duration = Duration::from_secs(20);
-
-fn kv(url: &str) -> Kv<GrpcKv<Channel>> {
-    Kv::new(GrpcKv::new(channel(url)))
-}
 
 /// A K1-style mix under `p` (10 keys; puts of unique values, deletes, multi-key txns) plus
 /// writes outside it, ending with a put under `p`. Returns its revision.

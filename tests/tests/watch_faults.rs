@@ -17,6 +17,7 @@ use etcd_core::grpc::{GrpcKv, GrpcWatch};
 use etcd_core::proto::etcdserverpb as pb;
 use etcd_core::stream::RequestStream;
 use etcd_core::{KeyRange, Kv};
+use etcd_tests::clients::raw_kv as kv;
 use etcd_tests::{EtcdCluster, EtcdServer, FaultProxy, Mode};
 use etcd_watch::{WatchResponse, WatchStream, Watcher};
 use futures::StreamExt;
@@ -27,10 +28,6 @@ const LONG: Duration = Duration::from_secs(20);
 
 /// One test at a time: each runs its own servers and measures timings.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn kv(url: &str) -> Kv<GrpcKv<Channel>> {
-    Kv::new(GrpcKv::new(channel(url)))
-}
 
 /// A creation request seen on the wire: when, on which member, from which revision.
 #[derive(Clone, Copy, Debug)]
