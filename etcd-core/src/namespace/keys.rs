@@ -348,21 +348,27 @@ impl StripKeys for pb::WatchResponse {
     }
 }
 
+/// Makes each response of `stream` lose the prefix as it arrives (nothing to do for an
+/// empty prefix).
+fn strip_each<T: StripKeys + Send + 'static>(stream: &mut ResponseStream<T>, prefix: &Prefix) {
+    if prefix.is_empty() {
+        return;
+    }
+    let prefix = prefix.clone();
+    let responses = std::mem::replace(stream, futures_util::stream::empty().boxed());
+    *stream = responses
+        .map(move |mut response| {
+            if let Ok(response) = &mut response {
+                response.strip_keys(&prefix);
+            }
+            response
+        })
+        .boxed();
+}
+
 impl StripKeys for ResponseStream<pb::WatchResponse> {
     fn strip_keys(&mut self, prefix: &Prefix) {
-        if prefix.is_empty() {
-            return;
-        }
-        let prefix = prefix.clone();
-        let responses = std::mem::replace(self, futures_util::stream::empty().boxed());
-        *self = responses
-            .map(move |mut response| {
-                if let Ok(response) = &mut response {
-                    response.strip_keys(&prefix);
-                }
-                response
-            })
-            .boxed();
+        strip_each(self, prefix);
     }
 }
 
@@ -442,18 +448,6 @@ impl StripKeys for election::LeaderResponse {
 /// The answer to `Observe`: one leader response per change of leader.
 impl StripKeys for ResponseStream<election::LeaderResponse> {
     fn strip_keys(&mut self, prefix: &Prefix) {
-        if prefix.is_empty() {
-            return;
-        }
-        let prefix = prefix.clone();
-        let responses = std::mem::replace(self, futures_util::stream::empty().boxed());
-        *self = responses
-            .map(move |mut response| {
-                if let Ok(response) = &mut response {
-                    response.strip_keys(&prefix);
-                }
-                response
-            })
-            .boxed();
+        strip_each(self, prefix);
     }
 }
