@@ -17,8 +17,10 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -71,12 +73,7 @@ impl Service<Uri> for Connector {
         let tls = self.tls;
         Box::pin(async move {
             let io = connect.await?;
-            Ok(TokioIo::new(Watched {
-                inner: io.into_inner(),
-                tls,
-                heard: false,
-                hung_up: false,
-            }))
+            Ok(TokioIo::new(Watched::new(io.into_inner(), tls, None)))
         })
     }
 }
@@ -91,9 +88,49 @@ pub(crate) struct Watched {
     heard: bool,
     /// A write failed because the server hung up before saying anything.
     hung_up: bool,
+    /// Where reads are recorded, for keep-alive.
+    activity: Option<Arc<Activity>>,
+}
+
+/// When a connection last read anything (keep-alive pings go out after a quiet interval).
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: Instant,
+    /// Nanoseconds after `start` of the last read.
+    last_read: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_read: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self) {
+        let nanos = self.start.elapsed().as_nanos() as u64;
+        self.last_read.store(nanos, Ordering::Relaxed);
+    }
+
+    /// When the connection last read anything (or was made).
+    pub(crate) fn last_read(&self) -> Instant {
+        self.start + Duration::from_nanos(self.last_read.load(Ordering::Relaxed))
+    }
 }
 
 impl Watched {
+    /// Watches `inner`; reads are recorded in `activity` when given.
+    pub(crate) fn new(inner: TcpStream, tls: bool, activity: Option<Arc<Activity>>) -> Self {
+        Self {
+            inner,
+            tls,
+            heard: false,
+            hung_up: false,
+            activity,
+        }
+    }
+
     /// Replaces a closed-connection error by [`SILENT_CLOSE`] while the server has said
     /// nothing.
     fn explain(&self, error: io::Error) -> io::Error {
@@ -129,6 +166,9 @@ impl AsyncRead for Watched {
         Poll::Ready(match result {
             Ok(()) if buf.filled().len() > before => {
                 self.heard = true;
+                if let Some(activity) = &self.activity {
+                    activity.record();
+                }
                 Ok(())
             }
             // End of stream before the server said anything.

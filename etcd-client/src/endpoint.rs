@@ -6,6 +6,7 @@ use etcd_core::{Error, InvalidRequest};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::connector::Connector;
+use crate::http2::H2Channel;
 use crate::tls::Tls;
 
 /// Connection settings shared by every member's connection.
@@ -31,9 +32,19 @@ impl Default for ConnectOptions {
     }
 }
 
+/// A member's connection: the direct HTTP/2 channel for `http://` members, tonic's channel
+/// (which runs TLS) for `https://` ones.
+#[derive(Clone, Debug)]
+pub(crate) enum Link {
+    /// Plain text, calls written straight onto the HTTP/2 connection.
+    Direct(H2Channel),
+    /// TLS, through tonic's channel.
+    Tonic(Channel),
+}
+
 /// Checks a member address and makes a lazily connecting channel to it: nothing is dialled
 /// until the first call, and a member that is down at start does not fail the client.
-pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Channel, Error> {
+pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Link, Error> {
     let invalid = |why: String| Error::InvalidRequest(InvalidRequest::Other(why.into()));
     let uri = if address.contains("://") {
         address.to_owned()
@@ -51,20 +62,34 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Channel
     let mut endpoint = Endpoint::from_shared(uri)
         .map_err(|e| invalid(format!("endpoint {address} is not a valid URL: {e}")))?
         .tcp_nodelay(true);
+    if !https {
+        let authority = endpoint
+            .uri()
+            .authority()
+            .cloned()
+            .ok_or_else(|| invalid(format!("endpoint {address} has no host")))?;
+        let authority = if authority.port().is_some() {
+            authority
+        } else {
+            // The HTTP default port, which tonic would use too.
+            format!("{authority}:80")
+                .parse()
+                .map_err(|e| invalid(format!("endpoint {address}: {e}")))?
+        };
+        return Ok(Link::Direct(H2Channel::new(authority, options.clone())));
+    }
     if let Some((interval, timeout)) = options.keep_alive {
         endpoint = endpoint
             .http2_keep_alive_interval(interval)
             .keep_alive_timeout(timeout)
             .keep_alive_while_idle(false);
     }
-    if https {
-        // tonic runs TLS over the connector's connections; the handshake gets the connect
-        // timeout too.
-        endpoint = with_tls(endpoint, address, options)?;
-    }
+    // tonic runs TLS over the connector's connections; the handshake gets the connect
+    // timeout too.
+    endpoint = with_tls(endpoint, address, options)?;
     // The connect timeout is set on the connector, for the TCP connection alone.
     let connector = Connector::new(options.connect_timeout, https);
-    Ok(endpoint.connect_with_connector_lazy(connector))
+    Ok(Link::Tonic(endpoint.connect_with_connector_lazy(connector)))
 }
 
 /// Sets up TLS for an `https://` endpoint.

@@ -37,6 +37,7 @@ mod endpoint;
 mod endpoints;
 mod env;
 pub mod failover;
+mod http2;
 pub mod maintenance;
 mod member_transport;
 pub mod retry;

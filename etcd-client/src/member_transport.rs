@@ -12,6 +12,9 @@ use futures_util::TryFutureExt;
 use futures_util::future::{BoxFuture, Either, MapErr};
 use tonic::body::Body;
 use tonic::transport::Channel;
+
+use crate::endpoint::Link;
+use crate::http2::H2Channel;
 use tower::util::BoxCloneSyncService;
 
 /// A user-layered transport, type-erased.
@@ -20,10 +23,10 @@ pub(crate) type BoxTransport =
 
 /// Wraps a member's channel in the user's layers.
 #[derive(Clone)]
-pub(crate) struct WrapChannel(Arc<dyn Fn(Channel) -> BoxTransport + Send + Sync>);
+pub(crate) struct WrapChannel(Arc<dyn Fn(Link) -> BoxTransport + Send + Sync>);
 
 impl WrapChannel {
-    pub(crate) fn new(wrap: impl Fn(Channel) -> BoxTransport + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(wrap: impl Fn(Link) -> BoxTransport + Send + Sync + 'static) -> Self {
         Self(Arc::new(wrap))
     }
 }
@@ -41,6 +44,7 @@ pub struct MemberTransport(Inner);
 
 #[derive(Clone)]
 enum Inner {
+    Direct(H2Channel),
     Channel(Channel),
     Layered(BoxTransport),
 }
@@ -48,6 +52,7 @@ enum Inner {
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Inner::Direct(channel) => channel.fmt(f),
             Inner::Channel(channel) => channel.fmt(f),
             Inner::Layered(_) => f.write_str("Layered(..)"),
         }
@@ -56,10 +61,11 @@ impl std::fmt::Debug for Inner {
 
 impl MemberTransport {
     /// The channel, wrapped in the user's layers when there are any.
-    pub(crate) fn new(channel: Channel, wrap: Option<&WrapChannel>) -> Self {
-        match wrap {
-            None => Self(Inner::Channel(channel)),
-            Some(wrap) => Self(Inner::Layered((wrap.0)(channel))),
+    pub(crate) fn new(link: Link, wrap: Option<&WrapChannel>) -> Self {
+        match (wrap, link) {
+            (None, Link::Direct(channel)) => Self(Inner::Direct(channel)),
+            (None, Link::Tonic(channel)) => Self(Inner::Channel(channel)),
+            (Some(wrap), link) => Self(Inner::Layered((wrap.0)(link))),
         }
     }
 }
@@ -80,6 +86,7 @@ impl tower::Service<http::Request<Body>> for MemberTransport {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match &mut self.0 {
+            Inner::Direct(channel) => channel.poll_ready(cx),
             Inner::Channel(channel) => channel.poll_ready(cx).map_err(boxed),
             Inner::Layered(service) => service.poll_ready(cx),
         }
@@ -90,6 +97,7 @@ impl tower::Service<http::Request<Body>> for MemberTransport {
             Inner::Channel(channel) => {
                 Either::Left(channel.call(request).map_err(boxed as fn(_) -> _))
             }
+            Inner::Direct(channel) => Either::Right(channel.call(request)),
             Inner::Layered(service) => Either::Right(service.call(request)),
         }
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use etcd_core::middleware::{AuthToken, RequireLeader};
 use etcd_core::namespace::Namespace;
-use tonic::transport::Channel;
 
+use crate::endpoint::Link;
 use crate::endpoints::Endpoints;
 use crate::failover::Failover;
 use crate::member_transport::{MemberTransport, WrapChannel};
@@ -46,7 +46,7 @@ pub(crate) struct Layers {
 
 /// A member's connection, carrying the session's token and, when asked, the
 /// require-leader metadata.
-pub(crate) fn transport(channel: Channel, layers: &Layers) -> Transport {
+pub(crate) fn transport(channel: Link, layers: &Layers) -> Transport {
     AuthToken::new(
         RequireLeader::new(
             MemberTransport::new(channel, layers.wrap.as_ref()),

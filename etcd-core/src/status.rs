@@ -445,6 +445,7 @@ fn transport_failure(status: &tonic::Status) -> Option<(Applied, Option<String>)
         if text.contains("tcp connect error")
             || text.contains("TLS handshake timeout")
             || text.contains("operation was canceled")
+            || text.contains("the request was not sent")
             || text.contains("error trying to connect")
             || text.contains("dns error")
         {

@@ -3,7 +3,7 @@
 use etcd_proto::etcdserverpb as pb;
 use pb::kv_client::KvClient;
 
-use super::{MAX_DECODING_MESSAGE_SIZE, unary_service};
+use super::{MAX_DECODING_MESSAGE_SIZE, direct_unary_service};
 use crate::transport::GrpcTransport;
 
 /// etcd's KV service over a gRPC transport: `Service<pb::RangeRequest>`,
@@ -12,13 +12,16 @@ use crate::transport::GrpcTransport;
 #[derive(Clone, Debug)]
 pub struct GrpcKv<T> {
     inner: KvClient<T>,
+    transport: T,
 }
 
 impl<T: GrpcTransport> GrpcKv<T> {
     /// Wraps a transport, with no limit on the size of decoded responses.
     pub fn new(transport: T) -> Self {
         Self {
-            inner: KvClient::new(transport).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            inner: KvClient::new(transport.clone())
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            transport,
         }
     }
 
@@ -28,18 +31,34 @@ impl<T: GrpcTransport> GrpcKv<T> {
     }
 }
 
-unary_service!(GrpcKv, pb::RangeRequest, pb::RangeResponse, range);
-unary_service!(GrpcKv, pb::PutRequest, pb::PutResponse, put);
-unary_service!(
+// The KV calls, the hot path, use the direct unary codec.
+direct_unary_service!(
+    GrpcKv,
+    pb::RangeRequest,
+    pb::RangeResponse,
+    "/etcdserverpb.KV/Range"
+);
+direct_unary_service!(
+    GrpcKv,
+    pb::PutRequest,
+    pb::PutResponse,
+    "/etcdserverpb.KV/Put"
+);
+direct_unary_service!(
     GrpcKv,
     pb::DeleteRangeRequest,
     pb::DeleteRangeResponse,
-    delete_range
+    "/etcdserverpb.KV/DeleteRange"
 );
-unary_service!(GrpcKv, pb::TxnRequest, pb::TxnResponse, txn);
-unary_service!(
+direct_unary_service!(
+    GrpcKv,
+    pb::TxnRequest,
+    pb::TxnResponse,
+    "/etcdserverpb.KV/Txn"
+);
+direct_unary_service!(
     GrpcKv,
     pb::CompactionRequest,
     pb::CompactionResponse,
-    compact
+    "/etcdserverpb.KV/Compact"
 );

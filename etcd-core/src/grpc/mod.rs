@@ -12,6 +12,7 @@ mod kv;
 mod lease;
 mod lock;
 mod maintenance;
+mod unary;
 mod watch;
 
 pub use auth::GrpcAuth;
@@ -26,6 +27,35 @@ pub use watch::GrpcWatch;
 /// Decoded messages may be as large as the server sends them: etcd has no limit of its own
 /// (a range over many keys can exceed gRPC's customary 4 MiB), so neither do we.
 pub const MAX_DECODING_MESSAGE_SIZE: usize = usize::MAX;
+
+/// Implements `Service<Request>` for an adapter with the direct unary codec
+/// ([`unary`]) over the adapter's `transport`: the hot-path calls.
+macro_rules! direct_unary_service {
+    ($adapter:ident, $request:ty, $response:ty, $path:literal) => {
+        impl<T: $crate::transport::GrpcTransport> tower::Service<$request> for $adapter<T> {
+            type Response = $response;
+            type Error = $crate::Error;
+            type Future = futures_util::future::BoxFuture<'static, $crate::Result<$response>>;
+
+            fn poll_ready(
+                &mut self,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<$crate::Result<()>> {
+                // The call waits for the transport to be ready.
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, request: $request) -> Self::Future {
+                Box::pin($crate::grpc::unary::call(
+                    self.transport.clone(),
+                    $path,
+                    request,
+                ))
+            }
+        }
+    };
+}
+pub(crate) use direct_unary_service;
 
 /// Implements `Service<Request>` for an adapter by calling one method of its generated client.
 macro_rules! unary_service {

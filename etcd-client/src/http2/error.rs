@@ -1,0 +1,43 @@
+//! The errors of the direct HTTP/2 channel. Their messages carry the phrases by which
+//! `etcd-core` tells whether a failed request may have reached the server.
+
+use std::io;
+use std::sync::Arc;
+
+/// A connection that could not be made: no request went out on it. Clones share the
+/// cause, so that callers that waited for one attempt all get its error.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("tcp connect error: {io}")]
+pub(crate) struct ConnectError {
+    #[source]
+    io: Arc<io::Error>,
+}
+
+impl ConnectError {
+    pub(crate) fn io(io: io::Error) -> Self {
+        Self { io: Arc::new(io) }
+    }
+
+    pub(crate) fn timed_out() -> Self {
+        Self::io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connecting timed out",
+        ))
+    }
+
+    pub(crate) fn handshake(error: h2::Error) -> Self {
+        Self::io(io::Error::other(format!(
+            "HTTP/2 handshake failed: {error}"
+        )))
+    }
+}
+
+/// The connection closed before the request's stream was opened: it was not sent.
+#[derive(Debug, thiserror::Error)]
+#[error("the request was not sent: the connection closed ({0})")]
+pub(crate) struct NotSent(pub(crate) h2::Error);
+
+/// A stream that failed after its request went out (it may have been acted on).
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP/2 stream failed: {0}")]
+pub(crate) struct StreamError(#[source] pub(crate) h2::Error);
