@@ -137,29 +137,73 @@ impl Shared {
     }
 }
 
+/// How a request's stream was opened.
+type Opened = (
+    h2::client::ResponseFuture,
+    h2::SendStream<Bytes>,
+    Arc<AtomicUsize>,
+);
+
+impl Shared {
+    /// Opens the request's stream on the open connection without waiting, when it can:
+    /// the one `SendRequest` is used under the lock, not cloned (h2 locks its own state to
+    /// clone and drop one).
+    #[allow(clippy::result_large_err)]
+    fn open_now(
+        &self,
+        request: http::Request<()>,
+    ) -> Result<Result<Opened, NotSent>, http::Request<()>> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(live) = current.as_mut() else {
+            return Err(request);
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match live.send.poll_ready(&mut cx) {
+            Poll::Pending => Err(request),
+            Poll::Ready(Err(e)) => {
+                *current = None;
+                Ok(Err(NotSent(e)))
+            }
+            Poll::Ready(Ok(())) => Ok(match live.send.send_request(request, false) {
+                Ok((response, stream)) => Ok((response, stream, live.open.clone())),
+                Err(e) => {
+                    *current = None;
+                    Err(NotSent(e))
+                }
+            }),
+        }
+    }
+
+    /// Opens the request's stream, dialling or waiting for the connection as needed.
+    async fn open(self: &Arc<Self>, request: http::Request<()>) -> Result<Opened, BoxError> {
+        let request = match self.open_now(request) {
+            Ok(opened) => return Ok(opened?),
+            Err(request) => request,
+        };
+        let live = self.connection().await?;
+        let attempt = live.attempt;
+        let not_sent = |e| {
+            self.forget(attempt);
+            NotSent(e)
+        };
+        let mut send = live.send.ready().await.map_err(not_sent)?;
+        let (response, stream) = send.send_request(request, false).map_err(not_sent)?;
+        Ok((response, stream, live.open))
+    }
+}
+
 async fn call(
     shared: Arc<Shared>,
     request: http::Request<Body>,
 ) -> Result<http::Response<Body>, BoxError> {
-    let live = shared.connection().await?;
-    let attempt = live.attempt;
-    let mut send = live.send.ready().await.map_err(|e| {
-        shared.forget(attempt);
-        NotSent(e)
-    })?;
     let (mut head, body) = request.into_parts();
     let mut uri = std::mem::take(&mut head.uri).into_parts();
     uri.scheme = Some(Scheme::HTTP);
     uri.authority = Some(shared.authority.clone());
     head.uri = http::Uri::from_parts(uri)?;
     head.version = http::Version::HTTP_2;
-    let (response, stream) = send
-        .send_request(http::Request::from_parts(head, ()), false)
-        .map_err(|e| {
-            shared.forget(attempt);
-            NotSent(e)
-        })?;
-    let open = OpenCall::new(live.open);
+    let (response, stream, open) = shared.open(http::Request::from_parts(head, ())).await?;
+    let open = OpenCall::new(open);
     let cancel = body::send(body, stream).await;
     let response = response.await.map_err(StreamError)?;
     let (head, recv) = response.into_parts();
