@@ -5,6 +5,8 @@
 //! reply (TTL/3 by default, as etcd's Go client, `client/v3/lease.go`), and the lease is
 //! reported [`Expired`](LossReason::Expired) when no reply came before `last reply + TTL`
 //! (Go's `deadlineLoop`). A reply with TTL 0 ends it as [`NotFound`](LossReason::NotFound).
+//! Renewals due within 20 ms of each other go out together (a little early), so that many
+//! leases cost one wake-up and one write per batch rather than one each.
 //!
 //! The stream is reopened, by calling the service again (a failover service sends each
 //! call to the next healthy member), when it ends, fails, or stalls: requests are
@@ -66,6 +68,9 @@ impl Default for KeepAliveConfig {
     }
 }
 
+/// How early a renewal may go out to join others due at about the same time.
+const BATCH: Duration = Duration::from_millis(20);
+
 /// What a lease's handles see.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Status {
@@ -116,6 +121,11 @@ pub(crate) enum Command {
     Revoking { id: i64 },
     /// A revoke of `id` ended.
     RevokeDone { id: i64, outcome: RevokeOutcome },
+    /// Renew `id` once over the stream, answering with the server's reply.
+    Once {
+        id: i64,
+        reply: oneshot::Sender<pb::LeaseKeepAliveResponse>,
+    },
     /// Revoke `id` (from a guard), answering on `reply` when given.
     Revoke {
         id: i64,
@@ -135,6 +145,7 @@ where
         commands: receiver,
         weak: commands.downgrade(),
         leases: HashMap::new(),
+        once: HashMap::new(),
         timers: BinaryHeap::new(),
         next_generation: 0,
         link: Link::default(),
@@ -232,6 +243,8 @@ struct Keeper<S> {
     commands: mpsc::UnboundedReceiver<Command>,
     weak: mpsc::WeakUnboundedSender<Command>,
     leases: HashMap<i64, Lease>,
+    /// Callers of a one-off renewal, waiting for the reply for their lease.
+    once: HashMap<i64, Vec<oneshot::Sender<pb::LeaseKeepAliveResponse>>>,
     /// Wake-ups per lease: `(when, id)`, earliest first.
     timers: BinaryHeap<Reverse<(Instant, i64)>>,
     next_generation: u64,
@@ -357,6 +370,17 @@ where
                     self.open(now);
                 }
             }
+            Command::Once { id, reply } => {
+                let waiters = self.once.entry(id).or_default();
+                let asked = !waiters.is_empty()
+                    || self.leases.get(&id).is_some_and(|lease| lease.in_flight);
+                waiters.push(reply);
+                if matches!(self.link.stream, Stream::Idle) {
+                    self.open(now);
+                } else if !asked {
+                    self.link.send(id, now);
+                }
+            }
             Command::Release { id, generation } => self.release(id, generation),
             Command::Revoking { id } => {
                 if let Some(lease) = self.leases.get_mut(&id) {
@@ -425,7 +449,7 @@ where
     }
 
     fn close_if_unused(&mut self) {
-        if self.leases.is_empty() {
+        if self.leases.is_empty() && self.once.is_empty() {
             self.link.close();
             self.timers.clear();
             self.failures = 0;
@@ -455,6 +479,16 @@ where
                 self.link.send(id, now);
             }
         }
+        // One-off renewals still wanted (their callers may have given up).
+        self.once.retain(|_, waiters| {
+            waiters.retain(|w| !w.is_closed());
+            !waiters.is_empty()
+        });
+        for &id in self.once.keys() {
+            if !self.leases.get(&id).is_some_and(|lease| lease.in_flight) {
+                self.link.send(id, now);
+            }
+        }
     }
 
     /// The stream broke, failed to open, or stalled: reopen, at once the first time.
@@ -462,7 +496,7 @@ where
         self.failures += 1;
         tracing::debug!(%error, failures = self.failures, "lease keep-alive stream failed");
         self.link.close();
-        if self.leases.is_empty() {
+        if self.leases.is_empty() && self.once.is_empty() {
             return;
         }
         if self.failures <= 1 {
@@ -483,6 +517,9 @@ where
         self.link.outstanding = self.link.outstanding.saturating_sub(1);
         self.link.waiting_since = (self.link.outstanding > 0).then_some(now);
         let id = reply.id;
+        for waiter in self.once.remove(&id).unwrap_or_default() {
+            let _ = waiter.send(reply);
+        }
         let Some(lease) = self.leases.get_mut(&id) else {
             return; // Released or lost meanwhile.
         };
@@ -529,8 +566,12 @@ where
             }
             _ => {}
         }
+        // Renewals due within BATCH go out together: with many leases, one wake-up and
+        // one write serve dozens of them instead of one each.
+        let horizon = now + BATCH;
+        let mut later = Vec::new();
         while let Some(&Reverse((when, id))) = self.timers.peek() {
-            if when > now {
+            if when > horizon {
                 break;
             }
             self.timers.pop();
@@ -544,7 +585,7 @@ where
                 self.lose(id, LossReason::Expired);
                 continue;
             }
-            if !lease.in_flight && lease.next_send <= now {
+            if !lease.in_flight && lease.next_send <= horizon {
                 lease.in_flight = true;
                 self.link.send(id, now);
             }
@@ -553,7 +594,8 @@ where
             } else {
                 lease.next_send.min(lease.deadline)
             };
-            self.timers.push(Reverse((lease.wake_at, id)));
+            later.push(Reverse((lease.wake_at, id)));
         }
+        self.timers.extend(later);
     }
 }

@@ -5,11 +5,9 @@ use std::future::{Future, IntoFuture};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_core::stream::RequestStream;
 use etcd_core::{BoxError, Error as CoreError, InvalidRequest};
 use etcd_proto::etcdserverpb as pb;
 use futures_util::future::BoxFuture;
-use futures_util::{StreamExt, TryFutureExt};
 use tokio::sync::{mpsc, oneshot};
 use tower::{Service, ServiceExt};
 
@@ -163,38 +161,32 @@ where
         async move { Ok(call(service, pb::LeaseLeasesRequest {}).await?.into()) }
     }
 
-    /// Renews lease `id` once, on a stream of its own, and returns the TTL granted. An
-    /// unknown or expired lease fails with [`Error::NotFound`].
+    /// Renews lease `id` once and returns the TTL granted. The request goes over the
+    /// lessor's one keep-alive stream (opened if needed, and sent again on a new stream if
+    /// that one breaks), so a renewal costs one message each way, not a stream. An unknown
+    /// or expired lease fails with [`Error::NotFound`]; no reply within
+    /// [`KeepAliveConfig::first_ack_timeout`](crate::KeepAliveConfig::first_ack_timeout)
+    /// fails with a timeout.
     pub fn keep_alive_once(
         &self,
         id: i64,
     ) -> impl Future<Output = Result<KeepAliveResponse>> + Send + 'static {
-        let requests: RequestStream<pb::LeaseKeepAliveRequest> =
-            futures_util::stream::iter([pb::LeaseKeepAliveRequest { id }]).boxed();
-        // Built outside the async block: the boxed stream's lifetime must stay `'static`
-        // for the compiler to see the call's future as `Send`.
-        let open = (id > 0).then(|| -> BoxFuture<'static, _> {
-            Box::pin(
-                self.service
-                    .clone()
-                    .oneshot(requests)
-                    .map_err(|e| CoreError::from_boxed(e.into())),
-            )
-        });
+        let commands = (id > 0).then(|| self.keeper());
+        let timeout = self.config.first_ack_timeout;
         async move {
             check_id(id)?;
-            let Some(open) = open else {
+            let Some(commands) = commands else {
                 return Err(InvalidRequest::InvalidLeaseId(id).into());
             };
-            let mut responses = open.await?;
-            match responses.next().await {
-                Some(Ok(reply)) if reply.ttl <= 0 => Err(Error::NotFound { id }),
-                Some(Ok(reply)) => Ok(reply.into()),
-                Some(Err(e)) => Err(e.into()),
-                None => Err(CoreError::Protocol(
-                    "the keep-alive stream ended without a reply".into(),
-                )
-                .into()),
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::Once { id, reply })
+                .map_err(|_| Error::Halted)?;
+            match tokio::time::timeout(timeout, answer).await {
+                Err(_) => Err(CoreError::Timeout.into()),
+                Ok(Err(_)) => Err(Error::Halted),
+                Ok(Ok(reply)) if reply.ttl <= 0 => Err(Error::NotFound { id }),
+                Ok(Ok(reply)) => Ok(reply.into()),
             }
         }
     }

@@ -399,3 +399,24 @@ async fn sub_second_ttls_round_up() {
     let list = lessor.list().await.unwrap();
     assert_eq!(list.ids(), &[lease.id()]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_off_renewals_share_the_one_stream() {
+    let fake = Fake::new();
+    let lessor = Lessor::new(fake.clone());
+    let a = lessor.grant(secs(9.0)).await.unwrap().id();
+    let b = lessor.grant(secs(6.0)).await.unwrap().id();
+    let keeper = lessor.keep_alive(a).await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(lessor.keep_alive_once(a).await.unwrap().ttl(), secs(9.0));
+        assert_eq!(lessor.keep_alive_once(b).await.unwrap().ttl(), secs(6.0));
+    }
+    let e = lessor.keep_alive_once(77).await.unwrap_err();
+    assert!(matches!(e, Error::NotFound { id: 77 }), "{e:?}");
+    assert_eq!(
+        fake.state().opens,
+        1,
+        "one stream for renewals of every kind"
+    );
+    assert_eq!(keeper.loss(), None);
+}

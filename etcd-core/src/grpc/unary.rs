@@ -24,6 +24,9 @@ use crate::{Error, Result};
 
 /// The length prefix of a gRPC message: a compression flag and a big-endian length.
 const PREFIX: usize = 5;
+/// The most a response buffer is sized to up front from its prefix; larger messages grow
+/// it as they arrive (a prefix is no proof that the bytes will follow).
+const MAX_PRESIZE: usize = 64 << 20;
 
 /// Calls `path` on `transport` with `request`, and decodes the single response message.
 pub(crate) async fn call<T, Req, Resp>(
@@ -100,7 +103,10 @@ where
             Ok(data) => match (&mut first, &mut joined) {
                 (None, None) => first = Some(data),
                 (Some(head), None) => {
-                    let mut buf = BytesMut::with_capacity(head.len() + data.len());
+                    // A message over several frames is gathered in one buffer of the size
+                    // its prefix announces (no regrowing and recopying).
+                    let mut buf =
+                        BytesMut::with_capacity(announced(head).min(MAX_PRESIZE).max(head.len()));
                     buf.put(std::mem::take(head));
                     buf.put(data);
                     first = None;
@@ -130,6 +136,15 @@ where
         (None, None) => Bytes::new(),
     };
     unprefix(data)
+}
+
+/// The length of the body a message's prefix announces (prefix included); 0 when the
+/// prefix is incomplete.
+fn announced(data: &[u8]) -> usize {
+    match data {
+        [_, a, b, c, d, ..] => PREFIX + u32::from_be_bytes([*a, *b, *c, *d]) as usize,
+        _ => 0,
+    }
 }
 
 /// The one message of a response body.
@@ -213,6 +228,8 @@ mod tests {
         data.put_u8(0);
         data.put_u32(3);
         data.put_slice(b"abc");
+        assert_eq!(announced(&data), 8);
+        assert_eq!(announced(&data[..3]), 0);
         assert_eq!(unprefix(data.freeze()).unwrap(), Bytes::from_static(b"abc"));
     }
 
