@@ -1,14 +1,16 @@
 //! Unary gRPC calls encoded and decoded here rather than by tonic's generic client.
 //!
 //! A unary call needs far less than tonic's streaming codec: the request is one message
-//! in one exactly sized buffer, and the response is usually one DATA frame, from which
-//! the message is decoded in place (its `bytes` fields share that frame's buffer). This
-//! skips, per call, tonic's per-call extensions map, its 8 KiB decode buffer and the copy
-//! into it, and the streaming decoder's state machine. What goes over the wire is the
-//! same: `POST` of a length-prefixed message with `content-type: application/grpc` and
+//! in one exactly sized buffer, and the response message is decoded in place from the
+//! DATA frames that brought it (its `bytes` fields share those frames' buffers; only a
+//! field split between two frames is copied). This skips, per call, tonic's per-call
+//! extensions map, its decode buffer and the copy into it (for a large range response,
+//! a second copy of the whole response), and the streaming decoder's state machine. What
+//! goes over the wire is the same: `POST` of a length-prefixed message with `content-type: application/grpc` and
 //! `te: trailers`, and the status read from the trailers (or from the headers of a
 //! trailers-only response).
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -24,9 +26,6 @@ use crate::{Error, Result};
 
 /// The length prefix of a gRPC message: a compression flag and a big-endian length.
 const PREFIX: usize = 5;
-/// The most a response buffer is sized to up front from its prefix; larger messages grow
-/// it as they arrive (a prefix is no proof that the bytes will follow).
-const MAX_PRESIZE: usize = 64 << 20;
 
 /// Calls `path` on `transport` with `request`, and decodes the single response message.
 pub(crate) async fn call<T, Req, Resp>(
@@ -81,13 +80,12 @@ fn encode<M: prost::Message>(path: &'static str, message: &M) -> http::Request<t
 
 /// Reads the response body: the message (without its prefix), then the status in the
 /// trailers.
-async fn read<B>(body: B) -> Result<Bytes>
+async fn read<B>(body: B) -> Result<Frames>
 where
     B: http_body::Body<Data = Bytes, Error: Into<tonic::codegen::StdError>>,
 {
     let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<BytesMut> = None;
+    let mut message = Frames::default();
     loop {
         let frame = poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
         let frame = match frame {
@@ -100,20 +98,7 @@ where
             Some(Ok(frame)) => frame,
         };
         match frame.into_data() {
-            Ok(data) => match (&mut first, &mut joined) {
-                (None, None) => first = Some(data),
-                (Some(head), None) => {
-                    // A message over several frames is gathered in one buffer of the size
-                    // its prefix announces (no regrowing and recopying).
-                    let mut buf =
-                        BytesMut::with_capacity(announced(head).min(MAX_PRESIZE).max(head.len()));
-                    buf.put(std::mem::take(head));
-                    buf.put(data);
-                    first = None;
-                    joined = Some(buf);
-                }
-                (_, Some(buf)) => buf.put(data),
-            },
+            Ok(data) => message.push(data),
             Err(frame) => {
                 let Ok(trailers) = frame.into_trailers() else {
                     continue;
@@ -130,26 +115,12 @@ where
             }
         }
     }
-    let data = match (first, joined) {
-        (_, Some(buf)) => buf.freeze(),
-        (Some(data), None) => data,
-        (None, None) => Bytes::new(),
-    };
-    unprefix(data)
+    unprefix(message)
 }
 
-/// The length of the body a message's prefix announces (prefix included); 0 when the
-/// prefix is incomplete.
-fn announced(data: &[u8]) -> usize {
-    match data {
-        [_, a, b, c, d, ..] => PREFIX + u32::from_be_bytes([*a, *b, *c, *d]) as usize,
-        _ => 0,
-    }
-}
-
-/// The one message of a response body.
-fn unprefix(mut data: Bytes) -> Result<Bytes> {
-    if data.len() < PREFIX {
+/// The one message of a response body, its prefix checked and removed.
+fn unprefix(mut data: Frames) -> Result<Frames> {
+    if data.remaining() < PREFIX {
         return Err(Error::Protocol("the response has no message".into()));
     }
     let compressed = data.get_u8();
@@ -159,16 +130,85 @@ fn unprefix(mut data: Bytes) -> Result<Bytes> {
             "the response is compressed, which was not asked for".into(),
         ));
     }
-    if data.len() != len {
+    if data.remaining() != len {
         return Err(Error::Protocol(
             format!(
                 "the response's message is {} bytes long where its prefix says {len}",
-                data.len()
+                data.remaining()
             )
             .into(),
         ));
     }
     Ok(data)
+}
+
+/// A message as its DATA frames brought it, not gathered into one buffer: decoding slices
+/// the `bytes` fields out of the frames themselves and copies only the few that straddle
+/// two frames. A large range response thus costs its frames and nothing more.
+#[derive(Debug, Default)]
+struct Frames {
+    front: Bytes,
+    rest: VecDeque<Bytes>,
+    remaining: usize,
+}
+
+impl Frames {
+    fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        self.remaining += data.len();
+        if self.front.is_empty() {
+            self.front = data;
+        } else {
+            self.rest.push_back(data);
+        }
+    }
+
+    /// Moves to the next frame once the front one is used up.
+    fn next_frame(&mut self) {
+        while self.front.is_empty() {
+            match self.rest.pop_front() {
+                Some(next) => self.front = next,
+                None => return,
+            }
+        }
+    }
+}
+
+impl Buf for Frames {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.front
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        assert!(cnt <= self.remaining, "advance past the end of the message");
+        self.remaining -= cnt;
+        while cnt > 0 {
+            let step = cnt.min(self.front.len());
+            self.front.advance(step);
+            cnt -= step;
+            self.next_frame();
+        }
+        self.next_frame();
+    }
+
+    fn copy_to_bytes(&mut self, len: usize) -> Bytes {
+        if len <= self.front.len() {
+            let out = self.front.split_to(len);
+            self.remaining -= len;
+            self.next_frame();
+            return out;
+        }
+        assert!(len <= self.remaining, "copy past the end of the message");
+        let mut out = BytesMut::with_capacity(len);
+        out.put((&mut *self).take(len));
+        out.freeze()
+    }
 }
 
 /// The status of a response without a gRPC status and an HTTP status other than 200, as
@@ -212,6 +252,14 @@ impl http_body::Body for Once {
 mod tests {
     use super::*;
 
+    fn frames(parts: &[&'static [u8]]) -> Frames {
+        let mut frames = Frames::default();
+        for part in parts {
+            frames.push(Bytes::from_static(part));
+        }
+        frames
+    }
+
     #[test]
     fn a_message_is_read_back_from_its_prefix() {
         let request = encode(
@@ -224,27 +272,57 @@ mod tests {
         );
         assert_eq!(request.uri().path(), "/etcdserverpb.KV/Put");
         assert_eq!(request.headers()[CONTENT_TYPE], "application/grpc");
-        let mut data = BytesMut::new();
-        data.put_u8(0);
-        data.put_u32(3);
-        data.put_slice(b"abc");
-        assert_eq!(announced(&data), 8);
-        assert_eq!(announced(&data[..3]), 0);
-        assert_eq!(unprefix(data.freeze()).unwrap(), Bytes::from_static(b"abc"));
+        let mut one = unprefix(frames(&[b"\0\0\0\0\x03abc"])).unwrap();
+        assert_eq!(one.copy_to_bytes(3), Bytes::from_static(b"abc"));
+        // The prefix and the message split over frames, one frame empty.
+        let mut split = unprefix(frames(&[b"\0\0", b"", b"\0\0\x05a", b"bc", b"de"])).unwrap();
+        assert_eq!(split.remaining(), 5);
+        assert_eq!(split.copy_to_bytes(1), Bytes::from_static(b"a"));
+        assert_eq!(split.copy_to_bytes(3), Bytes::from_static(b"bcd"));
+        split.advance(1);
+        assert_eq!(split.remaining(), 0);
+    }
+
+    #[test]
+    fn a_message_over_many_frames_decodes_in_place() {
+        use prost::Message as _;
+        let response = etcd_proto::etcdserverpb::RangeResponse {
+            kvs: (0..100)
+                .map(|i| etcd_proto::mvccpb::KeyValue {
+                    key: Bytes::from(format!("key/{i:03}")),
+                    value: Bytes::from(vec![b'v'; 300]),
+                    ..Default::default()
+                })
+                .collect(),
+            count: 100,
+            ..Default::default()
+        };
+        let mut body = BytesMut::new();
+        body.put_u8(0);
+        body.put_u32(response.encoded_len() as u32);
+        response.encode(&mut body).unwrap();
+        let body = body.freeze();
+        let mut message = Frames::default();
+        for chunk in body.chunks(1000) {
+            message.push(body.slice_ref(chunk));
+        }
+        let decoded =
+            etcd_proto::etcdserverpb::RangeResponse::decode(unprefix(message).unwrap()).unwrap();
+        assert_eq!(decoded, response);
     }
 
     #[test]
     fn malformed_messages_are_protocol_errors() {
         assert!(matches!(
-            unprefix(Bytes::from_static(b"\0\0")),
+            unprefix(frames(&[b"\0\0"])),
             Err(Error::Protocol(_))
         ));
         assert!(matches!(
-            unprefix(Bytes::from_static(b"\0\0\0\0\x09abc")),
+            unprefix(frames(&[b"\0\0\0\0\x09abc"])),
             Err(Error::Protocol(_))
         ));
         assert!(matches!(
-            unprefix(Bytes::from_static(b"\x01\0\0\0\x03abc")),
+            unprefix(frames(&[b"\x01\0\0\0\x03abc"])),
             Err(Error::Protocol(_))
         ));
         assert_eq!(
