@@ -1,13 +1,19 @@
-//! `cargo xtask bench [--quick] [--rounds N] [--duration-ms MS] [-- <runner args>]`: our client
-//! against the crates.io `etcd-client` 0.21 crate, side by side, on a throwaway etcd 3.5.1 (issue
-//! #7).
+//! `cargo xtask bench [--quick] [--no-scale] [--rounds N] [--duration-ms MS] [-- <runner args>]`:
+//! our client against the crates.io `etcd-client` 0.21 crate, side by side, on a throwaway etcd
+//! 3.5.1 (issue #7).
 //!
 //! The runner is `xtask/bench-runner/`, a cargo project of its own (its own workspace and
 //! lockfile) so that the peer crate, which shares our facade's package name, never enters the
 //! main workspace. It is built in release into `target/bench-runner/` and writes
-//! `target/bench/results.jsonl` and `target/bench/results.md`.
+//! `target/bench/results.jsonl`, `target/bench/results.md` and `target/bench/ratios.svg`.
+//!
+//! Workloads: put, get, get serializable, txn, watch, lease keep-alive and a 10,000-key range,
+//! each run in a child process of its own; then the scale runs of our client alone (10,000
+//! watches, 10,000 leases for a minute), skipped with `--no-scale` and shortened by `--quick`
+//! (which also makes each run 500 ms). Runner arguments after `--` are passed through, e.g.
+//! `-- --workloads put,watch --concurrency 1,16`. Building the peer crate needs `protoc`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -16,8 +22,13 @@ use crate::cluster::Cluster;
 use crate::util::{Args, cargo, exit_code, workspace_root};
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
-    let args = Args::parse(args, &["--rounds", "--duration-ms"], &["--quick"])?;
+    let args = Args::parse(
+        args,
+        &["--rounds", "--duration-ms"],
+        &["--quick", "--no-scale"],
+    )?;
     let quick = args.flag("--quick");
+    check_protoc()?;
     let duration_ms = args
         .value("--duration-ms")
         .unwrap_or(if quick { "500" } else { "2000" });
@@ -61,6 +72,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         .arg("--out-dir")
         .arg(&out_dir)
         .args(["--duration-ms", duration_ms, "--rounds", rounds])
+        .args(quick.then_some("--quick"))
+        .args(args.flag("--no-scale").then_some("--no-scale"))
         .args(&args.rest)
         .status()
         .with_context(|| format!("cannot run {}", runner.display()));
@@ -68,10 +81,34 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     let status = status?;
     if status.success() {
         eprintln!(
-            "xtask: results in {} and {}",
+            "xtask: results in {}, {} and {}",
             out_dir.join("results.md").display(),
-            out_dir.join("results.jsonl").display()
+            out_dir.join("results.jsonl").display(),
+            out_dir.join("ratios.svg").display()
         );
     }
     Ok(exit_code(status))
+}
+
+/// The peer crate compiles etcd's protos with `protoc` (`$PROTOC`, or `protoc` on `PATH`).
+fn check_protoc() -> anyhow::Result<()> {
+    if let Some(protoc) = std::env::var_os("PROTOC") {
+        if Path::new(&protoc).is_file() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "PROTOC={} is not a file; the etcd-client crate the bench compares against needs \
+             protoc (`apt-get install protobuf-compiler`)",
+            Path::new(&protoc).display()
+        );
+    }
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("protoc").is_file()));
+    if !found {
+        anyhow::bail!(
+            "protoc is not on PATH; the etcd-client crate the bench compares against needs it \
+             to build: `apt-get install protobuf-compiler` (or set PROTOC)"
+        );
+    }
+    Ok(())
 }

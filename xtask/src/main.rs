@@ -26,11 +26,17 @@ commands:
   test [--version 3.4|3.5|all] [-- <cargo test args>]
       Run `cargo test --workspace` once per etcd version (default all: 3.5.1 and 3.4.23),
       with ETCD_BIN and ETCD_VERSION set for the test harness.
-  bench [--quick] [--rounds N] [--duration-ms MS] [-- <runner args>]
-      Our client against the crates.io etcd-client 0.21, alternating, on a throwaway etcd 3.5.1
-      (--unsafe-no-fsync): put, get, get serializable and txn at concurrency 1, 16 and 256.
-      Defaults: 3 rounds of 2000 ms per run (--quick: 500 ms). Runner args, e.g.
-      `-- --workloads put,txn --concurrency 1,16`. Writes target/bench/results.{jsonl,md}.
+  bench [--quick] [--no-scale] [--rounds N] [--duration-ms MS] [-- <runner args>]
+      Our client against the crates.io etcd-client 0.21, alternating, each run in a process
+      of its own, on a throwaway etcd 3.5.1 (--unsafe-no-fsync). Workloads: put, get,
+      get-serializable, txn, watch (1 and 16 watches each replaying a 20,000-put history),
+      lease-keepalive and range (10,000 keys), at concurrency 1, 16 and 256 (watch, range:
+      1 and 16); then the scale runs of our client alone (watches-10k, leases-10k held for
+      60 s), skipped with --no-scale. Defaults: 3 rounds of 2000 ms per run; --quick: 500 ms
+      runs and short scale runs. Runner args, e.g.
+      `-- --workloads put,watch --concurrency 1,16 --clients ours,theirs`. Writes
+      target/bench/results.jsonl, results.md (medians, ratios ours/theirs, targets) and
+      ratios.svg (the ratios as a bar chart).
   help
       Print this help.
 

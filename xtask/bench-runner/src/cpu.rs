@@ -1,4 +1,5 @@
-//! CPU time of this process (`getrusage`) and of the etcd server (`/proc/<pid>/stat`).
+//! CPU time of this process (`getrusage`) and of the etcd server (`/proc/<pid>/stat`), and the
+//! monotonic clock shared by the parent and its children.
 
 use std::time::Duration;
 
@@ -34,4 +35,13 @@ pub(crate) fn proc_cpu(pid: u32) -> std::io::Result<Duration> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine, so a time
+/// stamped by the parent (in a put value) can be compared with one read by a child.
+pub(crate) fn mono_ns() -> u64 {
+    // SAFETY: `clock_gettime` only writes into the zeroed struct we pass.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

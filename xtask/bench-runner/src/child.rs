@@ -1,0 +1,153 @@
+//! A child process: exactly one timed run (with its warm-up) of one client, or one scale run;
+//! prints one JSON line on stdout. One process per run, so that peak RSS is the run's own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::args::{ChildArgs, ChildTask};
+use crate::harness::{self, Driver, Measured};
+use crate::model::{Impl, RunResult, Workload};
+use crate::workloads::VALUE_LEN;
+use crate::workloads::ops::{Ours, Theirs};
+use crate::workloads::watch::{self, History};
+use crate::{mem, scale, stats};
+
+/// Warm-up of every request/response run (HTTP/2 windows, allocator, server caches); not
+/// measured. The watch runs have their own (a short replay, see [`watch`]).
+pub(crate) const WARMUP: Duration = Duration::from_millis(200);
+
+/// Runs the child's task and returns its JSON line.
+pub(crate) async fn run(args: ChildArgs) -> String {
+    match args.task {
+        ChildTask::Run {
+            workload,
+            concurrency,
+            imp,
+            round,
+            duration,
+            history,
+        } => {
+            let spec = Spec {
+                endpoint: args.endpoint,
+                etcd_pid: args.etcd_pid,
+                w: workload,
+                concurrency,
+                imp,
+                round,
+                duration,
+                history,
+            };
+            let result = match timed_run(&spec).await {
+                Ok(r) => r,
+                Err(e) => RunResult::failed(workload, concurrency, imp, round, e),
+            };
+            result.json()
+        }
+        ChildTask::Scale { scale, count, hold } => {
+            scale::run(scale, &args.endpoint, count, hold).await
+        }
+    }
+}
+
+struct Spec {
+    endpoint: String,
+    etcd_pid: u32,
+    w: Workload,
+    concurrency: usize,
+    imp: Impl,
+    round: usize,
+    duration: Duration,
+    history: Option<History>,
+}
+
+async fn timed_run(s: &Spec) -> Result<RunResult, String> {
+    let value = Bytes::from(vec![b'v'; VALUE_LEN]);
+    let ep = s.endpoint.as_str();
+    let mut result = match s.imp {
+        Impl::Ours => {
+            let client = etcd_client::Client::connect([ep])
+                .await
+                .map_err(|e| e.to_string())?;
+            if s.w == Workload::Watch {
+                watch_result(s, watch::Ours(client)).await?
+            } else {
+                op_result(s, &Ours { client, value }).await
+            }
+        }
+        Impl::Theirs => {
+            let client = peer::Client::connect([ep], None)
+                .await
+                .map_err(|e| e.to_string())?;
+            if s.w == Workload::Watch {
+                watch_result(s, watch::Theirs(client)).await?
+            } else {
+                let value = value.to_vec();
+                op_result(s, &Theirs { client, value }).await
+            }
+        }
+    };
+    let rss = mem::rss();
+    result.peak_rss_mib = rss.peak_mib;
+    result.rss_mib = rss.now_mib;
+    Ok(result)
+}
+
+fn empty(s: &Spec) -> RunResult {
+    RunResult::failed(s.w, s.concurrency, s.imp, s.round, String::new())
+}
+
+async fn op_result<D: Driver>(s: &Spec, driver: &D) -> RunResult {
+    let prefix = format!(
+        "bench/{}/{}/{}/{}",
+        s.w.name(),
+        s.imp.name(),
+        s.concurrency,
+        s.round
+    );
+    let warm: Arc<str> = format!("{prefix}/warmup").into();
+    harness::drive(driver, s.w, s.concurrency, WARMUP, warm, s.etcd_pid).await;
+    let m: Measured = harness::drive(
+        driver,
+        s.w,
+        s.concurrency,
+        s.duration,
+        prefix.into(),
+        s.etcd_pid,
+    )
+    .await;
+    RunResult {
+        elapsed_s: m.elapsed.as_secs_f64(),
+        ops: m.latencies.len() as u64,
+        items: m.items,
+        checked: m.latencies.len() as u64,
+        errors: m.errors,
+        first_error: m.first_error,
+        p50_us: stats::percentile(&m.latencies, 50.0) as f64 / 1e3,
+        p99_us: stats::percentile(&m.latencies, 99.0) as f64 / 1e3,
+        client_cpu_s: m.client_cpu.as_secs_f64(),
+        server_cpu_s: m.server_cpu.as_secs_f64(),
+        ..empty(s)
+    }
+}
+
+/// One watch run: `s.duration` plays no part, the run ends once every watch has replayed the
+/// whole history.
+async fn watch_result<W: watch::Watcher>(s: &Spec, client: W) -> Result<RunResult, String> {
+    let history = s.history.ok_or("the watch workload needs --history-revs")?;
+    let m = watch::run(client, history, s.concurrency, s.etcd_pid).await?;
+    Ok(RunResult {
+        elapsed_s: m.elapsed.as_secs_f64(),
+        ops: m.received,
+        items: m.received,
+        checked: m.received,
+        errors: m.errors,
+        first_error: m.first_error,
+        p50_us: stats::percentile(&m.latencies, 50.0) as f64 / 1e3,
+        p99_us: stats::percentile(&m.latencies, 99.0) as f64 / 1e3,
+        client_cpu_s: m.client_cpu.as_secs_f64(),
+        server_cpu_s: m.server_cpu.as_secs_f64(),
+        ..empty(s)
+    })
+}
