@@ -152,8 +152,9 @@ pub(crate) fn markdown(rows: &[Row], scales: &[BTreeMap<String, Value>], args: &
          until the last one has every event, not bound by the run duration; p50/p99 = time \
          for one watch to receive its whole replay; warm-up = one replay of {} keys; range: \
          one prefix get of 10,000 keys × 256 B per op; lease-keepalive: ours \
-         `keep_alive_once` (a stream per renewal), theirs one `LeaseKeeper` stream per \
-         task.\n",
+         `keep_alive_once` (every task over the client's one keep-alive stream), theirs one \
+         `LeaseKeeper` stream per task; watch at 16: ours multiplexes the 16 watches on one \
+         gRPC stream, theirs opens a stream per watch.\n",
         args.rounds,
         args.duration.as_secs_f64(),
         crate::child::WARMUP.as_millis(),

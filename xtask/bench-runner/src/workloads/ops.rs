@@ -1,10 +1,10 @@
 //! put, get, get serializable, txn, range and lease keep-alive round trips, for both clients.
 //!
 //! Shapes: the KV calls are the same request on both sides. For lease keep-alive round trips
-//! the two APIs differ: ours renews once with `Lessor::keep_alive_once(id)` (a
-//! `LeaseKeepAlive` stream per call, one request, one reply; our long-lived `keep_alive`
-//! handle renews on a schedule, not on demand), theirs sends on the task's own long-lived
-//! stream from `LeaseClient::keep_alive(id)` (`LeaseKeeper::keep_alive()` then
+//! the two APIs differ: ours renews once with `Lessor::keep_alive_once(id)` (one request
+//! and one reply over the client's one shared `LeaseKeepAlive` stream, for every task; our
+//! long-lived `keep_alive` handle renews on a schedule, not on demand), theirs sends on the
+//! task's own long-lived stream from `LeaseClient::keep_alive(id)` (`LeaseKeeper::keep_alive()` then
 //! `LeaseKeepAliveStream::message()`). Each task has its own lease, granted before the timed
 //! part.
 
