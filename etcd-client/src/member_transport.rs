@@ -1,8 +1,10 @@
-//! The connection to one member: the tonic channel itself, or the channel wrapped in tower
-//! layers the user added with [`ClientBuilder::layer`](crate::ClientBuilder::layer).
+//! The connection to one member: for `http://` members our direct HTTP/2 channel
+//! (the `http2` module), for `https://` ones tonic's channel (which runs TLS), or either of
+//! them wrapped in tower layers the user added with
+//! [`ClientBuilder::layer`](crate::ClientBuilder::layer).
 //!
-//! Without user layers, calls go straight to the channel: no boxing on the hot path. With
-//! them, the layered service is boxed once per client and each call pays one allocation.
+//! Without user layers, calls go straight to the channel. With them, the layered service
+//! is boxed once per client and each call pays one allocation.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};

@@ -1,17 +1,23 @@
 //! A client with several endpoints reaches a healthy member and avoids dead ones.
 
-use std::net::TcpListener;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Applied, Client, Error};
 use etcd_tests::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
 
-/// An address nothing listens on.
+/// An endpoint where nothing listens: a low port (1, 2, ..), which no server of the
+/// harness can take meanwhile (they get ephemeral ports) the way a freed ephemeral port can
+/// be handed to a server that another test starts while the client retries.
 fn dead_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+    static NEXT: AtomicU16 = AtomicU16::new(1);
+    let port = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "something listens on port {port}"
+    );
+    format!("http://127.0.0.1:{port}")
 }
 
 #[tokio::test]

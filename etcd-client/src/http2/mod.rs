@@ -206,6 +206,20 @@ async fn call(
     let open = OpenCall::new(open);
     let cancel = body::send(body, stream).await;
     let response = response.await.map_err(StreamError)?;
+    // The response's headers came first; its message and trailers are most likely in the
+    // same read, still being taken apart by the connection task. Letting it finish first
+    // saves this task a wake-up (and the lock of h2's state) per frame.
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            return Poll::Ready(());
+        }
+        // Rescheduled behind the tasks already queued (tokio's own `yield_now` would wait
+        // for a poll of the I/O driver as well).
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
     let (head, recv) = response.into_parts();
     Ok(http::Response::from_parts(
         head,
