@@ -59,12 +59,11 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Link, E
             "endpoint {address}: the scheme must be http:// or https://"
         )));
     }
-    let mut endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| invalid(format!("endpoint {address} is not a valid URL: {e}")))?
-        .tcp_nodelay(true);
+    let not_a_url =
+        |e: &dyn std::fmt::Display| invalid(format!("endpoint {address} is not a valid URL: {e}"));
     if !https {
-        let authority = endpoint
-            .uri()
+        let uri: http::Uri = uri.parse().map_err(|e| not_a_url(&e))?;
+        let authority = uri
             .authority()
             .cloned()
             .ok_or_else(|| invalid(format!("endpoint {address} has no host")))?;
@@ -78,6 +77,9 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Link, E
         };
         return Ok(Link::Direct(H2Channel::new(authority, options.clone())));
     }
+    let mut endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| not_a_url(&e))?
+        .tcp_nodelay(true);
     if let Some((interval, timeout)) = options.keep_alive {
         endpoint = endpoint
             .http2_keep_alive_interval(interval)

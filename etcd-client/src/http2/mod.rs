@@ -86,6 +86,13 @@ impl H2Channel {
     }
 }
 
+/// How a request's stream was opened.
+type Opened = (
+    h2::client::ResponseFuture,
+    h2::SendStream<Bytes>,
+    Arc<AtomicUsize>,
+);
+
 impl Shared {
     fn live(&self) -> Option<Live> {
         self.current
@@ -135,20 +142,11 @@ impl Shared {
         self.attempts.store(attempt, Ordering::Release);
         result
     }
-}
 
-/// How a request's stream was opened.
-type Opened = (
-    h2::client::ResponseFuture,
-    h2::SendStream<Bytes>,
-    Arc<AtomicUsize>,
-);
-
-impl Shared {
     /// Opens the request's stream on the open connection without waiting, when it can:
     /// the one `SendRequest` is used under the lock, not cloned (h2 locks its own state to
     /// clone and drop one).
-    #[allow(clippy::result_large_err)]
+    #[allow(clippy::result_large_err)] // the request handed back, moved not copied
     fn open_now(
         &self,
         request: http::Request<()>,

@@ -3,7 +3,7 @@
 use etcd_proto::etcdserverpb as pb;
 use pb::kv_client::KvClient;
 
-use super::{MAX_DECODING_MESSAGE_SIZE, direct_unary_service};
+use super::{MAX_DECODING_MESSAGE_SIZE, unary_service};
 use crate::transport::GrpcTransport;
 
 /// etcd's KV service over a gRPC transport: `Service<pb::RangeRequest>`,
@@ -32,31 +32,31 @@ impl<T: GrpcTransport> GrpcKv<T> {
 }
 
 // The KV calls, the hot path, use the direct unary codec.
-direct_unary_service!(
+unary_service!(
     GrpcKv,
     pb::RangeRequest,
     pb::RangeResponse,
     "/etcdserverpb.KV/Range"
 );
-direct_unary_service!(
+unary_service!(
     GrpcKv,
     pb::PutRequest,
     pb::PutResponse,
     "/etcdserverpb.KV/Put"
 );
-direct_unary_service!(
+unary_service!(
     GrpcKv,
     pb::DeleteRangeRequest,
     pb::DeleteRangeResponse,
     "/etcdserverpb.KV/DeleteRange"
 );
-direct_unary_service!(
+unary_service!(
     GrpcKv,
     pb::TxnRequest,
     pb::TxnResponse,
     "/etcdserverpb.KV/Txn"
 );
-direct_unary_service!(
+unary_service!(
     GrpcKv,
     pb::CompactionRequest,
     pb::CompactionResponse,

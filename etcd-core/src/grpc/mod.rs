@@ -28,38 +28,29 @@ pub use watch::GrpcWatch;
 /// (a range over many keys can exceed gRPC's customary 4 MiB), so neither do we.
 pub const MAX_DECODING_MESSAGE_SIZE: usize = usize::MAX;
 
-/// Implements `Service<Request>` for an adapter with the direct unary codec
-/// ([`unary`]) over the adapter's `transport`: the hot-path calls.
-macro_rules! direct_unary_service {
-    ($adapter:ident, $request:ty, $response:ty, $path:literal) => {
-        impl<T: $crate::transport::GrpcTransport> tower::Service<$request> for $adapter<T> {
-            type Response = $response;
-            type Error = $crate::Error;
-            type Future = futures_util::future::BoxFuture<'static, $crate::Result<$response>>;
-
-            fn poll_ready(
-                &mut self,
-                _cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<$crate::Result<()>> {
-                // The call waits for the transport to be ready.
-                std::task::Poll::Ready(Ok(()))
-            }
-
-            fn call(&mut self, request: $request) -> Self::Future {
-                Box::pin($crate::grpc::unary::call(
-                    self.transport.clone(),
-                    $path,
-                    request,
-                ))
-            }
-        }
-    };
-}
-pub(crate) use direct_unary_service;
-
-/// Implements `Service<Request>` for an adapter by calling one method of its generated client.
+/// Implements `Service<Request>` for an adapter, in one of two ways:
+/// - with a path (`"/etcdserverpb.KV/Put"`): the direct unary codec ([`unary`]) over the
+///   adapter's `transport`, for the hot-path calls;
+/// - with a method name: by calling that method of the adapter's generated client.
 macro_rules! unary_service {
+    ($adapter:ident, $request:ty, $response:ty, $path:literal) => {
+        $crate::grpc::unary_service!(@impl $adapter, $request, $response, |this, request| {
+            $crate::grpc::unary::call(this.transport.clone(), $path, request)
+        });
+    };
     ($adapter:ident, $request:ty, $response:ty, $method:ident) => {
+        $crate::grpc::unary_service!(@impl $adapter, $request, $response, |this, request| {
+            let mut client = this.inner.clone();
+            async move {
+                client
+                    .$method(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err($crate::Error::from)
+            }
+        });
+    };
+    (@impl $adapter:ident, $request:ty, $response:ty, |$this:ident, $req:ident| $call:block) => {
         impl<T: $crate::transport::GrpcTransport> tower::Service<$request> for $adapter<T> {
             type Response = $response;
             type Error = $crate::Error;
@@ -69,19 +60,13 @@ macro_rules! unary_service {
                 &mut self,
                 _cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<$crate::Result<()>> {
-                // The generated client waits for the transport to be ready inside the call.
+                // The call itself waits for the transport to be ready.
                 std::task::Poll::Ready(Ok(()))
             }
 
-            fn call(&mut self, request: $request) -> Self::Future {
-                let mut client = self.inner.clone();
-                Box::pin(async move {
-                    client
-                        .$method(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                        .map_err($crate::Error::from)
-                })
+            fn call(&mut self, $req: $request) -> Self::Future {
+                let $this = &*self;
+                Box::pin($call)
             }
         }
     };

@@ -117,17 +117,42 @@ async fn op_result<D: Driver>(s: &Spec, driver: &D) -> RunResult {
         s.etcd_pid,
     )
     .await;
+    let ops = m.latencies.len() as u64;
     RunResult {
-        elapsed_s: m.elapsed.as_secs_f64(),
-        ops: m.latencies.len() as u64,
+        ops,
         items: m.items,
-        checked: m.latencies.len() as u64,
-        errors: m.errors,
-        first_error: m.first_error,
-        p50_us: stats::percentile(&m.latencies, 50.0) as f64 / 1e3,
-        p99_us: stats::percentile(&m.latencies, 99.0) as f64 / 1e3,
-        client_cpu_s: m.client_cpu.as_secs_f64(),
-        server_cpu_s: m.server_cpu.as_secs_f64(),
+        checked: ops,
+        ..timed(
+            s,
+            m.elapsed,
+            &m.latencies,
+            m.client_cpu,
+            m.server_cpu,
+            m.errors,
+            m.first_error,
+        )
+    }
+}
+
+/// What every run reports of its timed part: elapsed time, latency percentiles (`latencies`
+/// sorted, in ns), CPU and errors; the counts are the caller's.
+fn timed(
+    s: &Spec,
+    elapsed: Duration,
+    latencies: &[u64],
+    client_cpu: Duration,
+    server_cpu: Duration,
+    errors: u64,
+    first_error: Option<String>,
+) -> RunResult {
+    RunResult {
+        elapsed_s: elapsed.as_secs_f64(),
+        errors,
+        first_error,
+        p50_us: stats::percentile(latencies, 50.0) as f64 / 1e3,
+        p99_us: stats::percentile(latencies, 99.0) as f64 / 1e3,
+        client_cpu_s: client_cpu.as_secs_f64(),
+        server_cpu_s: server_cpu.as_secs_f64(),
         ..empty(s)
     }
 }
@@ -138,16 +163,17 @@ async fn watch_result<W: watch::Watcher>(s: &Spec, client: W) -> Result<RunResul
     let history = s.history.ok_or("the watch workload needs --history-revs")?;
     let m = watch::run(client, history, s.concurrency, s.etcd_pid).await?;
     Ok(RunResult {
-        elapsed_s: m.elapsed.as_secs_f64(),
         ops: m.received,
         items: m.received,
         checked: m.received,
-        errors: m.errors,
-        first_error: m.first_error,
-        p50_us: stats::percentile(&m.latencies, 50.0) as f64 / 1e3,
-        p99_us: stats::percentile(&m.latencies, 99.0) as f64 / 1e3,
-        client_cpu_s: m.client_cpu.as_secs_f64(),
-        server_cpu_s: m.server_cpu.as_secs_f64(),
-        ..empty(s)
+        ..timed(
+            s,
+            m.elapsed,
+            &m.latencies,
+            m.client_cpu,
+            m.server_cpu,
+            m.errors,
+            m.first_error,
+        )
     })
 }
