@@ -164,6 +164,22 @@ impl Client {
         &self.watcher
     }
 
+    /// A watcher with a gRPC stream of its own (on the same connection), with this client's
+    /// settings: [`watch`](Self::watch) and [`watcher`](Self::watcher) share one stream
+    /// for all their watches, which etcd serves from one loop. Watches on separate
+    /// watchers are served in parallel; use this for watches that replay long histories
+    /// or carry heavy traffic.
+    ///
+    /// ```no_run
+    /// # async fn example(client: etcd_client::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let audit = client.new_watcher();
+    /// let mut stream = audit.watch("audit/").prefix().from_revision(1).await?;
+    /// # let _ = stream; Ok(()) }
+    /// ```
+    pub fn new_watcher(&self) -> Watcher {
+        self.watcher.on_new_stream()
+    }
+
     /// Cluster membership: list, add (as a voter or a learner), remove, update, promote.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster

@@ -109,8 +109,9 @@ enum Kind {
 /// One delivery of a watch: all events of one or more whole revisions, a progress
 /// notification, or (when asked for) the notice that the watch was created.
 ///
-/// Events of one revision are never split over two responses, and fragments of a large
-/// response are merged before delivery. Keys and values share the buffer the message was
+/// Events of one revision are never split over two responses: the fragments of a large
+/// response are delivered by whole revisions as they arrive (a revision split over two
+/// fragments is held until both are in). Keys and values share the buffer the message was
 /// decoded from.
 #[derive(Clone, Debug)]
 pub struct WatchResponse {

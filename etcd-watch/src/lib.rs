@@ -44,7 +44,7 @@
 //!
 //! A watch delivers each event of its range exactly once, in revision order, with all
 //! events of one revision in the same [`WatchResponse`] (fragments of a large response are
-//! merged first), whatever happens to the stream:
+//! delivered by whole revisions), whatever happens to the stream:
 //!
 //! * When the stream breaks (member killed or restarted, connection reset, a blackhole
 //!   found by HTTP/2 keepalive), every live watch is created again on a new stream from its
@@ -63,7 +63,7 @@
 //!
 //! # Backpressure
 //!
-//! Each watch (or each group) has a bounded buffer of responses (64 by default; see
+//! Each watch (or each group) has a bounded buffer of responses (1024 by default; see
 //! [`Watcher::with_buffer`] and [`Watch::buffer`]). The background task never waits for a
 //! consumer: when a response finds its watch's buffer full, the watch is **paused**: it is
 //! cancelled on the server and the response is dropped, without moving the resume

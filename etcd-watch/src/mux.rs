@@ -49,7 +49,10 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            buffer: 64,
+            // A burst at tens of thousands of responses a second, or a consumer descheduled
+            // for a few milliseconds, must not pause a watch (which costs the server a
+            // re-sync); the channel only allocates what is buffered.
+            buffer: 1024,
             backoff_initial: Duration::from_millis(20),
             backoff_max: Duration::from_secs(2),
         }
@@ -166,7 +169,8 @@ struct WatchState {
     min_event_rev: i64,
     /// Answers the `watch()` call on the first creation.
     created: Option<oneshot::Sender<Result<(), Error>>>,
-    /// Fragments of a response not complete yet.
+    /// The events of a fragmented response not delivered yet: those of its last revision
+    /// seen so far, which may go on in the next fragment.
     fragments: Option<pb::WatchResponse>,
     /// Refused on auth grounds since it was last created, and retried with a new token.
     auth_retried: bool,
@@ -568,9 +572,29 @@ impl<S: WatchService> Mux<S> {
             return;
         };
         let response = if response.fragment {
-            match &mut watch.fragments {
-                Some(merged) => merged.events.extend(response.events),
-                None => watch.fragments = Some(response),
+            let pending = match &mut watch.fragments {
+                Some(merged) => {
+                    merged.events.extend(response.events);
+                    merged.header = response.header;
+                    merged
+                }
+                None => watch.fragments.insert(response),
+            };
+            // Deliver the revisions this fragment completed (all but the last one seen,
+            // which may go on in the next fragment): memory stays bounded by a revision,
+            // not by the whole response.
+            let rev = |e: &etcd_proto::mvccpb::Event| e.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+            let last = pending.events.last().map_or(0, rev);
+            let complete = pending.events.partition_point(|e| rev(e) < last);
+            if complete > 0 {
+                let tail = pending.events.split_off(complete);
+                let done = std::mem::replace(&mut pending.events, tail);
+                let partial = pb::WatchResponse {
+                    events: done,
+                    header: pending.header,
+                    ..pb::WatchResponse::default()
+                };
+                self.events(id, partial);
             }
             return;
         } else if let Some(mut merged) = watch.fragments.take() {

@@ -137,8 +137,9 @@ impl<C> Watch<C> {
         self
     }
 
-    /// Lets the server split very large responses into fragments. They are merged again
-    /// before delivery, so the watch still delivers whole revisions.
+    /// Lets the server split very large responses into fragments (of its
+    /// `--max-request-bytes`). They are delivered as they arrive, by whole revisions: a
+    /// revision split over two fragments is held until both are in.
     pub fn fragment(mut self) -> Self {
         self.spec.fragment = true;
         self

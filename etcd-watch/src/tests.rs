@@ -220,9 +220,10 @@ async fn a_requested_progress_does_not_move_the_resume_point() {
     assert_eq!(start_revision(next_request(&mut requests).await), 10);
 }
 
-/// Fragments are merged into one response; dropping the stream cancels on the server.
+/// Fragments are delivered by whole revisions as they come (a revision split over two
+/// fragments is delivered once both are in); dropping the stream cancels on the server.
 #[tokio::test]
-async fn fragments_are_merged_and_drop_cancels() {
+async fn fragments_are_delivered_by_whole_revisions_and_drop_cancels() {
     let (watcher, mut streams) = fake();
     let stream = tokio::spawn({
         let watcher = watcher.clone();
@@ -246,14 +247,22 @@ async fn fragments_are_merged_and_drop_cancels() {
     }
     tx.send(Ok(created(3, 9))).unwrap();
     let mut stream = stream.await.unwrap().unwrap();
-    for (revs, fragment) in [(&[5, 6][..], true), (&[6][..], true), (&[7][..], false)] {
+    let fragments = [
+        (&[5, 6][..], true),
+        (&[6, 7][..], true),
+        (&[7][..], true),
+        (&[8][..], false),
+    ];
+    for (revs, fragment) in fragments {
         tx.send(Ok(pb::WatchResponse {
             fragment,
             ..events(3, revs)
         }))
         .unwrap();
     }
-    assert_eq!(revisions(stream.next().await), vec![5, 6, 6, 7]);
+    assert_eq!(revisions(stream.next().await), vec![5]);
+    assert_eq!(revisions(stream.next().await), vec![6, 6]);
+    assert_eq!(revisions(stream.next().await), vec![7, 7, 8]);
     drop(stream);
     match next_request(&mut requests).await {
         RequestUnion::CancelRequest(c) => assert_eq!(c.watch_id, 3),

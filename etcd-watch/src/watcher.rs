@@ -87,7 +87,7 @@ impl<S> fmt::Debug for Watcher<S> {
 }
 
 impl<S: WatchService> Watcher<S> {
-    /// A watcher over `service`, with a buffer of 64 responses per watch and a backoff from
+    /// A watcher over `service`, with a buffer of 1024 responses per watch and a backoff from
     /// 20 ms to 2 s between attempts to reopen a broken stream.
     pub fn new(service: S) -> Self {
         Self::with_config(service, Config::default(), None)
@@ -152,6 +152,23 @@ impl<S: WatchService> Watcher<S> {
     /// facade sets this when it has credentials. Call it before the first watch.
     pub fn with_reauthentication(self, reauth: Reauthenticate) -> Self {
         Self::with_config(self.shared.service.clone(), self.config(), Some(reauth))
+    }
+
+    /// Another watcher over the same service with the same settings (buffer, backoff,
+    /// re-authentication), whose watches share a gRPC stream and background task of their
+    /// own instead of this watcher's.
+    ///
+    /// etcd sends a stream's responses from one loop per stream, so a stream carries
+    /// events at the pace of one server core. Watches that replay long histories or see
+    /// heavy traffic can be spread over several watchers to be served in parallel; the
+    /// streams share the client's connection. Watches made through this watcher and its
+    /// clones still share one stream.
+    pub fn on_new_stream(&self) -> Self {
+        Self::with_config(
+            self.shared.service.clone(),
+            self.config(),
+            self.shared.reauth.clone(),
+        )
     }
 
     /// Watches `key`; add `.prefix()`, `.range_end(..)` or `.from_key()` for ranges, and the

@@ -870,3 +870,37 @@ async fn the_facade_watches_and_groups() {
     assert!(progress.is_progress_notify(), "{progress:?}");
     watcher.cancel(a).await.unwrap();
 }
+
+/// `Client::new_watcher`: a watcher with a gRPC stream of its own. The watches of the
+/// client's own watcher share one stream, each new watcher adds one (its watches sharing
+/// it), and every watch receives the same put once.
+#[tokio::test]
+async fn new_watchers_have_streams_of_their_own() {
+    let server = EtcdServer::start().await;
+    let url = server.client_url();
+    let client = etcd_client::Client::connect([url.as_str()]).await.unwrap();
+    let before = server_watch_streams(&url).await;
+    let own = client.new_watcher();
+    let other = client.new_watcher();
+    let mut streams = vec![
+        client.watch("/nw/k").await.unwrap(),
+        client.watch("/nw/").prefix().await.unwrap(),
+        own.watch("/nw/k").await.unwrap(),
+        own.watch("/nw/").prefix().await.unwrap(),
+        other.watch("/nw/k").await.unwrap(),
+    ];
+    wait_watchers(&url, 5).await;
+    wait_watch_streams(&url, before + 3).await;
+    let revision = client.kv().put("/nw/k", "v").await.unwrap().revision();
+    for stream in &mut streams {
+        let resp = tokio::time::timeout(LONG, stream.next())
+            .await
+            .expect("no event")
+            .unwrap()
+            .unwrap();
+        let revisions: Vec<i64> = resp.events().iter().map(|e| e.revision()).collect();
+        assert_eq!(revisions, [revision]);
+    }
+    drop(streams);
+    wait_watch_streams(&url, before).await;
+}

@@ -21,6 +21,8 @@ use http::uri::PathAndQuery;
 use http_body::{Frame, SizeHint};
 use tonic::{Code, Status};
 
+use etcd_proto::etcdserverpb as pb;
+
 use crate::transport::GrpcTransport;
 use crate::{Error, Result};
 
@@ -36,7 +38,7 @@ pub(crate) async fn call<T, Req, Resp>(
 where
     T: GrpcTransport,
     Req: prost::Message,
-    Resp: prost::Message + Default,
+    Resp: Response,
 {
     poll_fn(|cx| transport.poll_ready(cx))
         .await
@@ -58,8 +60,57 @@ where
         return Err(http_status(head.status).into());
     }
     let message = read(body).await?;
-    Resp::decode(message)
-        .map_err(|e| Error::Protocol(format!("cannot decode the response: {e}").into()))
+    let mut response = Resp::sized_for(&message);
+    response
+        .merge(message)
+        .map_err(|e| Error::Protocol(format!("cannot decode the response: {e}").into()))?;
+    Ok(response)
+}
+
+/// A response message [`call`] decodes.
+pub(crate) trait Response: prost::Message + Default {
+    /// An empty message, its lists sized for what `message` holds when that is worth it.
+    fn sized_for(_message: &Frames) -> Self {
+        Self::default()
+    }
+}
+
+impl Response for pb::PutResponse {}
+impl Response for pb::DeleteRangeResponse {}
+impl Response for pb::TxnResponse {}
+impl Response for pb::CompactionResponse {}
+
+impl Response for pb::RangeResponse {
+    /// The key-values list allocated once at its size: grown by doubling, a 10,000-key
+    /// answer would touch half as much again, and hold both copies while it grows.
+    fn sized_for(message: &Frames) -> Self {
+        let mut response = Self::default();
+        if message.remaining() >= PRESIZE_FROM {
+            response.kvs.reserve_exact(count_field(message.clone(), 2));
+        }
+        response
+    }
+}
+
+/// Messages from this size on have their lists sized before decoding (a smaller one holds
+/// few items, not worth a pass over it).
+const PRESIZE_FROM: usize = 16 << 10;
+
+/// How many times field `number` occurs at the top level of `message` (0 when the message
+/// is malformed: decoding will say so).
+fn count_field(mut message: Frames, number: u32) -> usize {
+    use prost::encoding::{DecodeContext, decode_key, skip_field};
+    let mut count = 0;
+    while message.has_remaining() {
+        let Ok((tag, wire_type)) = decode_key(&mut message) else {
+            return 0;
+        };
+        count += usize::from(tag == number);
+        if skip_field(wire_type, tag, &mut message, DecodeContext::default()).is_err() {
+            return 0;
+        }
+    }
+    count
 }
 
 /// The HTTP request of a call: the length-prefixed message in one buffer.
@@ -145,8 +196,8 @@ fn unprefix(mut data: Frames) -> Result<Frames> {
 /// A message as its DATA frames brought it, not gathered into one buffer: decoding slices
 /// the `bytes` fields out of the frames themselves and copies only the few that straddle
 /// two frames. A large range response thus costs its frames and nothing more.
-#[derive(Debug, Default)]
-struct Frames {
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Frames {
     front: Bytes,
     rest: VecDeque<Bytes>,
     remaining: usize,
@@ -287,7 +338,7 @@ mod tests {
     fn a_message_over_many_frames_decodes_in_place() {
         use prost::Message as _;
         let response = etcd_proto::etcdserverpb::RangeResponse {
-            kvs: (0..100)
+            kvs: (0..100) // 30 KB: sized before decoding
                 .map(|i| etcd_proto::mvccpb::KeyValue {
                     key: Bytes::from(format!("key/{i:03}")),
                     value: Bytes::from(vec![b'v'; 300]),
@@ -306,9 +357,12 @@ mod tests {
         for chunk in body.chunks(1000) {
             message.push(body.slice_ref(chunk));
         }
-        let decoded =
-            etcd_proto::etcdserverpb::RangeResponse::decode(unprefix(message).unwrap()).unwrap();
+        let message = unprefix(message).unwrap();
+        let mut decoded = etcd_proto::etcdserverpb::RangeResponse::sized_for(&message);
+        assert_eq!(decoded.kvs.capacity(), 100, "sized before decoding");
+        decoded.merge(message).unwrap();
         assert_eq!(decoded, response);
+        assert_eq!(decoded.kvs.capacity(), 100, "never grown");
     }
 
     #[test]

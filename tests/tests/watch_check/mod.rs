@@ -347,28 +347,43 @@ pub fn last_expected(reference: &[Ev], filter: &Filter, until: i64) -> i64 {
 
 /// The number of watchers the server holds, from its metrics.
 pub async fn server_watchers(url: &str) -> i64 {
+    server_gauge(url, "etcd_debugging_mvcc_watcher_total").await
+}
+
+/// The server's count of open watch streams.
+pub async fn server_watch_streams(url: &str) -> i64 {
+    server_gauge(url, "etcd_debugging_mvcc_watch_stream_total").await
+}
+
+async fn server_gauge(url: &str, name: &str) -> i64 {
     let resp = etcd_tests::http::get(url, "/metrics", Duration::from_secs(5))
         .await
         .unwrap();
     resp.body
         .lines()
-        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .map(|v| v.trim().parse::<f64>().unwrap() as i64)
-        .expect("no watcher gauge in the metrics")
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
 }
 
 /// Waits until the server's watcher gauge equals `n`.
 pub async fn wait_watchers(url: &str, n: i64) {
+    wait_gauge(url, "etcd_debugging_mvcc_watcher_total", n).await
+}
+
+/// Waits until the server's count of watch streams equals `n`.
+pub async fn wait_watch_streams(url: &str, n: i64) {
+    wait_gauge(url, "etcd_debugging_mvcc_watch_stream_total", n).await
+}
+
+async fn wait_gauge(url: &str, name: &str, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let now = server_watchers(url).await;
+        let now = server_gauge(url, name).await;
         if now == n {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the server holds {now} watchers, expected {n}"
-        );
+        assert!(Instant::now() < deadline, "{name} is {now}, expected {n}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

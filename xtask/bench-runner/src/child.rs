@@ -9,13 +9,15 @@ use bytes::Bytes;
 use crate::args::{ChildArgs, ChildTask};
 use crate::harness::{self, Driver, Measured};
 use crate::model::{Impl, RunResult, Workload};
+use crate::protocol::Events;
 use crate::workloads::VALUE_LEN;
 use crate::workloads::ops::{Ours, Theirs};
-use crate::workloads::watch::{self, History};
+use crate::workloads::replay::{self, History};
+use crate::workloads::watch;
 use crate::{mem, scale, stats};
 
 /// Warm-up of every request/response run (HTTP/2 windows, allocator, server caches); not
-/// measured. The watch runs have their own (a short replay, see [`watch`]).
+/// measured. The watch-replay runs have their own (a short replay, see [`replay`]).
 pub(crate) const WARMUP: Duration = Duration::from_millis(200);
 
 /// Runs the child's task and returns its JSON line.
@@ -70,21 +72,40 @@ async fn timed_run(s: &Spec) -> Result<RunResult, String> {
             let client = etcd_client::Client::connect([ep])
                 .await
                 .map_err(|e| e.to_string())?;
-            if s.w == Workload::Watch {
-                watch_result(s, watch::Ours(client)).await?
-            } else {
-                op_result(s, &Ours { client, value }).await
+            match s.w {
+                Workload::WatchReplay => replay_result(s, replay::Ours(client)).await?,
+                Workload::Watch => {
+                    let prefix = run_prefix(s);
+                    let stream = client
+                        .watch(format!("{prefix}/"))
+                        .prefix()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut events = watch::OursEvents(stream);
+                    watch_result(s, &Ours { client, value }, &mut events, &prefix).await?
+                }
+                _ => op_result(s, &Ours { client, value }).await,
             }
         }
         Impl::Theirs => {
             let client = peer::Client::connect([ep], None)
                 .await
                 .map_err(|e| e.to_string())?;
-            if s.w == Workload::Watch {
-                watch_result(s, watch::Theirs(client)).await?
-            } else {
-                let value = value.to_vec();
-                op_result(s, &Theirs { client, value }).await
+            let value = value.to_vec();
+            match s.w {
+                Workload::WatchReplay => replay_result(s, replay::Theirs(client)).await?,
+                Workload::Watch => {
+                    let prefix = run_prefix(s);
+                    let options = peer::WatchOptions::new().with_prefix();
+                    let stream = client
+                        .watch_client()
+                        .watch(format!("{prefix}/"), Some(options))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut events = watch::TheirsEvents(stream);
+                    watch_result(s, &Theirs { client, value }, &mut events, &prefix).await?
+                }
+                _ => op_result(s, &Theirs { client, value }).await,
             }
         }
     };
@@ -98,14 +119,19 @@ fn empty(s: &Spec) -> RunResult {
     RunResult::failed(s.w, s.concurrency, s.imp, s.round, String::new())
 }
 
-async fn op_result<D: Driver>(s: &Spec, driver: &D) -> RunResult {
-    let prefix = format!(
+/// The keys of one run: `bench/<workload>/<client>/<c>/<round>`.
+fn run_prefix(s: &Spec) -> String {
+    format!(
         "bench/{}/{}/{}/{}",
         s.w.name(),
         s.imp.name(),
         s.concurrency,
         s.round
-    );
+    )
+}
+
+async fn op_result<D: Driver>(s: &Spec, driver: &D) -> RunResult {
+    let prefix = run_prefix(s);
     let warm: Arc<str> = format!("{prefix}/warmup").into();
     harness::drive(driver, s.w, s.concurrency, WARMUP, warm, s.etcd_pid).await;
     let m: Measured = harness::drive(
@@ -157,12 +183,39 @@ fn timed(
     }
 }
 
-/// One watch run: `s.duration` plays no part, the run ends once every watch has replayed the
-/// whole history.
-async fn watch_result<W: watch::Watcher>(s: &Spec, client: W) -> Result<RunResult, String> {
-    let history = s.history.ok_or("the watch workload needs --history-revs")?;
-    let m = watch::run(client, history, s.concurrency, s.etcd_pid).await?;
-    Ok(RunResult {
+/// One watch run: puts for `s.duration` with `driver`, their events received by `events`.
+async fn watch_result<D: Driver, E: Events>(
+    s: &Spec,
+    driver: &D,
+    events: &mut E,
+    prefix: &str,
+) -> Result<RunResult, String> {
+    let m = watch::run(
+        driver,
+        events,
+        s.concurrency,
+        WARMUP,
+        s.duration,
+        prefix,
+        s.etcd_pid,
+    )
+    .await?;
+    Ok(watch_run_result(s, m))
+}
+
+/// One watch-replay run: `s.duration` plays no part, the run ends once every watch has
+/// replayed the whole history.
+async fn replay_result<W: replay::Watcher>(s: &Spec, client: W) -> Result<RunResult, String> {
+    let history = s
+        .history
+        .ok_or("the watch-replay workload needs --history-revs")?;
+    let m = replay::run(client, history, s.concurrency, s.etcd_pid).await?;
+    Ok(watch_run_result(s, m))
+}
+
+/// ops = items = checked = the events received.
+fn watch_run_result(s: &Spec, m: watch::WatchRun) -> RunResult {
+    RunResult {
         ops: m.received,
         items: m.received,
         checked: m.received,
@@ -175,5 +228,5 @@ async fn watch_result<W: watch::Watcher>(s: &Spec, client: W) -> Result<RunResul
             m.errors,
             m.first_error,
         )
-    })
+    }
 }

@@ -11,17 +11,19 @@ pub(crate) enum Workload {
     GetSerializable,
     Txn,
     Watch,
+    WatchReplay,
     LeaseKeepAlive,
     Range,
 }
 
 impl Workload {
-    pub(crate) const ALL: [Workload; 7] = [
+    pub(crate) const ALL: [Workload; 8] = [
         Workload::Put,
         Workload::Get,
         Workload::GetSerializable,
         Workload::Txn,
         Workload::Watch,
+        Workload::WatchReplay,
         Workload::LeaseKeepAlive,
         Workload::Range,
     ];
@@ -33,6 +35,7 @@ impl Workload {
             Workload::GetSerializable => "get-serializable",
             Workload::Txn => "txn",
             Workload::Watch => "watch",
+            Workload::WatchReplay => "watch-replay",
             Workload::LeaseKeepAlive => "lease-keepalive",
             Workload::Range => "range",
         }
@@ -47,7 +50,7 @@ impl Workload {
     /// would be 5 million events a run.
     pub(crate) fn default_concurrency(self) -> &'static [usize] {
         match self {
-            Workload::Watch | Workload::Range => &[1, 16],
+            Workload::WatchReplay | Workload::Range => &[1, 16],
             _ => &[1, 16, 256],
         }
     }

@@ -18,7 +18,7 @@ use crate::args::Args;
 use crate::json::{self, Fields};
 use crate::model::{Impl, RunResult, Workload};
 use crate::protocol::{Ready, stamped_value};
-use crate::workloads::watch::{HISTORY, History, TXN_PUTS};
+use crate::workloads::replay::{HISTORY, History, TXN_PUTS};
 use crate::workloads::{GET_KEYS, RANGE_KEYS, VALUE_LEN, get_key, range_key, watch_key};
 use crate::{chart, report};
 
@@ -30,7 +30,7 @@ pub(crate) async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     setup(&client, &args).await?;
-    let history = if args.workloads.contains(&Workload::Watch) {
+    let history = if args.workloads.contains(&Workload::WatchReplay) {
         Some(watch_history(&client).await?)
     } else {
         None
@@ -62,7 +62,7 @@ pub(crate) async fn run(args: Args) -> Result<(), String> {
                         "--duration-ms".to_owned(),
                         args.duration.as_millis().to_string(),
                     ];
-                    if let (Workload::Watch, Some(h)) = (w, history) {
+                    if let (Workload::WatchReplay, Some(h)) = (w, history) {
                         child_args.extend(["--history-revs".to_owned(), h.arg()]);
                     }
                     let limit = args.duration * 3 + Duration::from_secs(120);
@@ -173,7 +173,7 @@ async fn setup(client: &Client, args: &Args) -> Result<(), String> {
 }
 
 /// The history the watch runs replay: [`HISTORY`] puts under
-/// [`HISTORY_PREFIX`](crate::workloads::watch::HISTORY_PREFIX), written once with our client
+/// [`HISTORY_PREFIX`](crate::workloads::replay::HISTORY_PREFIX), written once with our client
 /// as transactions of [`TXN_PUTS`] puts each, one after the other, so that they take
 /// [`HISTORY`] / [`TXN_PUTS`] contiguous revisions (nothing else writes meanwhile).
 async fn watch_history(client: &Client) -> Result<History, String> {

@@ -145,21 +145,24 @@ pub(crate) fn markdown(rows: &[Row], scales: &[BTreeMap<String, Value>], args: &
         "Medians over {} round(s) of {:.1} s per run, each run in a process of its own \
          (warm-up {} ms first); ratio = ours/theirs (ops/s: higher is better; CPU/op and \
          peak RSS: lower is better). Peak RSS is the child's `VmHWM` at the end of its run. \
-         watch: conc = number of watches on one client, each replaying from its first \
-         revision a history of {} puts × 256 B written once beforehand (nothing is written \
-         during the run), every event checked (in revision order, none lost or repeated); \
-         ops = events delivered/s over all watches, timed from before the watches are opened \
-         until the last one has every event, not bound by the run duration; p50/p99 = time \
-         for one watch to receive its whole replay; warm-up = one replay of {} keys; range: \
-         one prefix get of 10,000 keys × 256 B per op; lease-keepalive: ours \
-         `keep_alive_once` (every task over the client's one keep-alive stream), theirs one \
-         `LeaseKeeper` stream per task; watch at 16: ours multiplexes the 16 watches on one \
-         gRPC stream, theirs opens a stream per watch.\n",
+         watch: one prefix watch receiving the puts (256 B) that `conc` tasks of the same \
+         client make for the run's duration, every event checked (none lost or repeated); \
+         ops = events/s from the first put to the last event; p50/p99 = put sent → event \
+         received. watch-replay: `conc` watches on one client, each replaying from its first \
+         revision a history of {} puts × 256 B written once beforehand, in fragments of 32 \
+         KiB (the server runs with --max-request-bytes 32768), every event checked (in \
+         revision order); ops = events/s over all watches, timed from before the watches are \
+         opened (etcd hands a new watch its past on a 100 ms tick, so a run includes 0–100 \
+         ms of waiting) until the last one has every event; a watch per stream on both sides \
+         (ours `client.new_watcher()` per watch); p50/p99 = time for one watch to receive \
+         its whole replay; warm-up = one replay of {} keys. range: one prefix get of 10,000 \
+         keys × 256 B per op. lease-keepalive: ours `keep_alive_once` (every task over the \
+         client's one keep-alive stream), theirs one `LeaseKeeper` stream per task.\n",
         args.rounds,
         args.duration.as_secs_f64(),
         crate::child::WARMUP.as_millis(),
-        crate::workloads::watch::HISTORY,
-        crate::workloads::watch::WARMUP_EVENTS,
+        crate::workloads::replay::HISTORY,
+        crate::workloads::replay::WARMUP_EVENTS,
     );
     md.push_str(
         "| workload | conc | ops/s ours | ops/s theirs | ops/s ratio | p50 µs ours / theirs \

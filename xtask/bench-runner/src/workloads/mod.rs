@@ -3,6 +3,7 @@
 //! history the parent writes once.
 
 pub(crate) mod ops;
+pub(crate) mod replay;
 pub(crate) mod watch;
 
 /// Value size of every put.
@@ -25,5 +26,5 @@ pub(crate) fn range_key(n: u64) -> String {
 
 /// A key of the watch workload's history: `bench/watch-history/000000` ..
 pub(crate) fn watch_key(n: u64) -> String {
-    format!("{}{n:06}", watch::HISTORY_PREFIX)
+    format!("{}{n:06}", replay::HISTORY_PREFIX)
 }

@@ -1,4 +1,5 @@
-//! put, get, get serializable, txn, range and lease keep-alive round trips, for both clients.
+//! put, get, get serializable, txn, range and lease keep-alive round trips, for both clients,
+//! and the puts of the watch workload (values stamped with the time they are sent).
 //!
 //! Shapes: the KV calls are the same request on both sides. For lease keep-alive round trips
 //! the two APIs differ: ours renews once with `Lessor::keep_alive_once(id)` (one request
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use super::{LEASE_TTL_SECS, RANGE_KEYS, RANGE_PREFIX, VALUE_LEN, get_key};
 use crate::harness::Driver;
 use crate::model::Workload;
+use crate::protocol::stamped_value;
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -68,6 +70,11 @@ impl Driver for Ours {
         match (w, task) {
             (Workload::Put, _) => {
                 kv.put(format!("{prefix}/{n}"), self.value.clone())
+                    .await
+                    .map_err(err)?;
+            }
+            (Workload::Watch, _) => {
+                kv.put(format!("{prefix}/{n}"), stamped_value())
                     .await
                     .map_err(err)?;
             }
@@ -153,6 +160,11 @@ impl Driver for Theirs {
         match (w, task) {
             (Workload::Put, TheirsTask::Kv(kv)) => {
                 kv.put(format!("{prefix}/{n}"), self.value.clone(), None)
+                    .await
+                    .map_err(err)?;
+            }
+            (Workload::Watch, TheirsTask::Kv(kv)) => {
+                kv.put(format!("{prefix}/{n}"), stamped_value().to_vec(), None)
                     .await
                     .map_err(err)?;
             }

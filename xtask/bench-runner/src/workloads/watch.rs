@@ -1,54 +1,30 @@
-//! The watch workload: event delivery throughput of the client, replaying a fixed history.
+//! The watch workload: one prefix watch receiving the puts the same client makes.
 //!
-//! Before the first watch run the parent writes [`HISTORY`] = 20,000 puts of 256-byte values
-//! under [`HISTORY_PREFIX`] (`bench/watch-history/000000` ..), once, with our client, as 200
-//! transactions of [`TXN_PUTS`] = 100 puts, checks that they took the contiguous revisions
-//! `[first_rev, last_rev]` and passes that range to every watch child
-//! (`--history-revs FIRST-LAST`). Transactions, because etcd replays a watch's past in
-//! passes of at most 1,000 revisions every 100 ms: 20,000 single-put revisions would pace
-//! both clients alike (about 8,000 events/s per watch), while 200 revisions go in one pass
-//! and leave the client's decoding and delivery as what is measured. Both sides ask for
-//! fragmented responses (a pass is about 6 MB, over the peer's 4 MB decoding limit). Nothing else writes while a watch child runs, so the
-//! server's work is the same for both clients and the client's own decoding and delivery are
-//! what is measured.
+//! A run opens one prefix watch on `bench/watch/<client>/<c>/<round>/` and then drives
+//! the put workload through the shared [`harness`](crate::harness) with `c` tasks for the
+//! run's duration, every put to a key under that prefix and with a value stamped with the
+//! time it was sent ([`stamped_value`](crate::protocol::stamped_value)). Once the puts are
+//! done the watch must have received an event for each, exactly once: each is checked
+//! (right key, none lost, none repeated), or the run fails after
+//! [`DRAIN_TIMEOUT`](crate::protocol::DRAIN_TIMEOUT). ops = events received / time from
+//! the first put to the last event; p50/p99 = put sent → event received; client and server
+//! CPU over the same span. So a run measures the client's whole write-to-notification path:
+//! its puts and its watch, on one connection.
 //!
-//! A run at concurrency `c` opens `c` prefix watches on one client, all from `first_rev`, so
-//! each replays the whole history: ours `client.watch(prefix).prefix().from_revision(first)`
-//! (multiplexed by our watcher on one gRPC stream), theirs `WatchClient::watch(prefix,
-//! Some(WatchOptions::new().with_prefix().with_start_revision(first)))` (a gRPC stream per
-//! watch, which is how their API watches). The timed part starts before the watches are
-//! opened and ends once every watch has received all [`HISTORY`] events, or fails after
-//! [`TIMEOUT`]. Every event is checked: a put of exactly the next history key (the keys were
-//! written in order), mod_revisions never going back — so none lost, none repeated, in
-//! order. ops = events received by all watches (`c` × 20,000) / elapsed; client CPU
-//! per event over the same span; p50/p99 = the time a watch took, opening included, to
-//! receive its whole replay (over the `c` watches of the run).
-//!
-//! Warm-up: one watch replaying the first [`WARMUP_EVENTS`] keys (a key range, not the
-//! prefix), checked the same way, then dropped; not measured.
+//! Warm-up: the same for [`WARMUP`](crate::child::WARMUP) under `.../warm/`, checked the
+//! same way; not measured.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
 
 use crate::cpu;
-use crate::protocol::{Checker, Events};
-use crate::workloads::watch_key;
+use crate::harness::{self, Driver};
+use crate::model::Workload;
+use crate::protocol::{Checker, DRAIN_TIMEOUT, Events};
 
-/// Puts in the replayed history.
-pub(crate) const HISTORY: u64 = 20_000;
-/// Puts per transaction (one revision) of the history.
-pub(crate) const TXN_PUTS: u64 = 100;
-/// Keys of the history: `bench/watch-history/000000` ..
-pub(crate) const HISTORY_PREFIX: &str = "bench/watch-history/";
-/// A run fails when its watches have not received everything after this long.
-pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
-/// Events replayed by the warm-up watch.
-pub(crate) const WARMUP_EVENTS: u64 = 1_000;
-
-/// Our watch (or watches, merged): a stream of responses. Used by the `watches-10k` scale
-/// run.
+/// Our watch (or watches, merged): a stream of responses. Also used by the
+/// `watches-10k` scale run.
 pub(crate) struct OursEvents<S>(pub(crate) S);
 
 impl<S> Events for OursEvents<S>
@@ -73,307 +49,147 @@ where
     }
 }
 
-/// The revisions of the history, as written by the parent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct History {
-    pub(crate) first_rev: i64,
-    pub(crate) last_rev: i64,
-}
+/// Their watch: the response stream of `WatchClient::watch`.
+pub(crate) struct TheirsEvents(pub(crate) peer::WatchStream);
 
-impl History {
-    /// `FIRST-LAST`, the child's `--history-revs`.
-    pub(crate) fn arg(self) -> String {
-        format!("{}-{}", self.first_rev, self.last_rev)
-    }
-
-    pub(crate) fn parse(text: &str) -> Option<History> {
-        let (a, b) = text.split_once('-')?;
-        let h = History {
-            first_rev: a.parse().ok()?,
-            last_rev: b.parse().ok()?,
+impl Events for TheirsEvents {
+    async fn next(&mut self, checker: &mut Checker) -> Result<bool, String> {
+        let Some(resp) = self.0.message().await.map_err(|e| e.to_string())? else {
+            return Ok(false);
         };
-        (h.first_rev > 0 && h.last_rev >= h.first_rev).then_some(h)
-    }
-}
-
-/// Checks one watch's replay: `expected` puts of the history keys `0, 1, 2, ..` in that
-/// order (the order of the transactions and of the puts within each), with mod_revisions
-/// never going back. A key past the next expected one means events were lost; an earlier
-/// one, that an event was repeated.
-pub(crate) struct Replay {
-    expected: u64,
-    /// The key index the next event must have.
-    next_index: u64,
-    last_rev: i64,
-    received: u64,
-    lost: u64,
-    repeated: u64,
-    foreign: u64,
-}
-
-impl Replay {
-    fn new(expected: u64) -> Self {
-        Replay {
-            expected,
-            next_index: 0,
-            last_rev: 0,
-            received: 0,
-            lost: 0,
-            repeated: 0,
-            foreign: 0,
+        if resp.canceled() {
+            return Err(format!("watch canceled: {}", resp.cancel_reason()));
         }
-    }
-
-    fn event(&mut self, is_put: bool, key: &[u8], mod_revision: i64) {
-        let index = key
-            .strip_prefix(HISTORY_PREFIX.as_bytes())
-            .and_then(|rest| std::str::from_utf8(rest).ok())
-            .and_then(|rest| rest.parse::<u64>().ok());
-        let Some(index) = index.filter(|&i| is_put && i < HISTORY && !self.complete()) else {
-            self.foreign += 1;
-            return;
-        };
-        if index < self.next_index || mod_revision < self.last_rev {
-            self.repeated += 1;
-            return;
-        }
-        let skipped = index - self.next_index;
-        self.lost += skipped;
-        self.received += skipped + 1; // the lost ones count as gone by, so that the run ends
-        self.next_index = index + 1;
-        self.last_rev = mod_revision;
-    }
-
-    fn complete(&self) -> bool {
-        self.received >= self.expected
-    }
-
-    /// Events in order (none of them lost).
-    fn good(&self) -> u64 {
-        self.received - self.lost
-    }
-
-    fn errors(&self) -> u64 {
-        let missing = self.expected.saturating_sub(self.received);
-        self.lost + missing + self.repeated + self.foreign
-    }
-
-    fn verdict(&self) -> Option<String> {
-        (self.errors() > 0).then(|| {
-            format!(
-                "{} of {} events received in order: {} lost, {} not received, {} repeated or \
-                 out of order, {} unexpected",
-                self.good(),
-                self.expected,
-                self.lost,
-                self.expected.saturating_sub(self.received),
-                self.repeated,
-                self.foreign
-            )
-        })
-    }
-}
-
-/// One client's way of opening a replaying watch and reading it to the end.
-pub(crate) trait Watcher: Send + Sync + 'static {
-    /// Watches `key` (a prefix, or the range `[key, range_end)`) from `from_rev` and feeds
-    /// every event to `replay` until it is complete.
-    fn replay(
-        &self,
-        key: String,
-        range_end: Option<String>,
-        from_rev: i64,
-        replay: &mut Replay,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
-}
-
-/// Our client.
-pub(crate) struct Ours(pub(crate) etcd_client::Client);
-
-impl Watcher for Ours {
-    async fn replay(
-        &self,
-        key: String,
-        range_end: Option<String>,
-        from_rev: i64,
-        replay: &mut Replay,
-    ) -> Result<(), String> {
-        let watch = self.0.watch(key).from_revision(from_rev).fragment();
-        let watch = match range_end {
-            Some(end) => watch.range_end(end),
-            None => watch.prefix(),
-        };
-        let mut stream = watch.await.map_err(|e| e.to_string())?;
-        while !replay.complete() {
-            let resp = stream
-                .next()
-                .await
-                .ok_or("the watch stream ended")?
-                .map_err(|e| e.to_string())?;
-            for ev in resp.events() {
-                let is_put = ev.kind() == etcd_client::watch::EventKind::Put;
-                replay.event(is_put, ev.key(), ev.kv().mod_revision());
+        for ev in resp.events() {
+            if ev.event_type() == peer::EventType::Put
+                && let Some(kv) = ev.kv()
+            {
+                checker.event(kv.key(), kv.value());
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
-/// Their client.
-pub(crate) struct Theirs(pub(crate) peer::Client);
-
-impl Watcher for Theirs {
-    async fn replay(
-        &self,
-        key: String,
-        range_end: Option<String>,
-        from_rev: i64,
-        replay: &mut Replay,
-    ) -> Result<(), String> {
-        let options = peer::WatchOptions::new()
-            .with_start_revision(from_rev)
-            .with_fragment();
-        let options = match range_end {
-            Some(end) => options.with_range(end),
-            None => options.with_prefix(),
-        };
-        let mut stream = self
-            .0
-            .watch_client()
-            .watch(key, Some(options))
-            .await
-            .map_err(|e| e.to_string())?;
-        while !replay.complete() {
-            let resp = stream
-                .message()
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("the watch stream ended")?;
-            if resp.canceled() {
-                return Err(format!("watch canceled: {}", resp.cancel_reason()));
-            }
-            for ev in resp.events() {
-                let is_put = ev.event_type() == peer::EventType::Put;
-                match ev.kv() {
-                    Some(kv) => replay.event(is_put, kv.key(), kv.mod_revision()),
-                    None => replay.foreign += 1,
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// What the timed part of a watch run measured.
+/// What the timed part of a watch or watch-replay run measured.
 pub(crate) struct WatchRun {
+    /// watch: first put sent → last event received; watch-replay: watches opened → last
+    /// event received.
     pub(crate) elapsed: Duration,
     /// Events received, in order, by all watches.
     pub(crate) received: u64,
     pub(crate) errors: u64,
     pub(crate) first_error: Option<String>,
-    /// Per watch: start of the run → its last event, ns, sorted.
+    /// watch: put sent → event received; watch-replay: per watch, run start → its last
+    /// event. In ns, sorted.
     pub(crate) latencies: Vec<u64>,
     pub(crate) client_cpu: Duration,
     pub(crate) server_cpu: Duration,
 }
 
-/// The warm-up replay, then `watches` concurrent replays of the whole history.
-pub(crate) async fn run<W: Watcher>(
-    client: W,
-    history: History,
-    watches: usize,
+/// The warm-up, then the timed phase. `events` is a watch on `prefix/` opened by the caller
+/// with the client `driver` wraps.
+pub(crate) async fn run<D: Driver, E: Events>(
+    driver: &D,
+    events: &mut E,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    prefix: &str,
     etcd_pid: u32,
 ) -> Result<WatchRun, String> {
-    if history.last_rev - history.first_rev + 1 != (HISTORY / TXN_PUTS) as i64 {
-        return Err(format!(
-            "the history is not {HISTORY} revisions: {history:?}"
-        ));
+    let warm = phase(
+        driver,
+        events,
+        concurrency,
+        warmup,
+        &format!("{prefix}/warm"),
+        0,
+    )
+    .await;
+    if let Some(e) = warm.first_error {
+        return Err(format!("warm-up: {e}"));
     }
-    // Warm-up: keys 0 .. WARMUP_EVENTS, a key range, so exactly that many events.
-    let mut warm = Replay::new(WARMUP_EVENTS);
-    let warm_run = client.replay(
-        watch_key(0),
-        Some(watch_key(WARMUP_EVENTS)),
-        history.first_rev,
-        &mut warm,
-    );
-    match tokio::time::timeout(TIMEOUT, warm_run).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("warm-up: {e}")),
-        Err(_) => return Err(format!("warm-up: timed out after {TIMEOUT:?}")),
-    }
-    if let Some(v) = warm.verdict() {
-        return Err(format!("warm-up: {v}"));
-    }
-
-    let client = Arc::new(client);
-    let prefix: Arc<str> = HISTORY_PREFIX.into();
     let cpu0 = cpu::self_cpu();
     let srv0 = cpu::proc_cpu(etcd_pid).unwrap_or_default();
-    let t0 = Instant::now();
-    let tasks: Vec<_> = (0..watches.max(1))
-        .map(|_| {
-            let (client, prefix) = (client.clone(), prefix.clone());
-            tokio::spawn(async move {
-                let mut replay = Replay::new(HISTORY);
-                let result = tokio::time::timeout(
-                    TIMEOUT,
-                    client.replay(prefix.to_string(), None, history.first_rev, &mut replay),
-                )
-                .await;
-                let done = t0.elapsed();
-                let error = match result {
-                    Ok(Ok(())) => replay.verdict(),
-                    Ok(Err(e)) => Some(match replay.verdict() {
-                        Some(v) => format!("{e}; {v}"),
-                        None => e,
-                    }),
-                    Err(_) => Some(format!(
-                        "timed out after {TIMEOUT:?}; {}",
-                        replay.verdict().unwrap_or_default()
-                    )),
-                };
-                let errors = match &error {
-                    Some(_) => replay.errors().max(1),
-                    None => 0,
-                };
-                (replay.good(), errors, error, done)
-            })
-        })
-        .collect();
-    let mut received = 0;
-    let mut errors = 0;
-    let mut first_error = None;
-    let mut latencies = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        match task.await {
-            Ok((n, e, error, done)) => {
-                received += n;
-                errors += e;
-                if let Some(error) = error {
-                    first_error.get_or_insert(error);
-                }
-                latencies.push(done.as_nanos() as u64);
-            }
-            Err(e) => {
-                errors += HISTORY;
-                first_error.get_or_insert(e.to_string());
-            }
-        }
-    }
-    let elapsed = t0.elapsed();
-    let client_cpu = cpu::self_cpu().saturating_sub(cpu0);
-    let server_cpu = cpu::proc_cpu(etcd_pid)
+    let mut run = phase(
+        driver,
+        events,
+        concurrency,
+        duration,
+        &format!("{prefix}/t"),
+        etcd_pid,
+    )
+    .await;
+    run.client_cpu = cpu::self_cpu().saturating_sub(cpu0);
+    run.server_cpu = cpu::proc_cpu(etcd_pid)
         .unwrap_or_default()
         .saturating_sub(srv0);
+    Ok(run)
+}
+
+/// Puts under `key_prefix/` for `duration` while the watch receives their events, until
+/// every acknowledged put has been seen (or the drain times out).
+async fn phase<D: Driver, E: Events>(
+    driver: &D,
+    events: &mut E,
+    concurrency: usize,
+    duration: Duration,
+    key_prefix: &str,
+    etcd_pid: u32,
+) -> WatchRun {
+    let mut checker = Checker::new(&format!("{key_prefix}/"));
+    let t0 = Instant::now();
+    let puts = harness::drive(
+        driver,
+        Workload::Watch,
+        concurrency,
+        duration,
+        key_prefix.into(),
+        etcd_pid,
+    );
+    tokio::pin!(puts);
+    let mut done = None;
+    let mut drain_deadline = None;
+    let stream_error = loop {
+        if let Some((expected, _)) = &done
+            && checker.complete(*expected)
+        {
+            break None;
+        }
+        tokio::select! {
+            more = events.next(&mut checker) => match more {
+                Ok(true) => {}
+                Ok(false) => break Some("the watch stream ended".to_owned()),
+                Err(e) => break Some(e),
+            },
+            m = &mut puts, if done.is_none() => {
+                done = Some((m.latencies.len() as u64, m));
+                drain_deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+            }
+            _ = tokio::time::sleep_until(drain_deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if drain_deadline.is_some() => break Some("timed out waiting for the events".to_owned()),
+        }
+    };
+    let elapsed = t0.elapsed();
+    let (expected, put_errors, put_error) = match done {
+        Some((n, m)) => (n, m.errors, m.first_error),
+        None => (checker.received, 0, None),
+    };
+    let errors = checker.errors(expected) + put_errors + u64::from(stream_error.is_some());
+    let first_error = put_error
+        .map(|e| format!("put: {e}"))
+        .or(stream_error)
+        .or_else(|| checker.verdict(expected));
+    let mut latencies = std::mem::take(&mut checker.latencies);
     latencies.sort_unstable();
-    Ok(WatchRun {
+    WatchRun {
         elapsed,
-        received,
+        received: checker.received,
         errors,
         first_error,
         latencies,
-        client_cpu,
-        server_cpu,
-    })
+        client_cpu: Duration::ZERO,
+        server_cpu: Duration::ZERO,
+    }
 }
