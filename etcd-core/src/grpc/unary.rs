@@ -26,6 +26,9 @@ use etcd_proto::etcdserverpb as pb;
 use crate::transport::GrpcTransport;
 use crate::{Error, Result};
 
+/// The header or trailer with a call's gRPC status code.
+const GRPC_STATUS: &str = "grpc-status";
+
 /// The length prefix of a gRPC message: a compression flag and a big-endian length.
 const PREFIX: usize = 5;
 
@@ -48,7 +51,12 @@ where
         .await
         .map_err(|e| Error::from(Status::from_error(e.into())))?;
     let (head, body) = response.into_parts();
-    if let Some(status) = Status::from_header_map(&head.headers) {
+    if let Some(status) = head
+        .headers
+        .contains_key(GRPC_STATUS)
+        .then(|| Status::from_header_map(&head.headers))
+        .flatten()
+    {
         // A trailers-only response: an error, or (wrongly) success without a message.
         return Err(if status.code() == Code::Ok {
             Error::Protocol("the server answered without a message".into())
@@ -154,6 +162,14 @@ where
                 let Ok(trailers) = frame.into_trailers() else {
                     continue;
                 };
+                // Success is told by its status alone; tonic's full parse (message,
+                // details, a copy of the other trailers) is kept for failures.
+                if trailers
+                    .get(GRPC_STATUS)
+                    .is_some_and(|v| v.as_bytes() == b"0")
+                {
+                    break;
+                }
                 match Status::from_header_map(&trailers) {
                     Some(status) if status.code() == Code::Ok => break,
                     Some(status) => return Err(status.into()),
@@ -237,6 +253,12 @@ impl Buf for Frames {
     }
 
     fn advance(&mut self, mut cnt: usize) {
+        if cnt < self.front.len() {
+            // Within the front frame: what decoding a field does most of the time.
+            self.front.advance(cnt);
+            self.remaining -= cnt;
+            return;
+        }
         assert!(cnt <= self.remaining, "advance past the end of the message");
         self.remaining -= cnt;
         while cnt > 0 {
