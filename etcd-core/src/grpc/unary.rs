@@ -51,18 +51,15 @@ where
         .await
         .map_err(|e| Error::from(Status::from_error(e.into())))?;
     let (head, body) = response.into_parts();
-    if let Some(status) = head
-        .headers
-        .contains_key(GRPC_STATUS)
-        .then(|| Status::from_header_map(&head.headers))
-        .flatten()
-    {
+    match grpc_status(&head.headers) {
         // A trailers-only response: an error, or (wrongly) success without a message.
-        return Err(if status.code() == Code::Ok {
-            Error::Protocol("the server answered without a message".into())
-        } else {
-            status.into()
-        });
+        Some(Ok(())) => {
+            return Err(Error::Protocol(
+                "the server answered without a message".into(),
+            ));
+        }
+        Some(Err(status)) => return Err(status.into()),
+        None => {}
     }
     if head.status != http::StatusCode::OK {
         return Err(http_status(head.status).into());
@@ -162,17 +159,9 @@ where
                 let Ok(trailers) = frame.into_trailers() else {
                     continue;
                 };
-                // Success is told by its status alone; tonic's full parse (message,
-                // details, a copy of the other trailers) is kept for failures.
-                if trailers
-                    .get(GRPC_STATUS)
-                    .is_some_and(|v| v.as_bytes() == b"0")
-                {
-                    break;
-                }
-                match Status::from_header_map(&trailers) {
-                    Some(status) if status.code() == Code::Ok => break,
-                    Some(status) => return Err(status.into()),
+                match grpc_status(&trailers) {
+                    Some(Ok(())) => break,
+                    Some(Err(status)) => return Err(status.into()),
                     None => {
                         return Err(Error::Protocol(
                             "the response's trailers have no gRPC status".into(),
@@ -183,6 +172,21 @@ where
         }
     }
     unprefix(message)
+}
+
+/// The gRPC status in `headers` (the trailers, or the headers of a trailers-only response):
+/// `None` without one. Success is told by its code alone; tonic's full parse (message,
+/// details, a copy of the other headers) is kept for failures.
+fn grpc_status(headers: &http::HeaderMap) -> Option<std::result::Result<(), Status>> {
+    let code = headers.get(GRPC_STATUS)?;
+    if code.as_bytes() == b"0" {
+        return Some(Ok(()));
+    }
+    match Status::from_header_map(headers) {
+        Some(status) if status.code() == Code::Ok => Some(Ok(())),
+        Some(status) => Some(Err(status)),
+        None => Some(Err(Status::unknown("a malformed grpc-status"))),
+    }
 }
 
 /// The one message of a response body, its prefix checked and removed.

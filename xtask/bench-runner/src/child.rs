@@ -146,39 +146,23 @@ async fn op_result<D: Driver>(s: &Spec, driver: &D) -> RunResult {
     let ops = m.latencies.len() as u64;
     RunResult {
         ops,
-        items: m.items,
         checked: ops,
-        ..timed(
-            s,
-            m.elapsed,
-            &m.latencies,
-            m.client_cpu,
-            m.server_cpu,
-            m.errors,
-            m.first_error,
-        )
+        ..timed(s, m)
     }
 }
 
-/// What every run reports of its timed part: elapsed time, latency percentiles (`latencies`
-/// sorted, in ns), CPU and errors; the counts are the caller's.
-fn timed(
-    s: &Spec,
-    elapsed: Duration,
-    latencies: &[u64],
-    client_cpu: Duration,
-    server_cpu: Duration,
-    errors: u64,
-    first_error: Option<String>,
-) -> RunResult {
+/// What every run reports of its timed part: elapsed time, items, latency percentiles, CPU
+/// and errors; the operation counts are the caller's.
+fn timed(s: &Spec, m: Measured) -> RunResult {
     RunResult {
-        elapsed_s: elapsed.as_secs_f64(),
-        errors,
-        first_error,
-        p50_us: stats::percentile(latencies, 50.0) as f64 / 1e3,
-        p99_us: stats::percentile(latencies, 99.0) as f64 / 1e3,
-        client_cpu_s: client_cpu.as_secs_f64(),
-        server_cpu_s: server_cpu.as_secs_f64(),
+        elapsed_s: m.elapsed.as_secs_f64(),
+        items: m.items,
+        errors: m.errors,
+        first_error: m.first_error,
+        p50_us: stats::percentile(&m.latencies, 50.0) as f64 / 1e3,
+        p99_us: stats::percentile(&m.latencies, 99.0) as f64 / 1e3,
+        client_cpu_s: m.client_cpu.as_secs_f64(),
+        server_cpu_s: m.server_cpu.as_secs_f64(),
         ..empty(s)
     }
 }
@@ -200,7 +184,7 @@ async fn watch_result<D: Driver, E: Events>(
         s.etcd_pid,
     )
     .await?;
-    Ok(watch_run_result(s, m))
+    Ok(events_result(s, m))
 }
 
 /// One watch-replay run: `s.duration` plays no part, the run ends once every watch has
@@ -210,23 +194,14 @@ async fn replay_result<W: replay::Watcher>(s: &Spec, client: W) -> Result<RunRes
         .history
         .ok_or("the watch-replay workload needs --history-revs")?;
     let m = replay::run(client, history, s.concurrency, s.etcd_pid).await?;
-    Ok(watch_run_result(s, m))
+    Ok(events_result(s, m))
 }
 
 /// ops = items = checked = the events received.
-fn watch_run_result(s: &Spec, m: watch::WatchRun) -> RunResult {
+fn events_result(s: &Spec, m: Measured) -> RunResult {
     RunResult {
-        ops: m.received,
-        items: m.received,
-        checked: m.received,
-        ..timed(
-            s,
-            m.elapsed,
-            &m.latencies,
-            m.client_cpu,
-            m.server_cpu,
-            m.errors,
-            m.first_error,
-        )
+        ops: m.items,
+        checked: m.items,
+        ..timed(s, m)
     }
 }

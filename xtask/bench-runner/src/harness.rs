@@ -27,11 +27,16 @@ pub(crate) trait Driver: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, String>> + Send;
 }
 
-/// What one `drive` measured.
+/// What the timed part of a run measured: one `drive`, or a watch run.
 pub(crate) struct Measured {
+    /// drive: until the last operation ended; watch: first put sent → last event received;
+    /// watch-replay: watches opened → last event received.
     pub(crate) elapsed: Duration,
-    /// Latencies of the successful operations, in ns, sorted.
+    /// In ns, sorted. drive: of the successful operations; watch: put sent → event
+    /// received; watch-replay: per watch, run start → its last event.
     pub(crate) latencies: Vec<u64>,
+    /// drive: keys returned (range) or operations; watch runs: events received (in order,
+    /// by all watches).
     pub(crate) items: u64,
     pub(crate) errors: u64,
     pub(crate) first_error: Option<String>,

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use crate::cpu;
-use crate::workloads::watch::WatchRun;
+use crate::harness::Measured;
 use crate::workloads::watch_key;
 
 /// Puts in the replayed history.
@@ -243,7 +243,7 @@ pub(crate) async fn run<W: Watcher>(
     history: History,
     watches: usize,
     etcd_pid: u32,
-) -> Result<WatchRun, String> {
+) -> Result<Measured, String> {
     if history.last_rev - history.first_rev + 1 != (HISTORY / TXN_PUTS) as i64 {
         return Err(format!(
             "the history is not {HISTORY} revisions: {history:?}"
@@ -334,9 +334,9 @@ pub(crate) async fn run<W: Watcher>(
         .unwrap_or_default()
         .saturating_sub(srv0);
     latencies.sort_unstable();
-    Ok(WatchRun {
+    Ok(Measured {
         elapsed,
-        received,
+        items: received,
         errors,
         first_error,
         latencies,

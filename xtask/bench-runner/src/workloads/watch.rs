@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures_util::{Stream, StreamExt};
 
 use crate::cpu;
-use crate::harness::{self, Driver};
+use crate::harness::{self, Driver, Measured};
 use crate::model::Workload;
 use crate::protocol::{Checker, DRAIN_TIMEOUT, Events};
 
@@ -71,22 +71,6 @@ impl Events for TheirsEvents {
     }
 }
 
-/// What the timed part of a watch or watch-replay run measured.
-pub(crate) struct WatchRun {
-    /// watch: first put sent → last event received; watch-replay: watches opened → last
-    /// event received.
-    pub(crate) elapsed: Duration,
-    /// Events received, in order, by all watches.
-    pub(crate) received: u64,
-    pub(crate) errors: u64,
-    pub(crate) first_error: Option<String>,
-    /// watch: put sent → event received; watch-replay: per watch, run start → its last
-    /// event. In ns, sorted.
-    pub(crate) latencies: Vec<u64>,
-    pub(crate) client_cpu: Duration,
-    pub(crate) server_cpu: Duration,
-}
-
 /// The warm-up, then the timed phase. `events` is a watch on `prefix/` opened by the caller
 /// with the client `driver` wraps.
 pub(crate) async fn run<D: Driver, E: Events>(
@@ -97,14 +81,13 @@ pub(crate) async fn run<D: Driver, E: Events>(
     duration: Duration,
     prefix: &str,
     etcd_pid: u32,
-) -> Result<WatchRun, String> {
+) -> Result<Measured, String> {
     let warm = phase(
         driver,
         events,
         concurrency,
         warmup,
         &format!("{prefix}/warm"),
-        0,
     )
     .await;
     if let Some(e) = warm.first_error {
@@ -118,7 +101,6 @@ pub(crate) async fn run<D: Driver, E: Events>(
         concurrency,
         duration,
         &format!("{prefix}/t"),
-        etcd_pid,
     )
     .await;
     run.client_cpu = cpu::self_cpu().saturating_sub(cpu0);
@@ -129,15 +111,15 @@ pub(crate) async fn run<D: Driver, E: Events>(
 }
 
 /// Puts under `key_prefix/` for `duration` while the watch receives their events, until
-/// every acknowledged put has been seen (or the drain times out).
+/// every acknowledged put has been seen (or the drain times out). CPU is the caller's to
+/// measure.
 async fn phase<D: Driver, E: Events>(
     driver: &D,
     events: &mut E,
     concurrency: usize,
     duration: Duration,
     key_prefix: &str,
-    etcd_pid: u32,
-) -> WatchRun {
+) -> Measured {
     let mut checker = Checker::new(&format!("{key_prefix}/"));
     let t0 = Instant::now();
     let puts = harness::drive(
@@ -146,7 +128,7 @@ async fn phase<D: Driver, E: Events>(
         concurrency,
         duration,
         key_prefix.into(),
-        etcd_pid,
+        0,
     );
     tokio::pin!(puts);
     let mut done = None;
@@ -183,9 +165,9 @@ async fn phase<D: Driver, E: Events>(
         .or_else(|| checker.verdict(expected));
     let mut latencies = std::mem::take(&mut checker.latencies);
     latencies.sort_unstable();
-    WatchRun {
+    Measured {
         elapsed,
-        received: checker.received,
+        items: checker.received,
         errors,
         first_error,
         latencies,
