@@ -9,7 +9,8 @@
 //! change of users, roles or permissions ([`InvalidAuthToken`], [`AuthOldRevision`] in its
 //! etcd 3.4 and 3.5 forms, or [`UserEmpty`]), the [`Refresh`] layer authenticates again
 //! (once, however many calls failed at the same time) and sends the call once more — up to
-//! three times when the auth store keeps changing under one call. That is safe for writes
+//! eight times when the auth store keeps changing under one call (each refusal then follows
+//! a new auth revision, and changes can follow each other within milliseconds). That is safe for writes
 //! too: etcd checks the token before proposing a request, so a refused
 //! call never applied. A wrong password fails with [`AuthFailed`] after one `Authenticate`,
 //! without retrying; with auth disabled on the server (`AuthNotEnabled`) the client carries
@@ -308,7 +309,7 @@ pub(crate) fn needs_new_token(error: &Error) -> bool {
 }
 
 /// A typed service that authenticates before the first call and, when a call is refused
-/// for its token, authenticates again and sends the call once more, at most three times
+/// for its token, authenticates again and sends the call once more, at most eight times
 /// (see the [module docs](self)). Streams (requests that cannot be copied) are not sent again, but
 /// the next one opened carries the new token.
 #[derive(Clone, Debug)]
@@ -335,7 +336,7 @@ impl<S> Refresh<S> {
 }
 
 /// How many times one call may get a new token and be sent again.
-const MAX_REFRESHES: u32 = 3;
+const MAX_REFRESHES: u32 = 8;
 
 impl<S, R> Service<R> for Refresh<S>
 where
