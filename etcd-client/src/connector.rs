@@ -17,7 +17,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -73,7 +72,7 @@ impl Service<Uri> for Connector {
         let tls = self.tls;
         Box::pin(async move {
             let io = connect.await?;
-            Ok(TokioIo::new(Watched::new(io.into_inner(), tls, None)))
+            Ok(TokioIo::new(Watched::new(io.into_inner(), tls)))
         })
     }
 }
@@ -88,8 +87,6 @@ pub(crate) struct Watched {
     heard: bool,
     /// A write failed because the server hung up before saying anything.
     hung_up: bool,
-    /// Where reads are recorded, for keep-alive.
-    activity: Option<Arc<Activity>>,
 }
 
 /// When a connection last read anything (keep-alive pings go out after a quiet interval).
@@ -108,7 +105,8 @@ impl Activity {
         }
     }
 
-    fn record(&self) {
+    /// Records a read now.
+    pub(crate) fn record(&self) {
         let nanos = self.start.elapsed().as_nanos() as u64;
         self.last_read.store(nanos, Ordering::Relaxed);
     }
@@ -120,14 +118,13 @@ impl Activity {
 }
 
 impl Watched {
-    /// Watches `inner`; reads are recorded in `activity` when given.
-    pub(crate) fn new(inner: TcpStream, tls: bool, activity: Option<Arc<Activity>>) -> Self {
+    /// Watches `inner`.
+    pub(crate) fn new(inner: TcpStream, tls: bool) -> Self {
         Self {
             inner,
             tls,
             heard: false,
             hung_up: false,
-            activity,
         }
     }
 
@@ -136,23 +133,24 @@ impl Watched {
     fn explain(&self, error: io::Error) -> io::Error {
         use io::ErrorKind::*;
         if !self.heard && matches!(error.kind(), ConnectionReset | BrokenPipe | UnexpectedEof) {
-            self.silent_close(error.kind())
+            silent_close(error.kind(), self.tls)
         } else {
             error
         }
     }
+}
 
-    fn silent_close(&self, kind: io::ErrorKind) -> io::Error {
-        let hint = if self.tls {
-            "if the port does not serve TLS, use an http:// endpoint"
-        } else {
-            "if the port serves TLS, use an https:// endpoint"
-        };
-        io::Error::new(
-            kind,
-            format!("{SILENT_CLOSE} (the request was not processed; {hint})"),
-        )
-    }
+/// The error of a connection the server closed before it said anything.
+pub(crate) fn silent_close(kind: io::ErrorKind, tls: bool) -> io::Error {
+    let hint = if tls {
+        "if the port does not serve TLS, use an http:// endpoint"
+    } else {
+        "if the port serves TLS, use an https:// endpoint"
+    };
+    io::Error::new(
+        kind,
+        format!("{SILENT_CLOSE} (the request was not processed; {hint})"),
+    )
 }
 
 impl AsyncRead for Watched {
@@ -166,14 +164,11 @@ impl AsyncRead for Watched {
         Poll::Ready(match result {
             Ok(()) if buf.filled().len() > before => {
                 self.heard = true;
-                if let Some(activity) = &self.activity {
-                    activity.record();
-                }
                 Ok(())
             }
             // End of stream before the server said anything.
             Ok(()) if !self.heard && buf.remaining() > 0 => {
-                Err(self.silent_close(io::ErrorKind::UnexpectedEof))
+                Err(silent_close(io::ErrorKind::UnexpectedEof, self.tls))
             }
             Ok(()) => Ok(()),
             Err(e) => Err(self.explain(e)),

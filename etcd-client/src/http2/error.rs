@@ -24,20 +24,15 @@ impl ConnectError {
             "connecting timed out",
         ))
     }
-
-    pub(crate) fn handshake(error: h2::Error) -> Self {
-        Self::io(io::Error::other(format!(
-            "HTTP/2 handshake failed: {error}"
-        )))
-    }
 }
 
-/// The connection closed before the request's stream was opened: it was not sent.
+/// The request's stream was not acted on: the connection closed before it was opened, or
+/// the server refused it (GOAWAY, REFUSED_STREAM).
 #[derive(Debug, thiserror::Error)]
-#[error("the request was not sent: the connection closed ({0})")]
-pub(crate) struct NotSent(pub(crate) h2::Error);
+#[error("the request was not sent: {0}")]
+pub(crate) struct NotSent(pub(crate) Arc<str>);
 
 /// A stream that failed after its request went out (it may have been acted on).
 #[derive(Debug, thiserror::Error)]
 #[error("HTTP/2 stream failed: {0}")]
-pub(crate) struct StreamError(#[source] pub(crate) h2::Error);
+pub(crate) struct StreamError(pub(crate) Arc<str>);

@@ -1,12 +1,13 @@
 //! The connection to a plain-text (`http://`) member: gRPC calls written straight onto one
-//! HTTP/2 connection with the `h2` crate.
+//! HTTP/2 connection of our own.
 //!
 //! tonic's own channel hands every call from the caller's task to a buffer task, from
 //! there to hyper's connection task, and has hyper spawn one more task per call to wait for
-//! the answer. Here the caller's task opens the stream and writes the request itself (h2
-//! shares the connection state behind a lock), and waits for the answer itself; the only
-//! other task is the one that drives the connection's socket. That saves three task
-//! hand-offs and a spawned task per call, which is most of a client's CPU per call.
+//! the answer. Here the caller's task opens the stream and writes the request itself, and
+//! waits for the answer itself; the only other task is the one that reads the connection's
+//! socket (see [`conn`] for how writes and reads are shared). The client side of HTTP/2
+//! that etcd's gRPC server needs is small: requests whose headers are known up front, a
+//! server that never pushes, flow control in both directions, and GOAWAY on shutdown.
 //!
 //! The connection is dialled on the first call and again on the first call after it
 //! closed. Concurrent callers share one attempt, and its failure (see [`ConnectError`],
@@ -16,23 +17,30 @@
 //! when nothing was read for the interval, and a PING unanswered within the timeout closes
 //! the connection, failing its calls.
 
-mod body;
-mod connection;
+mod conn;
+mod driver;
 mod error;
+mod frame;
+mod hpack;
+mod huffman;
+mod stream;
+#[cfg(test)]
+mod tests;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use etcd_core::BoxError;
 use futures_util::future::BoxFuture;
-use http::uri::{Authority, Scheme};
+use http::uri::Authority;
 use tonic::body::Body;
 
 use crate::endpoint::ConnectOptions;
-use body::{OpenCall, ResponseBody};
-pub(crate) use error::{ConnectError, NotSent, StreamError};
+use conn::{Conn, Opening};
+pub(crate) use error::ConnectError;
+use stream::{ResponseBody, StreamRef};
 
 /// A lazily connecting HTTP/2 connection to one member; clones share it.
 #[derive(Clone)]
@@ -63,9 +71,7 @@ struct Shared {
 /// An open connection.
 #[derive(Clone)]
 struct Live {
-    send: h2::client::SendRequest<Bytes>,
-    /// Calls and streams open on it (keep-alive pings only while there are some).
-    open: Arc<AtomicUsize>,
+    conn: Arc<Conn>,
     /// Which attempt made it.
     attempt: u64,
 }
@@ -85,13 +91,6 @@ impl H2Channel {
         }
     }
 }
-
-/// How a request's stream was opened.
-type Opened = (
-    h2::client::ResponseFuture,
-    h2::SendStream<Bytes>,
-    Arc<AtomicUsize>,
-);
 
 impl Shared {
     fn live(&self) -> Option<Live> {
@@ -130,7 +129,7 @@ impl Shared {
             return Err(error);
         }
         let attempt = self.attempts.load(Ordering::Acquire) + 1;
-        let result = connection::dial(self, attempt).await;
+        let result = driver::dial(self, attempt).await;
         match &result {
             Ok(live) => {
                 *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
@@ -142,87 +141,51 @@ impl Shared {
         self.attempts.store(attempt, Ordering::Release);
         result
     }
-
-    /// Opens the request's stream on the open connection without waiting, when it can:
-    /// the one `SendRequest` is used under the lock, not cloned (h2 locks its own state to
-    /// clone and drop one).
-    #[allow(clippy::result_large_err)] // the request handed back, moved not copied
-    fn open_now(
-        &self,
-        request: http::Request<()>,
-    ) -> Result<Result<Opened, NotSent>, http::Request<()>> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(live) = current.as_mut() else {
-            return Err(request);
-        };
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match live.send.poll_ready(&mut cx) {
-            Poll::Pending => Err(request),
-            Poll::Ready(Err(e)) => {
-                *current = None;
-                Ok(Err(NotSent(e)))
-            }
-            Poll::Ready(Ok(())) => Ok(match live.send.send_request(request, false) {
-                Ok((response, stream)) => Ok((response, stream, live.open.clone())),
-                Err(e) => {
-                    *current = None;
-                    Err(NotSent(e))
-                }
-            }),
-        }
-    }
-
-    /// Opens the request's stream, dialling or waiting for the connection as needed.
-    async fn open(self: &Arc<Self>, request: http::Request<()>) -> Result<Opened, BoxError> {
-        let request = match self.open_now(request) {
-            Ok(opened) => return Ok(opened?),
-            Err(request) => request,
-        };
-        let live = self.connection().await?;
-        let attempt = live.attempt;
-        let not_sent = |e| {
-            self.forget(attempt);
-            NotSent(e)
-        };
-        let mut send = live.send.ready().await.map_err(not_sent)?;
-        let (response, stream) = send.send_request(request, false).map_err(not_sent)?;
-        Ok((response, stream, live.open))
-    }
 }
 
 async fn call(
     shared: Arc<Shared>,
     request: http::Request<Body>,
 ) -> Result<http::Response<Body>, BoxError> {
-    let (mut head, body) = request.into_parts();
-    let mut uri = std::mem::take(&mut head.uri).into_parts();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(shared.authority.clone());
-    head.uri = http::Uri::from_parts(uri)?;
-    head.version = http::Version::HTTP_2;
-    let (response, stream, open) = shared.open(http::Request::from_parts(head, ())).await?;
-    let open = OpenCall::new(open);
-    let cancel = body::send(body, stream).await;
-    let response = response.await.map_err(StreamError)?;
-    // The response's headers came first; its message and trailers are most likely in the
-    // same read, still being taken apart by the connection task. Letting it finish first
-    // saves this task a wake-up (and the lock of h2's state) per frame.
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if std::mem::replace(&mut yielded, true) {
-            return Poll::Ready(());
+    let (head, mut body) = request.into_parts();
+    let ready = stream::take_ready(&mut body).await?;
+    let mut opening = Opening {
+        path: head.uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers: &head.headers,
+        data: ready.data,
+        end: ready.end,
+    };
+    // A connection found closing (GOAWAY, or closed before the driver forgot it) is
+    // replaced once: the request was not sent on it.
+    let mut closing = 0;
+    let stream = loop {
+        let live = shared.connection().await?;
+        match poll_fn(|cx| live.conn.poll_open(cx, &mut opening)).await {
+            Ok(id) => {
+                break StreamRef {
+                    conn: live.conn,
+                    id,
+                };
+            }
+            Err(failure) => {
+                shared.forget(live.attempt);
+                closing += 1;
+                if closing == 2 {
+                    return Err(stream::failure_error(failure));
+                }
+            }
         }
-        // Rescheduled behind the tasks already queued (tokio's own `yield_now` would wait
-        // for a poll of the I/O driver as well).
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await;
-    let (head, recv) = response.into_parts();
-    Ok(http::Response::from_parts(
-        head,
-        Body::new(ResponseBody::new(recv, open, cancel)),
-    ))
+    };
+    let id = stream.id;
+    let stop_pipe = (!ready.end).then(|| stream::spawn_pipe(body, &stream));
+    let (status, headers) = poll_fn(|cx| stream.conn.poll_head(cx, id))
+        .await
+        .map_err(stream::failure_error)?;
+    let mut response = http::Response::new(Body::new(ResponseBody::new(stream, stop_pipe)));
+    *response.status_mut() = status;
+    *response.version_mut() = http::Version::HTTP_2;
+    *response.headers_mut() = headers;
+    Ok(response)
 }
 
 impl tower::Service<http::Request<Body>> for H2Channel {

@@ -1,0 +1,482 @@
+//! One HTTP/2 connection: its shared state and what callers do with their streams. How
+//! frames get onto the socket is in [`write`], how the driver task takes apart what
+//! arrives in [`read`].
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+
+use super::frame::{self, code, setting};
+use super::hpack;
+use crate::connector::Activity;
+pub(super) use read::{ProtocolError, ReadError, Reader};
+
+mod read;
+mod write;
+
+use write::send_locked;
+
+/// Our receive windows: large enough that a big range response (megabytes) streams
+/// without waiting for window updates.
+pub(super) const STREAM_WINDOW: u32 = 4 << 20;
+pub(super) const CONNECTION_WINDOW: u32 = 8 << 20;
+/// The largest frame the server may send us (HTTP/2 allows up to 16 MiB - 1).
+pub(super) const MAX_FRAME: u32 = 1 << 20;
+/// HTTP/2's initial flow-control window and frame size, until SETTINGS say otherwise.
+const DEFAULT_WINDOW: i64 = 65_535;
+const DEFAULT_FRAME: usize = 16_384;
+/// Stream identifiers are 31 bits.
+const LAST_STREAM_ID: u32 = (1 << 31) - 1;
+
+/// Why a stream failed or could not be opened.
+#[derive(Clone, Debug)]
+pub(super) enum Failure {
+    /// The server will not (or did not) act on the stream: a GOAWAY below its identifier,
+    /// REFUSED_STREAM, or a connection that closed before the stream was opened.
+    NotSent(Arc<str>),
+    /// The stream failed after its request went out.
+    Failed(Arc<str>),
+}
+
+/// One stream's state.
+#[derive(Default)]
+struct Slot {
+    /// The response's status and headers, until taken.
+    head: Option<(StatusCode, HeaderMap)>,
+    /// Whether the head was taken.
+    head_taken: bool,
+    data: VecDeque<Bytes>,
+    trailers: Option<HeaderMap>,
+    /// The server ended the stream.
+    received_end: bool,
+    failure: Option<Failure>,
+    /// The task waiting for the response.
+    waker: Option<Waker>,
+    /// Data read by the consumer and not yet handed back to the server's window.
+    unreleased: u32,
+    send_window: i64,
+    /// Data waiting for flow-control window, and whether the end of the stream follows it.
+    queued: VecDeque<Bytes>,
+    queued_end: bool,
+    /// We ended our side of the stream.
+    sent_end: bool,
+    /// Handles to the stream (its response and the task piping its request).
+    refs: u8,
+}
+
+/// Stream identifiers are unique, so they hash as themselves.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u32(&mut self, id: u32) {
+        // Client streams are odd: spread them over all buckets.
+        self.0 = u64::from(id >> 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type Streams = HashMap<u32, Slot, BuildHasherDefault<IdHasher>>;
+
+struct State {
+    streams: Streams,
+    next_id: u32,
+    /// Frames waiting to be written, and a spare buffer to swap in while they are.
+    out: BytesMut,
+    spare: BytesMut,
+    /// Somebody is writing `out` right now.
+    writing: bool,
+    /// The socket is full: the driver writes once it is writable.
+    blocked: bool,
+    /// Scratch space for encoding header blocks.
+    block: BytesMut,
+    /// The server's settings.
+    max_frame: usize,
+    max_streams: usize,
+    initial_window: i64,
+    /// Our send window on the connection.
+    send_window: i64,
+    /// Data received and not yet handed back to the connection window.
+    unreleased: u32,
+    /// Streams with data waiting for flow-control window, oldest first.
+    blocked_streams: VecDeque<u32>,
+    /// Callers waiting for the server's stream limit.
+    waiting: VecDeque<Waker>,
+    /// The last stream the server said it would act on.
+    goaway: Option<u32>,
+    /// The connection is closed: why.
+    closed: Option<Arc<str>>,
+    /// The driver task.
+    driver: Option<Waker>,
+    /// A keep-alive ping's answer arrived in the batch being read.
+    pong: bool,
+}
+
+/// An HTTP/2 connection to one member; streams and the driver share it.
+pub(super) struct Conn {
+    tcp: tokio::net::TcpStream,
+    state: Mutex<State>,
+    /// The `:authority` of requests.
+    authority: String,
+    /// When the socket last read anything (keep-alive).
+    pub(super) activity: Activity,
+    /// Writes failed because the server hung up; the read side reports why.
+    hung_up: AtomicBool,
+    /// A keep-alive ping's answer arrived.
+    pub(super) pong: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tasks to wake once the state lock is let go.
+#[derive(Default)]
+struct Wakes(Vec<Waker>);
+
+impl Wakes {
+    fn push(&mut self, waker: Option<Waker>) {
+        if let Some(waker) = waker {
+            self.0.push(waker);
+        }
+    }
+
+    fn wake_all(&mut self) {
+        for waker in self.0.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+impl Conn {
+    /// Starts HTTP/2 on a connected socket: the preface, our settings and the connection
+    /// window go out with the first write.
+    pub(super) fn new(tcp: tokio::net::TcpStream, authority: String) -> Arc<Self> {
+        let mut out = BytesMut::with_capacity(16 << 10);
+        out.extend_from_slice(frame::PREFACE);
+        frame::put_settings(
+            &mut out,
+            &[
+                (setting::ENABLE_PUSH, 0),
+                (setting::INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+                (setting::MAX_FRAME_SIZE, MAX_FRAME),
+            ],
+        );
+        frame::put_window_update(&mut out, 0, CONNECTION_WINDOW - DEFAULT_WINDOW as u32);
+        let conn = Arc::new(Self {
+            tcp,
+            state: Mutex::new(State {
+                streams: Streams::default(),
+                next_id: 1,
+                out,
+                spare: BytesMut::with_capacity(16 << 10),
+                writing: false,
+                blocked: false,
+                block: BytesMut::with_capacity(256),
+                max_frame: DEFAULT_FRAME,
+                max_streams: usize::MAX,
+                initial_window: DEFAULT_WINDOW,
+                send_window: DEFAULT_WINDOW,
+                unreleased: 0,
+                blocked_streams: VecDeque::new(),
+                waiting: VecDeque::new(),
+                goaway: None,
+                closed: None,
+                driver: None,
+                pong: false,
+            }),
+            authority,
+            activity: Activity::new(),
+            hung_up: AtomicBool::new(false),
+            pong: tokio::sync::Notify::new(),
+        });
+        conn.submit(conn.lock());
+        conn
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers the driver's waker (for blocked writes and for a stream dropped after a
+    /// GOAWAY). Returns whether the connection is done: closed by the server's GOAWAY and
+    /// with no streams left.
+    pub(super) fn register_driver(&self, cx: &mut Context<'_>) -> bool {
+        let mut state = self.lock();
+        if !state
+            .driver
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.driver = Some(cx.waker().clone());
+        }
+        state.goaway.is_some() && state.streams.is_empty()
+    }
+
+    /// Ends the connection: every stream and every caller waiting to open one gets
+    /// `reason`. Streams whose request was sent fail with it; nothing else is written.
+    pub(super) fn close(&self, reason: Arc<str>, not_sent: bool) {
+        let mut wakes = Wakes::default();
+        {
+            let mut state = self.lock();
+            if state.closed.is_some() {
+                return;
+            }
+            state.closed = Some(reason.clone());
+            state.out.clear();
+            for slot in state.streams.values_mut() {
+                if !slot.received_end && slot.failure.is_none() {
+                    slot.failure = Some(if not_sent {
+                        Failure::NotSent(reason.clone())
+                    } else {
+                        Failure::Failed(reason.clone())
+                    });
+                    wakes.push(slot.waker.take());
+                }
+            }
+            for waker in state.waiting.drain(..) {
+                wakes.0.push(waker);
+            }
+        }
+        wakes.wake_all();
+    }
+
+    /// Tells the server why we are closing the connection (best effort).
+    pub(super) fn go_away(&self, error: &ProtocolError) {
+        let mut state = self.lock();
+        let last = state.next_id.saturating_sub(2);
+        frame::put_goaway(&mut state.out, last, error.code);
+        self.submit(state);
+    }
+
+    /// Sends a keep-alive ping; [`Conn::pong`] is notified of its answer.
+    pub(super) fn ping(&self) {
+        let mut state = self.lock();
+        frame::put_ping(&mut state.out, *b"etcd-ka!", false);
+        self.submit(state);
+    }
+
+    /// How many streams are open.
+    pub(super) fn open_streams(&self) -> usize {
+        self.lock().streams.len()
+    }
+
+    /// Opens a stream: writes the request's headers and, when given, its first data.
+    /// Waits while the server's stream limit is reached.
+    pub(super) fn poll_open(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+        open: &mut Opening<'_>,
+    ) -> Poll<Result<u32, Failure>> {
+        let mut state = self.lock();
+        if let Some(reason) = &state.closed {
+            return Poll::Ready(Err(Failure::NotSent(reason.clone())));
+        }
+        if state.goaway.is_some() {
+            let reason = "the server is closing the connection (GOAWAY)";
+            return Poll::Ready(Err(Failure::NotSent(reason.into())));
+        }
+        if state.next_id > LAST_STREAM_ID {
+            let reason = "the connection has used up its stream identifiers";
+            return Poll::Ready(Err(Failure::NotSent(reason.into())));
+        }
+        if state.streams.len() >= state.max_streams {
+            state.waiting.push_back(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let id = state.next_id;
+        state.next_id += 2;
+        let state_ref = &mut *state;
+        state_ref.block.clear();
+        hpack::encode_request(
+            &mut state_ref.block,
+            open.path,
+            &self.authority,
+            open.headers,
+        );
+        let end_with_headers = open.end && open.data.is_none();
+        frame::put_headers(
+            &mut state_ref.out,
+            &state_ref.block,
+            id,
+            end_with_headers,
+            state_ref.max_frame,
+        );
+        let slot = Slot {
+            send_window: state_ref.initial_window,
+            sent_end: end_with_headers,
+            refs: 1,
+            ..Slot::default()
+        };
+        state_ref.streams.insert(id, slot);
+        if let Some(data) = open.data.take() {
+            send_locked(state_ref, id, data, open.end);
+        }
+        self.submit(state);
+        Poll::Ready(Ok(id))
+    }
+
+    /// Sends data on stream `id` (queued while flow control does not allow it yet).
+    pub(super) fn send_data(&self, id: u32, data: Bytes, end: bool) -> Result<(), Failure> {
+        let mut state = self.lock();
+        if let Some(reason) = &state.closed {
+            return Err(Failure::Failed(reason.clone()));
+        }
+        match state.streams.get(&id) {
+            Some(slot) if slot.failure.is_none() && !slot.sent_end && !slot.queued_end => {}
+            Some(Slot {
+                failure: Some(failure),
+                ..
+            }) => return Err(failure.clone()),
+            _ => return Err(Failure::Failed("the stream is closed".into())),
+        }
+        send_locked(&mut state, id, data, end);
+        self.submit(state);
+        Ok(())
+    }
+
+    /// Resets stream `id`: its request stream failed or its response was dropped. A
+    /// response still being read fails with `why`.
+    pub(super) fn reset(&self, id: u32, why: &str) {
+        let mut state = self.lock();
+        let Some(slot) = state.streams.get_mut(&id) else {
+            return;
+        };
+        if slot.failure.is_some() || (slot.received_end && slot.sent_end) {
+            return;
+        }
+        slot.failure = Some(Failure::Failed(why.into()));
+        slot.sent_end = true;
+        slot.queued.clear();
+        let waker = slot.waker.take();
+        frame::put_reset(&mut state.out, id, code::CANCEL);
+        self.submit(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// A new handle to stream `id`.
+    pub(super) fn add_ref(&self, id: u32) {
+        if let Some(slot) = self.lock().streams.get_mut(&id) {
+            slot.refs += 1;
+        }
+    }
+
+    /// Drops a handle to stream `id`; the last one forgets the stream, resetting it if it
+    /// is still open.
+    pub(super) fn drop_ref(&self, id: u32) {
+        let mut state = self.lock();
+        let Some(slot) = state.streams.get_mut(&id) else {
+            return;
+        };
+        slot.refs -= 1;
+        if slot.refs > 0 {
+            return;
+        }
+        let open = !(slot.received_end && slot.sent_end) && slot.failure.is_none();
+        state.streams.remove(&id);
+        if open && state.closed.is_none() {
+            frame::put_reset(&mut state.out, id, code::CANCEL);
+        }
+        // Callers waiting for the stream limit try again (all of them: one may have given
+        // up), and after a GOAWAY the driver ends the connection with its last stream.
+        let mut wakes = Wakes(state.waiting.drain(..).collect());
+        if state.goaway.is_some() && state.streams.is_empty() {
+            wakes.push(state.driver.clone());
+        }
+        self.submit(state);
+        wakes.wake_all();
+    }
+
+    /// The response's status and headers, once they arrived.
+    pub(super) fn poll_head(
+        &self,
+        cx: &mut Context<'_>,
+        id: u32,
+    ) -> Poll<Result<(StatusCode, HeaderMap), Failure>> {
+        let mut state = self.lock();
+        let Some(slot) = state.streams.get_mut(&id) else {
+            return Poll::Ready(Err(Failure::Failed("the stream is closed".into())));
+        };
+        if let Some(head) = slot.head.take() {
+            slot.head_taken = true;
+            return Poll::Ready(Ok(head));
+        }
+        if let Some(failure) = &slot.failure {
+            return Poll::Ready(Err(failure.clone()));
+        }
+        set_waker(&mut slot.waker, cx);
+        Poll::Pending
+    }
+
+    /// The response body's next piece: data, then trailers, then the end.
+    pub(super) fn poll_body(&self, cx: &mut Context<'_>, id: u32) -> Poll<BodyPart> {
+        let mut state = self.lock();
+        let state_ref = &mut *state;
+        let Some(slot) = state_ref.streams.get_mut(&id) else {
+            return Poll::Ready(BodyPart::End);
+        };
+        if let Some(data) = slot.data.pop_front() {
+            slot.unreleased += data.len() as u32;
+            if slot.unreleased >= STREAM_WINDOW / 2 && !slot.received_end {
+                frame::put_window_update(&mut state_ref.out, id, slot.unreleased);
+                slot.unreleased = 0;
+                self.submit(state);
+            }
+            return Poll::Ready(BodyPart::Data(data));
+        }
+        if let Some(trailers) = slot.trailers.take() {
+            return Poll::Ready(BodyPart::Trailers(trailers));
+        }
+        if slot.received_end {
+            return Poll::Ready(BodyPart::End);
+        }
+        if let Some(failure) = &slot.failure {
+            return Poll::Ready(BodyPart::Failed(failure.clone()));
+        }
+        set_waker(&mut slot.waker, cx);
+        Poll::Pending
+    }
+}
+
+/// A piece of a response body.
+pub(super) enum BodyPart {
+    Data(Bytes),
+    Trailers(HeaderMap),
+    End,
+    Failed(Failure),
+}
+
+/// A request's stream being opened.
+pub(super) struct Opening<'a> {
+    pub(super) path: &'a str,
+    pub(super) headers: &'a HeaderMap,
+    /// The request's first data, when it was ready.
+    pub(super) data: Option<Bytes>,
+    /// The request ends with that data (or with the headers when there is none).
+    pub(super) end: bool,
+}
+
+fn set_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}

@@ -1,0 +1,164 @@
+//! Frames onto the socket.
+//!
+//! Callers write their own frames: a caller appends its frames to the connection's output
+//! buffer under the state lock, and if nobody is writing at that moment it writes the
+//! buffer to the socket itself (other callers' frames that arrive meanwhile go out with
+//! its next write). Only when the socket is full, or one caller has written for others for
+//! a few rounds, does the driver take over writing. A request therefore costs no wake-up
+//! of another task.
+//!
+//! Data goes out as far as the flow-control windows allow; the rest waits in its stream's
+//! queue for the server's WINDOW_UPDATE.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::MutexGuard;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::{Conn, State};
+use crate::http2::frame;
+
+impl Conn {
+    /// Writes what is in the output buffer, unless somebody else is already at it.
+    pub(super) fn submit<'a>(&'a self, mut state: MutexGuard<'a, State>) {
+        if state.writing || state.blocked || state.out.is_empty() {
+            return;
+        }
+        if state.closed.is_some() || self.hung_up.load(Ordering::Relaxed) {
+            state.out.clear();
+            return;
+        }
+        state.writing = true;
+        // A caller writes for others for a few rounds at most, then leaves the rest to
+        // the driver (it has its own response to wait for).
+        for _ in 0..4 {
+            let spare = std::mem::take(&mut state.spare);
+            let mut buf = std::mem::replace(&mut state.out, spare);
+            drop(state);
+            let result = self.write_some(&mut buf);
+            state = self.lock();
+            match result {
+                Ok(()) => {
+                    buf.clear();
+                    state.spare = buf;
+                    if state.out.is_empty() || state.closed.is_some() {
+                        state.out.clear();
+                        state.writing = false;
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // What is left goes first, the driver writes it when it can.
+                    buf.extend_from_slice(&state.out);
+                    state.out = buf;
+                    return hand_to_driver(state);
+                }
+                Err(e) => {
+                    // The read side reports why (a hang-up's reason arrives there).
+                    tracing::debug!(error = %e, "HTTP/2 write failed");
+                    self.hung_up.store(true, Ordering::Relaxed);
+                    state.out.clear();
+                    state.writing = false;
+                    return;
+                }
+            }
+        }
+        hand_to_driver(state);
+    }
+
+    /// Writes all of `buf`, or stops at a full socket (leaving the rest in `buf`).
+    fn write_some(&self, buf: &mut BytesMut) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = self.tcp.try_write(buf)?;
+            buf.advance(n);
+        }
+        Ok(())
+    }
+
+    /// The driver: writes what a full socket held back, once it is writable.
+    pub(in crate::http2) fn poll_write_blocked(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.lock().blocked {
+            return Poll::Pending;
+        }
+        std::task::ready!(self.tcp.poll_write_ready(cx))?;
+        let mut state = self.lock();
+        state.blocked = false;
+        self.submit(state);
+        Poll::Pending
+    }
+}
+
+/// Leaves writing the output buffer to the driver (once the socket is writable).
+pub(super) fn hand_to_driver(mut state: MutexGuard<'_, State>) {
+    state.writing = false;
+    state.blocked = true;
+    if let Some(driver) = state.driver.clone() {
+        drop(state);
+        driver.wake();
+    }
+}
+
+/// Writes `data` on stream `id` as far as the flow-control windows allow, and queues the
+/// rest.
+pub(super) fn send_locked(state: &mut State, id: u32, data: Bytes, end: bool) {
+    let Some(slot) = state.streams.get_mut(&id) else {
+        return;
+    };
+    if !slot.queued.is_empty() {
+        slot.queued.push_back(data);
+        slot.queued_end |= end;
+        return;
+    }
+    let allowed = slot.send_window.min(state.send_window).max(0) as usize;
+    if data.len() <= allowed {
+        frame::put_data(&mut state.out, id, &data, end, state.max_frame);
+        slot.send_window -= data.len() as i64;
+        state.send_window -= data.len() as i64;
+        slot.sent_end |= end;
+        return;
+    }
+    if allowed > 0 {
+        frame::put_data(&mut state.out, id, &data[..allowed], false, state.max_frame);
+        slot.send_window -= allowed as i64;
+        state.send_window -= allowed as i64;
+    }
+    slot.queued.push_back(data.slice(allowed..));
+    slot.queued_end = end;
+    state.blocked_streams.push_back(id);
+}
+
+/// Sends queued data that the windows now allow, oldest stream first.
+pub(super) fn flush_queued(state: &mut State) {
+    let mut still_blocked = VecDeque::new();
+    while let Some(id) = state.blocked_streams.pop_front() {
+        let Some(slot) = state.streams.get_mut(&id) else {
+            continue;
+        };
+        while let Some(data) = slot.queued.pop_front() {
+            let allowed = slot.send_window.min(state.send_window).max(0) as usize;
+            let last = slot.queued.is_empty();
+            let take = data.len().min(allowed);
+            let end = last && slot.queued_end && take == data.len();
+            if take > 0 || end {
+                frame::put_data(&mut state.out, id, &data[..take], end, state.max_frame);
+                slot.send_window -= take as i64;
+                state.send_window -= take as i64;
+                slot.sent_end |= end;
+            }
+            if take < data.len() {
+                slot.queued.push_front(data.slice(take..));
+                break;
+            }
+        }
+        if !slot.queued.is_empty() {
+            still_blocked.push_back(id);
+        }
+    }
+    state.blocked_streams = still_blocked;
+}

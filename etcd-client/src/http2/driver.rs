@@ -1,0 +1,137 @@
+//! Dialling a member, and the task that drives its connection: reading, writes the socket
+//! held back, keep-alive pings, and failing the streams when the connection ends.
+
+use std::future::{Future, poll_fn};
+use std::sync::{Arc, Weak};
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::conn::{Conn, ReadError, Reader};
+use super::frame::code;
+use super::{ConnectError, Live, Shared};
+use crate::connector::silent_close;
+
+/// Connects to the member over TCP and starts HTTP/2 on the connection; a task of its own
+/// drives the connection until it closes.
+pub(super) async fn dial(shared: &Arc<Shared>, attempt: u64) -> Result<Live, ConnectError> {
+    let address = shared.authority.as_str();
+    let connect = TcpStream::connect(address);
+    let tcp = tokio::time::timeout(shared.options.connect_timeout, connect)
+        .await
+        .map_err(|_| ConnectError::timed_out())?
+        .map_err(ConnectError::io)?;
+    tcp.set_nodelay(true).map_err(ConnectError::io)?;
+    let conn = Conn::new(tcp, address.to_owned());
+    tracing::debug!(member = address, attempt, "connected");
+    tokio::spawn(drive(
+        conn.clone(),
+        shared.options.keep_alive,
+        Arc::downgrade(shared),
+        attempt,
+    ));
+    Ok(Live { conn, attempt })
+}
+
+/// Why the connection ended.
+enum End {
+    Read(ReadError),
+    KeepAlive(Duration),
+}
+
+/// Runs the connection until it ends (the member hung up or sent GOAWAY and its streams
+/// finished, a protocol error, or a keep-alive ping went unanswered), fails what is still
+/// open, and forgets the connection so that the next call dials again.
+async fn drive(
+    conn: Arc<Conn>,
+    keep_alive: Option<(Duration, Duration)>,
+    shared: Weak<Shared>,
+    attempt: u64,
+) {
+    let mut reader = Reader::new();
+    let io = poll_fn(|cx| {
+        if conn.register_driver(cx) {
+            return Poll::Ready(Ok(()));
+        }
+        if let Poll::Ready(Err(e)) = conn.poll_write_blocked(cx) {
+            return Poll::Ready(Err(ReadError::Io(e)));
+        }
+        conn.poll_read(cx, &mut reader)
+    });
+    let result = match keep_alive {
+        Some((interval, timeout)) => pinging(io, &conn, interval, timeout).await,
+        None => io.await.map_err(End::Read),
+    };
+    let heard = reader.heard;
+    let (reason, not_sent) = match result {
+        Ok(()) if heard => ("the server closed the connection".to_owned(), false),
+        Ok(()) => (
+            silent_close(std::io::ErrorKind::UnexpectedEof, false).to_string(),
+            true,
+        ),
+        Err(End::Read(ReadError::Io(e))) => {
+            use std::io::ErrorKind::*;
+            if !heard && matches!(e.kind(), ConnectionReset | BrokenPipe | UnexpectedEof) {
+                (silent_close(e.kind(), false).to_string(), true)
+            } else {
+                (format!("connection error: {e}"), false)
+            }
+        }
+        Err(End::Read(ReadError::Protocol(error))) => {
+            conn.go_away(&error);
+            let name = code::name(error.code);
+            (
+                format!("HTTP/2 protocol error ({name}): {}", error.what),
+                false,
+            )
+        }
+        Err(End::KeepAlive(timeout)) => (
+            format!("keep-alive timed out: no answer to a ping within {timeout:?}"),
+            false,
+        ),
+    };
+    conn.close(reason.as_str().into(), not_sent);
+    if let Some(shared) = shared.upgrade() {
+        shared.forget(attempt);
+        tracing::debug!(member = %shared.authority, %reason, "connection ended");
+    }
+}
+
+/// Drives `io`, pinging when streams are open and nothing was read for `interval`; a ping
+/// unanswered for `timeout` ends it.
+async fn pinging(
+    io: impl Future<Output = Result<(), ReadError>>,
+    conn: &Conn,
+    interval: Duration,
+    timeout: Duration,
+) -> Result<(), End> {
+    let mut io = std::pin::pin!(io);
+    loop {
+        let quiet_since = conn.activity.last_read();
+        let due = tokio::time::Instant::from_std(quiet_since + interval);
+        tokio::select! {
+            ended = &mut io => return ended.map_err(End::Read),
+            () = tokio::time::sleep_until(due) => {}
+        }
+        if conn.activity.last_read() > quiet_since {
+            continue;
+        }
+        if conn.open_streams() == 0 {
+            // Idle: no pings (etcd refuses pings on idle connections); look again later.
+            tokio::select! {
+                ended = &mut io => return ended.map_err(End::Read),
+                () = tokio::time::sleep(interval) => continue,
+            }
+        }
+        conn.ping();
+        tokio::select! {
+            ended = &mut io => return ended.map_err(End::Read),
+            answered = tokio::time::timeout(timeout, conn.pong.notified()) => {
+                if answered.is_err() {
+                    return Err(End::KeepAlive(timeout));
+                }
+            }
+        }
+    }
+}

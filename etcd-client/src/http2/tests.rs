@@ -1,0 +1,289 @@
+//! The channel against a scripted HTTP/2 peer on a loopback socket: the cases a healthy
+//! etcd rarely produces on demand (small windows, GOAWAY in the middle of calls, resets,
+//! a port that hangs up).
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body::Body as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower::{Service, ServiceExt};
+
+use super::H2Channel;
+use super::frame::{self, Head, code, flag, kind};
+use crate::endpoint::ConnectOptions;
+
+/// The server side of one connection, driven by the test.
+struct Peer {
+    tcp: TcpStream,
+}
+
+impl Peer {
+    /// Accepts a connection, reads the client's preface and sends empty SETTINGS.
+    async fn accept(listener: &TcpListener) -> Self {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut preface = [0u8; 24];
+        tcp.read_exact(&mut preface).await.unwrap();
+        assert_eq!(&preface[..], frame::PREFACE);
+        let mut out = BytesMut::new();
+        frame::put_settings(&mut out, &[]);
+        tcp.write_all(&out).await.unwrap();
+        Self { tcp }
+    }
+
+    /// The next frame that is not connection housekeeping (SETTINGS, WINDOW_UPDATE on
+    /// the connection).
+    async fn frame(&mut self) -> (Head, Vec<u8>) {
+        loop {
+            let mut head = [0u8; frame::HEADER_LEN];
+            self.tcp.read_exact(&mut head).await.unwrap();
+            let head = Head::parse(&head);
+            let mut payload = vec![0u8; head.len];
+            self.tcp.read_exact(&mut payload).await.unwrap();
+            let housekeeping = head.kind == kind::SETTINGS
+                || (head.kind == kind::WINDOW_UPDATE && head.stream == 0);
+            if !housekeeping {
+                return (head, payload);
+            }
+        }
+    }
+
+    /// Reads a request: its HEADERS, then DATA up to `expect` bytes.
+    async fn request(&mut self, expect: usize) -> (u32, Vec<u8>, bool) {
+        let (head, _) = self.frame().await;
+        assert_eq!(head.kind, kind::HEADERS);
+        let mut body = Vec::new();
+        let mut ended = head.flags & flag::END_STREAM != 0;
+        while body.len() < expect {
+            let (data, payload) = self.frame().await;
+            assert_eq!((data.kind, data.stream), (kind::DATA, head.stream));
+            body.extend_from_slice(&payload);
+            ended = data.flags & flag::END_STREAM != 0;
+        }
+        (head.stream, body, ended)
+    }
+
+    async fn send(&mut self, out: BytesMut) {
+        self.tcp.write_all(&out).await.unwrap();
+    }
+
+    /// Answers stream `id`: status 200, `message` as data, `grpc-status: 0`.
+    async fn answer(&mut self, id: u32, message: &[u8]) {
+        let mut out = BytesMut::new();
+        let mut block = vec![0x88]; // :status 200
+        literal(&mut block, "content-type", "application/grpc");
+        frame::put_headers(&mut out, &block, id, false, 16_384);
+        frame::put_data(&mut out, id, message, false, 16_384);
+        let mut trailers = Vec::new();
+        literal(&mut trailers, "grpc-status", "0");
+        frame::put_headers(&mut out, &trailers, id, true, 16_384);
+        self.send(out).await;
+    }
+}
+
+/// A header field as a literal without indexing, with a new name.
+fn literal(block: &mut Vec<u8>, name: &str, value: &str) {
+    block.push(0x00);
+    block.push(name.len() as u8);
+    block.extend_from_slice(name.as_bytes());
+    block.push(value.len() as u8);
+    block.extend_from_slice(value.as_bytes());
+}
+
+async fn listener() -> (TcpListener, H2Channel) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+    let channel = H2Channel::new(authority, ConnectOptions::default());
+    (listener, channel)
+}
+
+fn request(body: impl Into<String>) -> http::Request<tonic::body::Body> {
+    let mut request = http::Request::new(tonic::body::Body::new(body.into()));
+    *request.uri_mut() = "/etcdserverpb.KV/Range".parse().unwrap();
+    request
+}
+
+/// Reads a whole response body: its data, and its trailers' grpc-status.
+async fn read_body(body: &mut tonic::body::Body) -> Result<(Vec<u8>, Option<String>), String> {
+    let mut data = Vec::new();
+    let mut status = None;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(|e| e.to_string())?;
+        match frame.into_data() {
+            Ok(piece) => data.extend_from_slice(&piece),
+            Err(frame) => {
+                let trailers = frame.into_trailers().unwrap();
+                status = Some(trailers["grpc-status"].to_str().unwrap().to_owned());
+            }
+        }
+    }
+    Ok((data, status))
+}
+
+#[tokio::test]
+async fn request_data_waits_for_the_window_and_the_answer_comes_back_whole() {
+    let (listener, mut channel) = listener().await;
+    let body = "x".repeat(100_000);
+    let call = tokio::spawn({
+        let mut channel = channel.clone();
+        async move { channel.ready().await.unwrap().call(request(body)).await }
+    });
+    let mut peer = Peer::accept(&listener).await;
+    // HTTP/2's initial window: 65,535 bytes, and not one more until the window grows.
+    let (id, first, ended) = peer.request(65_535).await;
+    assert_eq!((first.len(), ended), (65_535, false));
+    let more = tokio::time::timeout(Duration::from_millis(200), peer.frame()).await;
+    assert!(more.is_err(), "data beyond the window: {more:?}");
+    let mut out = BytesMut::new();
+    frame::put_window_update(&mut out, 0, 40_000);
+    frame::put_window_update(&mut out, id, 40_000);
+    peer.send(out).await;
+    let mut rest = Vec::new();
+    let mut ended = false;
+    while !ended {
+        let (head, payload) = peer.frame().await;
+        assert_eq!(head.kind, kind::DATA);
+        rest.extend_from_slice(&payload);
+        ended = head.flags & flag::END_STREAM != 0;
+    }
+    assert_eq!(rest.len(), 100_000 - 65_535);
+    peer.answer(id, b"answer").await;
+    let mut response = call.await.unwrap().unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/grpc");
+    let (data, status) = read_body(response.body_mut()).await.unwrap();
+    assert_eq!((data, status), (b"answer".to_vec(), Some("0".to_owned())));
+    // The connection serves the next call.
+    let next = tokio::spawn(async move { channel.ready().await.unwrap().call(request("y")).await });
+    let (id, body, ended) = peer.request(1).await;
+    assert_eq!((body, ended), (b"y".to_vec(), true));
+    peer.answer(id, b"again").await;
+    let mut response = next.await.unwrap().unwrap();
+    assert_eq!(read_body(response.body_mut()).await.unwrap().0, b"again");
+}
+
+#[tokio::test]
+async fn goaway_refuses_later_streams_and_the_next_call_dials_again() {
+    let (listener, channel) = listener().await;
+    let call = |body: &'static str| {
+        let mut channel = channel.clone();
+        tokio::spawn(async move { channel.ready().await.unwrap().call(request(body)).await })
+    };
+    let first = call("a");
+    let mut peer = Peer::accept(&listener).await;
+    let (one, _, _) = peer.request(1).await;
+    let second = call("b");
+    let (three, _, _) = peer.request(1).await;
+    assert!(three > one);
+    let mut out = BytesMut::new();
+    frame::put_goaway(&mut out, one, code::NO_ERROR);
+    peer.send(out).await;
+    let refused = second.await.unwrap().unwrap_err().to_string();
+    assert!(refused.contains("the request was not sent"), "{refused}");
+    assert!(refused.contains("GOAWAY"), "{refused}");
+    peer.answer(one, b"done").await;
+    let mut response = first.await.unwrap().unwrap();
+    assert_eq!(read_body(response.body_mut()).await.unwrap().0, b"done");
+    // A new connection for the next call.
+    let third = call("c");
+    let mut again = Peer::accept(&listener).await;
+    let (id, _, _) = again.request(1).await;
+    assert_eq!(id, 1);
+    again.answer(id, b"new").await;
+    let mut response = third.await.unwrap().unwrap();
+    assert_eq!(read_body(response.body_mut()).await.unwrap().0, b"new");
+}
+
+#[tokio::test]
+async fn resets_fail_the_call_and_refused_streams_were_not_sent() {
+    let (listener, channel) = listener().await;
+    let call = || {
+        let mut channel = channel.clone();
+        tokio::spawn(async move { channel.ready().await.unwrap().call(request("q")).await })
+    };
+    let refused = call();
+    let mut peer = Peer::accept(&listener).await;
+    let (id, _, _) = peer.request(1).await;
+    let mut out = BytesMut::new();
+    frame::put_reset(&mut out, id, code::REFUSED_STREAM);
+    peer.send(out).await;
+    let error = refused.await.unwrap().unwrap_err().to_string();
+    assert!(error.contains("the request was not sent"), "{error}");
+    assert!(error.contains("REFUSED_STREAM"), "{error}");
+
+    // A reset after the answer's headers fails its body.
+    let cancelled = call();
+    let (id, _, _) = peer.request(1).await;
+    let mut out = BytesMut::new();
+    frame::put_headers(&mut out, &[0x88], id, false, 16_384);
+    frame::put_reset(&mut out, id, 0x2);
+    peer.send(out).await;
+    let mut response = cancelled.await.unwrap().unwrap();
+    let error = read_body(response.body_mut()).await.unwrap_err();
+    assert!(error.contains("HTTP/2 stream failed"), "{error}");
+    assert!(error.contains("INTERNAL_ERROR"), "{error}");
+}
+
+#[tokio::test]
+async fn a_dropped_call_resets_its_stream() {
+    let (listener, channel) = listener().await;
+    let mut caller = channel.clone();
+    let call = tokio::spawn(async move { caller.ready().await.unwrap().call(request("z")).await });
+    let mut peer = Peer::accept(&listener).await;
+    let (id, _, _) = peer.request(1).await;
+    call.abort();
+    let (head, payload) = peer.frame().await;
+    assert_eq!((head.kind, head.stream), (kind::RST_STREAM, id));
+    assert_eq!(payload, code::CANCEL.to_be_bytes());
+}
+
+#[tokio::test]
+async fn a_port_that_hangs_up_at_once_acted_on_nothing() {
+    let (listener, mut channel) = listener().await;
+    // Every connection is closed at once (the call may find the first one closed
+    // already and dial a second).
+    let server = tokio::spawn(async move {
+        let mut accepted = 0;
+        while let Ok((tcp, _)) = listener.accept().await {
+            drop(tcp);
+            accepted += 1;
+        }
+        accepted
+    });
+    let error = channel
+        .ready()
+        .await
+        .unwrap()
+        .call(request("w"))
+        .await
+        .unwrap_err()
+        .to_string();
+    server.abort();
+    assert!(error.contains(crate::connector::SILENT_CLOSE), "{error}");
+    assert!(error.contains("the request was not sent"), "{error}");
+}
+
+#[tokio::test]
+async fn pings_are_answered_and_big_answers_are_split_over_frames() {
+    let (listener, mut channel) = listener().await;
+    let call = tokio::spawn(async move { channel.ready().await.unwrap().call(request("p")).await });
+    let mut peer = Peer::accept(&listener).await;
+    let (id, _, _) = peer.request(1).await;
+    let mut out = BytesMut::new();
+    frame::put_ping(&mut out, *b"12345678", false);
+    peer.send(out).await;
+    let (head, payload) = peer.frame().await;
+    assert_eq!((head.kind, head.flags), (kind::PING, flag::ACK));
+    assert_eq!(payload, b"12345678");
+    let big = Bytes::from(vec![7u8; 200_000]);
+    let mut out = BytesMut::new();
+    frame::put_headers(&mut out, &[0x88], id, false, 16_384);
+    frame::put_data(&mut out, id, &big, true, 16_384);
+    peer.send(out).await;
+    let mut response = call.await.unwrap().unwrap();
+    let (data, status) = read_body(response.body_mut()).await.unwrap();
+    assert_eq!((data.len(), status), (200_000, None));
+}
