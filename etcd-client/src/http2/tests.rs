@@ -32,15 +32,21 @@ impl Peer {
         Self { tcp }
     }
 
+    /// The next frame.
+    async fn any_frame(&mut self) -> (Head, Vec<u8>) {
+        let mut head = [0u8; frame::HEADER_LEN];
+        self.tcp.read_exact(&mut head).await.unwrap();
+        let head = Head::parse(&head);
+        let mut payload = vec![0u8; head.len];
+        self.tcp.read_exact(&mut payload).await.unwrap();
+        (head, payload)
+    }
+
     /// The next frame that is not connection housekeeping (SETTINGS, WINDOW_UPDATE on
     /// the connection).
     async fn frame(&mut self) -> (Head, Vec<u8>) {
         loop {
-            let mut head = [0u8; frame::HEADER_LEN];
-            self.tcp.read_exact(&mut head).await.unwrap();
-            let head = Head::parse(&head);
-            let mut payload = vec![0u8; head.len];
-            self.tcp.read_exact(&mut payload).await.unwrap();
+            let (head, payload) = self.any_frame().await;
             let housekeeping = head.kind == kind::SETTINGS
                 || (head.kind == kind::WINDOW_UPDATE && head.stream == 0);
             if !housekeeping {
@@ -104,6 +110,15 @@ fn request(body: impl Into<String>) -> http::Request<tonic::body::Body> {
     request
 }
 
+type Answer = Result<http::Response<tonic::body::Body>, etcd_core::BoxError>;
+
+/// Starts a call with `body` in a task of its own.
+fn spawn_call(channel: &H2Channel, body: impl Into<String>) -> tokio::task::JoinHandle<Answer> {
+    let mut channel = channel.clone();
+    let request = request(body);
+    tokio::spawn(async move { channel.ready().await?.call(request).await })
+}
+
 /// Reads a whole response body: its data, and its trailers' grpc-status.
 async fn read_body(body: &mut tonic::body::Body) -> Result<(Vec<u8>, Option<String>), String> {
     let mut data = Vec::new();
@@ -125,12 +140,9 @@ async fn read_body(body: &mut tonic::body::Body) -> Result<(Vec<u8>, Option<Stri
 
 #[tokio::test]
 async fn request_data_waits_for_the_window_and_the_answer_comes_back_whole() {
-    let (listener, mut channel) = listener().await;
+    let (listener, channel) = listener().await;
     let body = "x".repeat(100_000);
-    let call = tokio::spawn({
-        let mut channel = channel.clone();
-        async move { channel.ready().await.unwrap().call(request(body)).await }
-    });
+    let call = spawn_call(&channel, body);
     let mut peer = Peer::accept(&listener).await;
     // HTTP/2's initial window: 65,535 bytes, and not one more until the window grows.
     let (id, first, ended) = peer.request(65_535).await;
@@ -157,7 +169,7 @@ async fn request_data_waits_for_the_window_and_the_answer_comes_back_whole() {
     let (data, status) = read_body(response.body_mut()).await.unwrap();
     assert_eq!((data, status), (b"answer".to_vec(), Some("0".to_owned())));
     // The connection serves the next call.
-    let next = tokio::spawn(async move { channel.ready().await.unwrap().call(request("y")).await });
+    let next = spawn_call(&channel, "y");
     let (id, body, ended) = peer.request(1).await;
     assert_eq!((body, ended), (b"y".to_vec(), true));
     peer.answer(id, b"again").await;
@@ -168,10 +180,7 @@ async fn request_data_waits_for_the_window_and_the_answer_comes_back_whole() {
 #[tokio::test]
 async fn goaway_refuses_later_streams_and_the_next_call_dials_again() {
     let (listener, channel) = listener().await;
-    let call = |body: &'static str| {
-        let mut channel = channel.clone();
-        tokio::spawn(async move { channel.ready().await.unwrap().call(request(body)).await })
-    };
+    let call = |body| spawn_call(&channel, body);
     let first = call("a");
     let mut peer = Peer::accept(&listener).await;
     let (one, _, _) = peer.request(1).await;
@@ -200,10 +209,7 @@ async fn goaway_refuses_later_streams_and_the_next_call_dials_again() {
 #[tokio::test]
 async fn resets_fail_the_call_and_refused_streams_were_not_sent() {
     let (listener, channel) = listener().await;
-    let call = || {
-        let mut channel = channel.clone();
-        tokio::spawn(async move { channel.ready().await.unwrap().call(request("q")).await })
-    };
+    let call = || spawn_call(&channel, "q");
     let refused = call();
     let mut peer = Peer::accept(&listener).await;
     let (id, _, _) = peer.request(1).await;
@@ -230,8 +236,7 @@ async fn resets_fail_the_call_and_refused_streams_were_not_sent() {
 #[tokio::test]
 async fn a_dropped_call_resets_its_stream() {
     let (listener, channel) = listener().await;
-    let mut caller = channel.clone();
-    let call = tokio::spawn(async move { caller.ready().await.unwrap().call(request("z")).await });
+    let call = spawn_call(&channel, "z");
     let mut peer = Peer::accept(&listener).await;
     let (id, _, _) = peer.request(1).await;
     call.abort();
@@ -242,23 +247,17 @@ async fn a_dropped_call_resets_its_stream() {
 
 #[tokio::test]
 async fn a_port_that_hangs_up_at_once_acted_on_nothing() {
-    let (listener, mut channel) = listener().await;
+    let (listener, channel) = listener().await;
     // Every connection is closed at once (the call may find the first one closed
     // already and dial a second).
     let server = tokio::spawn(async move {
-        let mut accepted = 0;
         while let Ok((tcp, _)) = listener.accept().await {
             drop(tcp);
-            accepted += 1;
         }
-        accepted
     });
-    let error = channel
-        .ready()
+    let error = spawn_call(&channel, "w")
         .await
         .unwrap()
-        .call(request("w"))
-        .await
         .unwrap_err()
         .to_string();
     server.abort();
@@ -268,8 +267,8 @@ async fn a_port_that_hangs_up_at_once_acted_on_nothing() {
 
 #[tokio::test]
 async fn pings_are_answered_and_big_answers_are_split_over_frames() {
-    let (listener, mut channel) = listener().await;
-    let call = tokio::spawn(async move { channel.ready().await.unwrap().call(request("p")).await });
+    let (listener, channel) = listener().await;
+    let call = spawn_call(&channel, "p");
     let mut peer = Peer::accept(&listener).await;
     let (id, _, _) = peer.request(1).await;
     let mut out = BytesMut::new();
@@ -286,4 +285,56 @@ async fn pings_are_answered_and_big_answers_are_split_over_frames() {
     let mut response = call.await.unwrap().unwrap();
     let (data, status) = read_body(response.body_mut()).await.unwrap();
     assert_eq!((data.len(), status), (200_000, None));
+}
+
+#[tokio::test]
+async fn unread_data_of_dropped_calls_goes_back_to_the_connection_window() {
+    let (listener, channel) = listener().await;
+    let first = spawn_call(&channel, "a");
+    let mut peer = Peer::accept(&listener).await;
+    let (one, _, _) = peer.request(1).await;
+    let second = spawn_call(&channel, "b");
+    let (three, _, _) = peer.request(1).await;
+    // 3 MB each, within the streams' 4 MiB windows, not read by anybody.
+    let chunk = vec![1u8; 3_000_000];
+    for id in [one, three] {
+        let mut out = BytesMut::new();
+        frame::put_headers(&mut out, &[0x88], id, false, 16_384);
+        frame::put_data(&mut out, id, &chunk, false, 16_384);
+        peer.send(out).await;
+    }
+    let responses = (
+        first.await.unwrap().unwrap(),
+        second.await.unwrap().unwrap(),
+    );
+    // Received but unread: the connection window is not handed back yet.
+    let not_settings = async {
+        loop {
+            let (head, payload) = peer.any_frame().await;
+            if head.kind != kind::SETTINGS {
+                return (head, payload);
+            }
+        }
+    };
+    let early = tokio::time::timeout(Duration::from_millis(200), not_settings).await;
+    assert!(
+        early.is_err(),
+        "a frame before the calls were dropped: {early:?}"
+    );
+    drop(responses);
+    let mut resets = Vec::new();
+    let mut increments = Vec::new();
+    while resets.len() < 2 || increments.is_empty() {
+        let (head, payload) = peer.any_frame().await;
+        match head.kind {
+            kind::RST_STREAM => resets.push(head.stream),
+            kind::WINDOW_UPDATE if head.stream == 0 => {
+                increments.push(u32::from_be_bytes(payload[..4].try_into().unwrap()));
+            }
+            other => panic!("unexpected frame type {other}"),
+        }
+    }
+    assert_eq!(increments, vec![6_000_000]);
+    resets.sort_unstable();
+    assert_eq!(resets, vec![one, three]);
 }

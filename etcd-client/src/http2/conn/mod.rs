@@ -146,6 +146,15 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// Hands `n` received bytes back to the connection's window, in updates of half of it.
+fn release(state: &mut State, n: u32) {
+    state.unreleased += n;
+    if state.unreleased >= CONNECTION_WINDOW / 2 {
+        frame::put_window_update(&mut state.out, 0, state.unreleased);
+        state.unreleased = 0;
+    }
+}
+
 /// Tasks to wake once the state lock is let go.
 #[derive(Default)]
 struct Wakes(Vec<Waker>);
@@ -391,7 +400,9 @@ impl Conn {
             return;
         }
         let open = !(slot.received_end && slot.sent_end) && slot.failure.is_none();
+        let unread: usize = slot.data.iter().map(Bytes::len).sum();
         state.streams.remove(&id);
+        release(&mut state, unread as u32);
         if open && state.closed.is_none() {
             frame::put_reset(&mut state.out, id, code::CANCEL);
         }
@@ -435,9 +446,14 @@ impl Conn {
         };
         if let Some(data) = slot.data.pop_front() {
             slot.unreleased += data.len() as u32;
-            if slot.unreleased >= STREAM_WINDOW / 2 && !slot.received_end {
+            let stream_update = slot.unreleased >= STREAM_WINDOW / 2 && !slot.received_end;
+            if stream_update {
                 frame::put_window_update(&mut state_ref.out, id, slot.unreleased);
                 slot.unreleased = 0;
+            }
+            let before = state_ref.out.len();
+            release(state_ref, data.len() as u32);
+            if stream_update || state_ref.out.len() > before {
                 self.submit(state);
             }
             return Poll::Ready(BodyPart::Data(data));

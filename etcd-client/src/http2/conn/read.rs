@@ -9,9 +9,19 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::write::flush_queued;
-use super::{CONNECTION_WINDOW, Conn, Failure, LAST_STREAM_ID, MAX_FRAME, State, Wakes};
+use super::{Conn, Failure, LAST_STREAM_ID, MAX_FRAME, State, Wakes, release};
 use crate::http2::frame::{self, Head, code, flag, kind, setting};
 use crate::http2::hpack;
+
+/// Reads go into buffers of at least this size. Smaller ones (64 KiB) left more of each
+/// buffer unused at the end of a big response's last frame in it, and a range response
+/// of 10,000 keys peaked at 15.8 MiB of RSS against 11.4 MiB with these.
+const READ_CHUNK: usize = 256 << 10;
+
+/// DATA payloads smaller than this are copied out of the read buffer rather than shared
+/// with it: a small value an application keeps must not keep a whole read buffer alive,
+/// and a buffer nobody shares is reused in place.
+const COPY_BELOW: usize = 4 << 10;
 
 /// A header block being received over CONTINUATION frames.
 struct Partial {
@@ -81,7 +91,7 @@ impl Conn {
         for _ in 0..32 {
             std::task::ready!(self.tcp.poll_read_ready(cx)).map_err(ReadError::Io)?;
             if reader.buf.capacity() - reader.buf.len() < 16 << 10 {
-                reader.buf.reserve(64 << 10);
+                reader.buf.reserve(READ_CHUNK);
             }
             match self.tcp.try_read_buf(&mut reader.buf) {
                 Ok(0) => return Poll::Ready(Ok(())),
@@ -117,12 +127,20 @@ impl Conn {
             }
             let total = frame::HEADER_LEN + head.len;
             if reader.buf.len() < total {
-                reader.buf.reserve(total - reader.buf.len());
+                reader
+                    .buf
+                    .reserve((total - reader.buf.len()).max(READ_CHUNK));
                 break Ok(());
             }
             reader.buf.advance(frame::HEADER_LEN);
             let result = if head.kind == kind::DATA {
-                let payload = reader.buf.split_to(head.len).freeze();
+                let payload = if head.len < COPY_BELOW {
+                    let payload = Bytes::copy_from_slice(&reader.buf[..head.len]);
+                    reader.buf.advance(head.len);
+                    payload
+                } else {
+                    reader.buf.split_to(head.len).freeze()
+                };
                 on_data(&mut state, head, payload, &mut reader.frames.wakes)
             } else {
                 let payload = &reader.buf[..head.len];
@@ -152,20 +170,21 @@ fn on_data(
     if head.stream == 0 {
         return Err(violation(code::PROTOCOL_ERROR, "DATA on stream 0"));
     }
-    state.unreleased += head.len as u32;
-    if state.unreleased >= CONNECTION_WINDOW / 2 {
-        frame::put_window_update(&mut state.out, 0, state.unreleased);
-        state.unreleased = 0;
-    }
     if head.flags & flag::PADDED != 0 {
         payload = unpad(payload)?;
     }
-    let Some(slot) = state.streams.get_mut(&head.stream) else {
+    // The connection window gets padding back at once, data once its stream reads it
+    // (so that what is received and not yet read stays within the window), and data
+    // nobody will read at once.
+    let wanted = match state.streams.get(&head.stream) {
+        Some(slot) => !slot.received_end && slot.failure.is_none(),
+        None => false,
+    };
+    let unread = if wanted { payload.len() } else { 0 };
+    release(state, (head.len - unread) as u32);
+    let Some(slot) = state.streams.get_mut(&head.stream).filter(|_| wanted) else {
         return Ok(());
     };
-    if slot.received_end || slot.failure.is_some() {
-        return Ok(());
-    }
     if !payload.is_empty() {
         slot.data.push_back(payload);
     }
