@@ -119,6 +119,30 @@ fn spawn_call(channel: &H2Channel, body: impl Into<String>) -> tokio::task::Join
     tokio::spawn(async move { channel.ready().await?.call(request).await })
 }
 
+/// A connection with one call on it: the channel, the call, the peer that has read the
+/// call's one-byte request, and the call's stream.
+struct OneCall {
+    listener: TcpListener,
+    channel: H2Channel,
+    call: tokio::task::JoinHandle<Answer>,
+    peer: Peer,
+    id: u32,
+}
+
+async fn one_call() -> OneCall {
+    let (listener, channel) = listener().await;
+    let call = spawn_call(&channel, "1");
+    let mut peer = Peer::accept(&listener).await;
+    let (id, _, _) = peer.request(1).await;
+    OneCall {
+        listener,
+        channel,
+        call,
+        peer,
+        id,
+    }
+}
+
 /// Reads a whole response body: its data, and its trailers' grpc-status.
 async fn read_body(body: &mut tonic::body::Body) -> Result<(Vec<u8>, Option<String>), String> {
     let mut data = Vec::new();
@@ -179,11 +203,14 @@ async fn request_data_waits_for_the_window_and_the_answer_comes_back_whole() {
 
 #[tokio::test]
 async fn goaway_refuses_later_streams_and_the_next_call_dials_again() {
-    let (listener, channel) = listener().await;
+    let OneCall {
+        listener,
+        channel,
+        call: first,
+        mut peer,
+        id: one,
+    } = one_call().await;
     let call = |body| spawn_call(&channel, body);
-    let first = call("a");
-    let mut peer = Peer::accept(&listener).await;
-    let (one, _, _) = peer.request(1).await;
     let second = call("b");
     let (three, _, _) = peer.request(1).await;
     assert!(three > one);
@@ -208,11 +235,14 @@ async fn goaway_refuses_later_streams_and_the_next_call_dials_again() {
 
 #[tokio::test]
 async fn resets_fail_the_call_and_refused_streams_were_not_sent() {
-    let (listener, channel) = listener().await;
+    let OneCall {
+        channel,
+        call: refused,
+        mut peer,
+        id,
+        ..
+    } = one_call().await;
     let call = || spawn_call(&channel, "q");
-    let refused = call();
-    let mut peer = Peer::accept(&listener).await;
-    let (id, _, _) = peer.request(1).await;
     let mut out = BytesMut::new();
     frame::put_reset(&mut out, id, code::REFUSED_STREAM);
     peer.send(out).await;
@@ -235,10 +265,9 @@ async fn resets_fail_the_call_and_refused_streams_were_not_sent() {
 
 #[tokio::test]
 async fn a_dropped_call_resets_its_stream() {
-    let (listener, channel) = listener().await;
-    let call = spawn_call(&channel, "z");
-    let mut peer = Peer::accept(&listener).await;
-    let (id, _, _) = peer.request(1).await;
+    let OneCall {
+        call, mut peer, id, ..
+    } = one_call().await;
     call.abort();
     let (head, payload) = peer.frame().await;
     assert_eq!((head.kind, head.stream), (kind::RST_STREAM, id));
@@ -267,10 +296,9 @@ async fn a_port_that_hangs_up_at_once_acted_on_nothing() {
 
 #[tokio::test]
 async fn pings_are_answered_and_big_answers_are_split_over_frames() {
-    let (listener, channel) = listener().await;
-    let call = spawn_call(&channel, "p");
-    let mut peer = Peer::accept(&listener).await;
-    let (id, _, _) = peer.request(1).await;
+    let OneCall {
+        call, mut peer, id, ..
+    } = one_call().await;
     let mut out = BytesMut::new();
     frame::put_ping(&mut out, *b"12345678", false);
     peer.send(out).await;
@@ -289,10 +317,13 @@ async fn pings_are_answered_and_big_answers_are_split_over_frames() {
 
 #[tokio::test]
 async fn unread_data_of_dropped_calls_goes_back_to_the_connection_window() {
-    let (listener, channel) = listener().await;
-    let first = spawn_call(&channel, "a");
-    let mut peer = Peer::accept(&listener).await;
-    let (one, _, _) = peer.request(1).await;
+    let OneCall {
+        channel,
+        call: first,
+        mut peer,
+        id: one,
+        ..
+    } = one_call().await;
     let second = spawn_call(&channel, "b");
     let (three, _, _) = peer.request(1).await;
     // 3 MB each, within the streams' 4 MiB windows, not read by anybody.
