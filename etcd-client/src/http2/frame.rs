@@ -38,7 +38,6 @@ pub(super) mod flag {
 
 /// SETTINGS parameters.
 pub(super) mod setting {
-    pub(in super::super) const HEADER_TABLE_SIZE: u16 = 0x1;
     pub(in super::super) const ENABLE_PUSH: u16 = 0x2;
     pub(in super::super) const MAX_CONCURRENT_STREAMS: u16 = 0x3;
     pub(in super::super) const INITIAL_WINDOW_SIZE: u16 = 0x4;

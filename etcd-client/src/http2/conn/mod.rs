@@ -228,13 +228,7 @@ impl Conn {
     /// with no streams left.
     pub(super) fn register_driver(&self, cx: &mut Context<'_>) -> bool {
         let mut state = self.lock();
-        if !state
-            .driver
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            state.driver = Some(cx.waker().clone());
-        }
+        set_waker(&mut state.driver, cx);
         state.goaway.is_some() && state.streams.is_empty()
     }
 
@@ -259,9 +253,7 @@ impl Conn {
                     wakes.push(slot.waker.take());
                 }
             }
-            for waker in state.waiting.drain(..) {
-                wakes.0.push(waker);
-            }
+            wakes.0.extend(state.waiting.drain(..));
         }
         wakes.wake_all();
     }
@@ -446,16 +438,13 @@ impl Conn {
         };
         if let Some(data) = slot.data.pop_front() {
             slot.unreleased += data.len() as u32;
-            let stream_update = slot.unreleased >= STREAM_WINDOW / 2 && !slot.received_end;
-            if stream_update {
+            if slot.unreleased >= STREAM_WINDOW / 2 && !slot.received_end {
                 frame::put_window_update(&mut state_ref.out, id, slot.unreleased);
                 slot.unreleased = 0;
             }
-            let before = state_ref.out.len();
             release(state_ref, data.len() as u32);
-            if stream_update || state_ref.out.len() > before {
-                self.submit(state);
-            }
+            // Writes the window updates, if any were due.
+            self.submit(state);
             return Poll::Ready(BodyPart::Data(data));
         }
         if let Some(trailers) = slot.trailers.take() {

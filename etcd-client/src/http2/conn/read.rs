@@ -3,6 +3,7 @@
 //! letting go of the lock.
 
 use std::io;
+use std::ops::Range;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -48,7 +49,7 @@ struct Frames {
 impl Reader {
     pub(in crate::http2) fn new() -> Self {
         Self {
-            buf: BytesMut::with_capacity(64 << 10),
+            buf: BytesMut::with_capacity(READ_CHUNK),
             frames: Frames {
                 decoder: hpack::Decoder::new(),
                 partial: None,
@@ -171,65 +172,45 @@ fn on_data(
         return Err(violation(code::PROTOCOL_ERROR, "DATA on stream 0"));
     }
     if head.flags & flag::PADDED != 0 {
-        payload = unpad(payload)?;
+        payload = payload.slice(unpadded(&payload)?);
     }
     // The connection window gets padding back at once, data once its stream reads it
     // (so that what is received and not yet read stays within the window), and data
     // nobody will read at once.
-    let wanted = match state.streams.get(&head.stream) {
-        Some(slot) => !slot.received_end && slot.failure.is_none(),
-        None => false,
-    };
-    let unread = if wanted { payload.len() } else { 0 };
-    release(state, (head.len - unread) as u32);
-    let Some(slot) = state.streams.get_mut(&head.stream).filter(|_| wanted) else {
+    let reading = state
+        .streams
+        .get_mut(&head.stream)
+        .filter(|slot| !slot.received_end && slot.failure.is_none());
+    let Some(slot) = reading else {
+        release(state, head.len as u32);
         return Ok(());
     };
-    if !payload.is_empty() {
+    let unread = payload.len();
+    if unread > 0 {
         slot.data.push_back(payload);
     }
     if head.flags & flag::END_STREAM != 0 {
         slot.received_end = true;
     }
     wakes.push(slot.waker.take());
+    release(state, (head.len - unread) as u32);
     Ok(())
 }
 
-/// Strips the padding of a DATA or HEADERS payload.
-fn unpad<B: Padded>(payload: B) -> Result<B, ProtocolError> {
-    let bytes = payload.as_ref();
-    let Some(&pad) = bytes.first() else {
+/// Where the content of a padded DATA or HEADERS payload lies.
+fn unpadded(payload: &[u8]) -> Result<Range<usize>, ProtocolError> {
+    let Some(&pad) = payload.first() else {
         return Err(violation(
             code::PROTOCOL_ERROR,
             "a padded frame without padding",
         ));
     };
-    let pad = usize::from(pad);
-    if pad + 1 > bytes.len() {
-        return Err(violation(
-            code::PROTOCOL_ERROR,
-            "padding longer than its frame",
-        ));
-    }
-    let end = bytes.len() - pad;
-    Ok(payload.cut(1, end))
-}
-
-/// A payload that can be cut to a sub-range.
-trait Padded: AsRef<[u8]> + Sized {
-    fn cut(self, start: usize, end: usize) -> Self;
-}
-
-impl Padded for Bytes {
-    fn cut(self, start: usize, end: usize) -> Self {
-        self.slice(start..end)
-    }
-}
-
-impl Padded for &[u8] {
-    fn cut(self, start: usize, end: usize) -> Self {
-        &self[start..end]
-    }
+    let end = payload
+        .len()
+        .checked_sub(usize::from(pad))
+        .filter(|&end| end >= 1)
+        .ok_or_else(|| violation(code::PROTOCOL_ERROR, "padding longer than its frame"))?;
+    Ok(1..end)
 }
 
 /// Any frame but DATA.
@@ -252,7 +233,7 @@ fn on_control(
             }
             let mut block = payload;
             if head.flags & flag::PADDED != 0 {
-                block = unpad(block)?;
+                block = &block[unpadded(block)?];
             }
             if head.flags & flag::PRIORITY != 0 {
                 block = block.get(5..).ok_or_else(|| {
@@ -433,8 +414,8 @@ fn apply_setting(
             }
             state.max_frame = value as usize;
         }
-        // Our encoder uses no dynamic table, and push is off.
-        setting::HEADER_TABLE_SIZE | setting::ENABLE_PUSH => {}
+        // HEADER_TABLE_SIZE (our encoder uses no dynamic table), ENABLE_PUSH (a client's
+        // setting) and unknown settings change nothing here.
         _ => {}
     }
     Ok(())

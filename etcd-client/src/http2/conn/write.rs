@@ -115,50 +115,57 @@ pub(super) fn send_locked(state: &mut State, id: u32, data: Bytes, end: bool) {
         slot.queued_end |= end;
         return;
     }
-    let allowed = slot.send_window.min(state.send_window).max(0) as usize;
-    if data.len() <= allowed {
-        frame::put_data(&mut state.out, id, &data, end, state.max_frame);
-        slot.send_window -= data.len() as i64;
-        state.send_window -= data.len() as i64;
-        slot.sent_end |= end;
-        return;
+    if let Err(rest) = write_allowed(state, id, data, end)
+        && let Some(slot) = state.streams.get_mut(&id)
+    {
+        slot.queued.push_back(rest);
+        slot.queued_end = end;
+        state.blocked_streams.push_back(id);
     }
-    if allowed > 0 {
-        frame::put_data(&mut state.out, id, &data[..allowed], false, state.max_frame);
-        slot.send_window -= allowed as i64;
-        state.send_window -= allowed as i64;
-    }
-    slot.queued.push_back(data.slice(allowed..));
-    slot.queued_end = end;
-    state.blocked_streams.push_back(id);
 }
 
 /// Sends queued data that the windows now allow, oldest stream first.
 pub(super) fn flush_queued(state: &mut State) {
     let mut still_blocked = VecDeque::new();
     while let Some(id) = state.blocked_streams.pop_front() {
-        let Some(slot) = state.streams.get_mut(&id) else {
-            continue;
-        };
-        while let Some(data) = slot.queued.pop_front() {
-            let allowed = slot.send_window.min(state.send_window).max(0) as usize;
-            let last = slot.queued.is_empty();
-            let take = data.len().min(allowed);
-            let end = last && slot.queued_end && take == data.len();
-            if take > 0 || end {
-                frame::put_data(&mut state.out, id, &data[..take], end, state.max_frame);
-                slot.send_window -= take as i64;
-                state.send_window -= take as i64;
-                slot.sent_end |= end;
-            }
-            if take < data.len() {
-                slot.queued.push_front(data.slice(take..));
+        while let Some(slot) = state.streams.get_mut(&id)
+            && let Some(data) = slot.queued.pop_front()
+        {
+            let end = slot.queued.is_empty() && slot.queued_end;
+            if let Err(rest) = write_allowed(state, id, data, end) {
+                if let Some(slot) = state.streams.get_mut(&id) {
+                    slot.queued.push_front(rest);
+                }
+                still_blocked.push_back(id);
                 break;
             }
         }
-        if !slot.queued.is_empty() {
-            still_blocked.push_back(id);
-        }
     }
     state.blocked_streams = still_blocked;
+}
+
+/// Writes as much of `data` on stream `id` as the stream's and the connection's windows
+/// allow (ending the stream with it when `end` and all of it went); what they do not allow
+/// is handed back.
+fn write_allowed(state: &mut State, id: u32, data: Bytes, end: bool) -> Result<(), Bytes> {
+    let State {
+        streams,
+        out,
+        send_window,
+        max_frame,
+        ..
+    } = state;
+    let Some(slot) = streams.get_mut(&id) else {
+        return Ok(());
+    };
+    let allowed = slot.send_window.min(*send_window).max(0) as usize;
+    let take = data.len().min(allowed);
+    let all = take == data.len();
+    if take > 0 || (all && end) {
+        frame::put_data(out, id, &data[..take], all && end, *max_frame);
+        slot.send_window -= take as i64;
+        *send_window -= take as i64;
+        slot.sent_end |= all && end;
+    }
+    if all { Ok(()) } else { Err(data.slice(take..)) }
 }
