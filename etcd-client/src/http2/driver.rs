@@ -40,6 +40,37 @@ enum End {
     KeepAlive(Duration),
 }
 
+/// Ends the connection when the driver stops, however it stops: at its end, or when its
+/// task panics or is dropped (its runtime shut down). Its streams fail at once and the
+/// next call dials afresh, on the runtime it runs on.
+struct Ending {
+    conn: Arc<Conn>,
+    shared: Weak<Shared>,
+    attempt: u64,
+}
+
+impl Ending {
+    fn end(&self, reason: &str, not_sent: bool) {
+        self.conn.close(reason.into(), not_sent);
+        if let Some(shared) = self.shared.upgrade() {
+            shared.forget(self.attempt);
+            tracing::debug!(member = %shared.authority, %reason, "connection ended");
+        }
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        let reason = if std::thread::panicking() {
+            "the connection's task panicked"
+        } else {
+            "the connection's task was stopped (its runtime shut down)"
+        };
+        // A no-op when the driver ended it already.
+        self.end(reason, false);
+    }
+}
+
 /// Runs the connection until it ends (the member hung up or sent GOAWAY and its streams
 /// finished, a protocol error, or a keep-alive ping went unanswered), fails what is still
 /// open, and forgets the connection so that the next call dials again.
@@ -49,6 +80,11 @@ async fn drive(
     shared: Weak<Shared>,
     attempt: u64,
 ) {
+    let ending = Ending {
+        conn: conn.clone(),
+        shared,
+        attempt,
+    };
     let mut reader = Reader::new();
     let io = poll_fn(|cx| {
         if conn.register_driver(cx) {
@@ -78,6 +114,7 @@ async fn drive(
                 (format!("connection error: {e}"), false)
             }
         }
+        Err(End::Read(ReadError::Protocol(error))) if error.not_http2 => (error.what, true),
         Err(End::Read(ReadError::Protocol(error))) => {
             conn.go_away(&error);
             let name = code::name(error.code);
@@ -91,11 +128,7 @@ async fn drive(
             false,
         ),
     };
-    conn.close(reason.as_str().into(), not_sent);
-    if let Some(shared) = shared.upgrade() {
-        shared.forget(attempt);
-        tracing::debug!(member = %shared.authority, %reason, "connection ended");
-    }
+    ending.end(&reason, not_sent);
 }
 
 /// Drives `io`, pinging when streams are open and nothing was read for `interval`; a ping

@@ -13,6 +13,7 @@ pub(super) const HEADER_LEN: usize = 9;
 pub(super) mod kind {
     pub(in super::super) const DATA: u8 = 0x0;
     pub(in super::super) const HEADERS: u8 = 0x1;
+    pub(in super::super) const PRIORITY: u8 = 0x2;
     pub(in super::super) const RST_STREAM: u8 = 0x3;
     pub(in super::super) const SETTINGS: u8 = 0x4;
     pub(in super::super) const PUSH_PROMISE: u8 = 0x5;
@@ -42,6 +43,7 @@ pub(super) mod setting {
     pub(in super::super) const MAX_CONCURRENT_STREAMS: u16 = 0x3;
     pub(in super::super) const INITIAL_WINDOW_SIZE: u16 = 0x4;
     pub(in super::super) const MAX_FRAME_SIZE: u16 = 0x5;
+    pub(in super::super) const MAX_HEADER_LIST_SIZE: u16 = 0x6;
 }
 
 /// Error codes (RST_STREAM and GOAWAY).
@@ -49,11 +51,13 @@ pub(super) mod code {
     #[cfg(test)]
     pub(in super::super) const NO_ERROR: u32 = 0x0;
     pub(in super::super) const PROTOCOL_ERROR: u32 = 0x1;
+    pub(in super::super) const STREAM_CLOSED: u32 = 0x5;
     pub(in super::super) const FLOW_CONTROL_ERROR: u32 = 0x3;
     pub(in super::super) const FRAME_SIZE_ERROR: u32 = 0x6;
     pub(in super::super) const REFUSED_STREAM: u32 = 0x7;
     pub(in super::super) const CANCEL: u32 = 0x8;
     pub(in super::super) const COMPRESSION_ERROR: u32 = 0x9;
+    pub(in super::super) const ENHANCE_YOUR_CALM: u32 = 0xb;
 
     /// The name RFC 9113 gives an error code.
     pub(in super::super) fn name(code: u32) -> &'static str {

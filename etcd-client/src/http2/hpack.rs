@@ -46,6 +46,14 @@ pub(crate) struct Block {
     pub(crate) status: Option<StatusCode>,
     /// The regular header fields, in order, repeated names kept.
     pub(crate) fields: HeaderMap,
+    /// Why the block is not a valid response header list, though it decoded (HPACK's
+    /// state stays in step; only its stream fails): past the size limit, or a malformed
+    /// use of pseudo-headers.
+    pub(crate) malformed: Option<&'static str>,
+    /// Its decoded size as RFC 9113 counts it (names, values and 32 bytes per field).
+    list_size: usize,
+    /// Fields are no longer kept: the block went past a limit.
+    over_limit: bool,
 }
 
 /// Why a header block could not be decoded (connection error COMPRESSION_ERROR).
@@ -196,8 +204,17 @@ impl Decoder {
     }
 
     /// Decodes one complete header block (the concatenated HEADERS + CONTINUATION payloads).
-    pub(crate) fn decode(&mut self, block: &[u8]) -> Result<Block, HpackError> {
+    /// Fields past `max_list_size` decoded bytes are not kept: the block is then marked
+    /// malformed, and decoding goes on only to keep the dynamic table in step.
+    pub(crate) fn decode(
+        &mut self,
+        block: &[u8],
+        max_list_size: usize,
+    ) -> Result<Block, HpackError> {
         let mut out = Block::default();
+        let emit = |out: &mut Block, name: &Name, value: &HeaderValue| {
+            emit(out, name, value, max_list_size)
+        };
         let mut src = block;
         let mut fields_seen = false;
         while let Some(&first) = src.first() {
@@ -297,20 +314,53 @@ impl Decoder {
     }
 }
 
-/// Adds a decoded field to the output block.
-fn emit(out: &mut Block, name: &Name, value: &HeaderValue) -> Result<(), HpackError> {
+impl Block {
+    /// Stops keeping fields: the block went past a limit.
+    fn give_up(&mut self, why: &'static str) {
+        self.malformed = Some(why);
+        self.over_limit = true;
+        self.fields = HeaderMap::new();
+    }
+}
+
+/// Adds a decoded field to the output block, unless the block is already past
+/// `max_list_size` or malformed.
+fn emit(
+    out: &mut Block,
+    name: &Name,
+    value: &HeaderValue,
+    max_list_size: usize,
+) -> Result<(), HpackError> {
+    if out.over_limit {
+        return Ok(());
+    }
+    out.list_size = out
+        .list_size
+        .saturating_add(name.len() + value.len() + ENTRY_OVERHEAD);
+    if out.list_size > max_list_size {
+        out.give_up("the response's header list is over the size we allow");
+        return Ok(());
+    }
     match name {
         Name::Status => {
             if out.status.is_some() {
                 return Err(HpackError::DuplicateStatus);
             }
+            if !out.fields.is_empty() {
+                out.malformed = Some("the response has :status after a regular header");
+                return Ok(());
+            }
             let status =
                 StatusCode::from_bytes(value.as_bytes()).map_err(|_| HpackError::InvalidStatus)?;
             out.status = Some(status);
         }
-        Name::Pseudo(_) => {}
+        Name::Pseudo(_) => {
+            out.malformed = Some("the response has a pseudo-header other than :status");
+        }
         Name::Regular(name) => {
-            out.fields.append(name.clone(), value.clone());
+            if out.fields.try_append(name.clone(), value.clone()).is_err() {
+                out.give_up("the response has more header fields than we allow");
+            }
         }
     }
     Ok(())
@@ -447,6 +497,11 @@ mod tests {
     use super::*;
 
     impl Decoder {
+        /// Decodes a block without a header-list limit.
+        fn decode_all(&mut self, block: &[u8]) -> Result<Block, HpackError> {
+            self.decode(block, usize::MAX)
+        }
+
         /// A decoder with a smaller table, for the RFC examples that use 256 bytes.
         fn with_max_size(n: usize) -> Self {
             Self::with_limit(n)
@@ -493,7 +548,7 @@ mod tests {
     fn c2_single_fields() {
         let mut d = Decoder::new();
         let b = d
-            .decode(&hex(
+            .decode_all(&hex(
                 "400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572",
             ))
             .unwrap();
@@ -505,31 +560,31 @@ mod tests {
 
         let mut d = Decoder::new();
         let b = d
-            .decode(&hex("040c 2f73 616d 706c 652f 7061 7468"))
+            .decode_all(&hex("040c 2f73 616d 706c 652f 7061 7468"))
             .unwrap();
         assert!(b.fields.is_empty() && b.status.is_none() && d.table.is_empty());
 
         let b = d
-            .decode(&hex("1008 7061 7373 776f 7264 0673 6563 7265 74"))
+            .decode_all(&hex("1008 7061 7373 776f 7264 0673 6563 7265 74"))
             .unwrap();
         assert_eq!(fields(&b), [("password", "secret")]);
         assert!(b.fields["password"].is_sensitive() && d.table.is_empty());
 
-        let b = d.decode(&hex("82")).unwrap();
+        let b = d.decode_all(&hex("82")).unwrap();
         assert!(b.fields.is_empty() && d.table.is_empty());
     }
 
     /// Runs three request blocks of C.3 / C.4 through one decoder.
     fn requests(blocks: [&str; 3]) {
         let mut d = Decoder::new();
-        let b = d.decode(&hex(blocks[0])).unwrap();
+        let b = d.decode_all(&hex(blocks[0])).unwrap();
         assert!(b.fields.is_empty());
         assert_eq!(
             (d.size, d.entries()),
             (57, pairs(&[(":authority", "www.example.com")]))
         );
 
-        let b = d.decode(&hex(blocks[1])).unwrap();
+        let b = d.decode_all(&hex(blocks[1])).unwrap();
         assert_eq!(fields(&b), [("cache-control", "no-cache")]);
         let want = [
             ("cache-control", "no-cache"),
@@ -537,7 +592,7 @@ mod tests {
         ];
         assert_eq!((d.size, d.entries()), (110, pairs(&want)));
 
-        let b = d.decode(&hex(blocks[2])).unwrap();
+        let b = d.decode_all(&hex(blocks[2])).unwrap();
         assert_eq!(fields(&b), [("custom-key", "custom-value")]);
         let want = [
             ("custom-key", "custom-value"),
@@ -573,7 +628,7 @@ mod tests {
         const COOKIE: &str = "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1";
         let mut d = Decoder::with_max_size(256);
 
-        let b = d.decode(&hex(blocks[0])).unwrap();
+        let b = d.decode_all(&hex(blocks[0])).unwrap();
         assert_eq!(b.status, Some(StatusCode::FOUND));
         let want = [
             ("cache-control", "private"),
@@ -589,7 +644,7 @@ mod tests {
         ];
         assert_eq!((d.size, d.entries()), (222, pairs(&table)));
 
-        let b = d.decode(&hex(blocks[1])).unwrap();
+        let b = d.decode_all(&hex(blocks[1])).unwrap();
         assert_eq!(b.status, Some(StatusCode::TEMPORARY_REDIRECT));
         assert_eq!(fields(&b), want);
         let table = [
@@ -600,7 +655,7 @@ mod tests {
         ];
         assert_eq!((d.size, d.entries()), (222, pairs(&table)));
 
-        let b = d.decode(&hex(blocks[2])).unwrap();
+        let b = d.decode_all(&hex(blocks[2])).unwrap();
         assert_eq!(b.status, Some(StatusCode::OK));
         let want = [
             ("cache-control", "private"),
@@ -660,7 +715,7 @@ mod tests {
         assert_eq!(&buf[..3], [0x83, 0x86, 0x04]);
 
         let mut d = Decoder::new();
-        let block = d.decode(&buf).unwrap();
+        let block = d.decode_all(&buf).unwrap();
         let want = [
             ("content-type", "application/grpc"),
             ("te", "trailers"),
@@ -692,7 +747,7 @@ mod tests {
 
     #[test]
     fn bad_blocks_are_errors() {
-        let err = |s: &str| Decoder::new().decode(&hex(s)).unwrap_err();
+        let err = |s: &str| Decoder::new().decode_all(&hex(s)).unwrap_err();
         assert!(matches!(err("80"), HpackError::ZeroIndex));
         assert!(matches!(err("be"), HpackError::IndexOutOfRange(62)));
         assert!(matches!(err("40 00 00"), HpackError::InvalidName));
@@ -720,31 +775,31 @@ mod tests {
         // Every prefix of a valid block fails cleanly (or decodes) without panicking.
         let full = hex("4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81");
         for end in 0..full.len() {
-            let _ = Decoder::new().decode(&full[..end]);
+            let _ = Decoder::new().decode_all(&full[..end]);
         }
     }
 
     #[test]
     fn size_update_and_oversized_entry() {
         let mut d = Decoder::new();
-        d.decode(&hex(
+        d.decode_all(&hex(
             "400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572",
         ))
         .unwrap();
         assert_eq!(d.size, 55);
         // Size update to 0 empties the table, then back to 4096 (3fe1 1f).
-        d.decode(&hex("20 3fe1 1f")).unwrap();
+        d.decode_all(&hex("20 3fe1 1f")).unwrap();
         assert!(d.table.is_empty() && d.size == 0 && d.max_size == 4096);
         // An entry larger than the table empties it.
         let mut d = Decoder::with_max_size(70);
-        d.decode(&hex(
+        d.decode_all(&hex(
             "400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572",
         ))
         .unwrap();
         assert_eq!(d.size, 55);
         let mut big = hex("4003 6b65 7928"); // "key", then a 40-byte value: 75 bytes.
         big.extend_from_slice(&[b'v'; 40]);
-        let b = d.decode(&big).unwrap();
+        let b = d.decode_all(&big).unwrap();
         assert_eq!(b.fields["key"], "v".repeat(40));
         assert!(d.table.is_empty() && d.size == 0);
     }

@@ -21,8 +21,11 @@ mod conn;
 mod driver;
 mod error;
 mod frame;
+#[cfg(test)]
+mod hostile;
 mod hpack;
 mod huffman;
+mod limits;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -89,6 +92,14 @@ impl H2Channel {
                 last_error: Mutex::new(None),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+impl H2Channel {
+    /// The open connection, if any.
+    fn conn(&self) -> Option<Arc<Conn>> {
+        self.shared.live().map(|live| live.conn)
     }
 }
 
@@ -160,8 +171,14 @@ async fn call(
     let mut closing = 0;
     let stream = loop {
         let live = shared.connection().await?;
-        match poll_fn(|cx| live.conn.poll_open(cx, &mut opening)).await {
+        let mut queued = Queued {
+            conn: &live.conn,
+            ticket: None,
+        };
+        let opened = poll_fn(|cx| queued.conn.poll_open(cx, &mut opening, &mut queued.ticket));
+        match opened.await {
             Ok(id) => {
+                drop(queued);
                 break StreamRef {
                     conn: live.conn,
                     id,
@@ -186,6 +203,21 @@ async fn call(
     *response.version_mut() = http::Version::HTTP_2;
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+/// A caller's place in the queue for a stream of the connection; given up when the call
+/// is dropped while waiting.
+struct Queued<'a> {
+    conn: &'a Arc<Conn>,
+    ticket: Option<u64>,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket {
+            self.conn.leave_queue(ticket);
+        }
+    }
 }
 
 impl tower::Service<http::Request<Body>> for H2Channel {

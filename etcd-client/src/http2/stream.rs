@@ -59,11 +59,17 @@ pub(super) struct Ready {
     pub(super) end: bool,
 }
 
-/// Takes what `body` has ready without waiting. A body that fails fails the call.
+/// Takes what `body` has ready without waiting, up to about
+/// [`MAX_SEND_BUFFER`](super::limits::MAX_SEND_BUFFER) (a body that is always ready goes
+/// on through the pipe). A body that fails fails the call.
 pub(super) async fn take_ready(body: &mut Body) -> Result<Ready, tonic::Status> {
     let mut data: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
     let end = loop {
+        let taken = joined.as_ref().map_or(0, |all| all.len());
+        if taken.max(data.as_ref().map_or(0, Bytes::len)) >= super::limits::MAX_SEND_BUFFER {
+            break false;
+        }
         let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -109,14 +115,17 @@ enum Step {
 
 /// Pipes a streaming request body onto its stream until the body ends, the stream fails,
 /// or the response is dropped. Messages are written without waiting for flow-control
-/// window: what the window does not allow yet is queued (etcd's streams carry small
-/// requests).
+/// window: what the window does not allow yet is queued, and the next message is taken
+/// from the body only while less than [`MAX_SEND_BUFFER`](super::limits::MAX_SEND_BUFFER)
+/// waits.
 async fn pipe(mut body: Body, stream: StreamRef, mut stopped: oneshot::Receiver<()>) {
     loop {
         let step = poll_fn(|cx| {
             if Pin::new(&mut stopped).poll(cx).is_ready() {
                 return Poll::Ready(Step::Stop);
             }
+            // The next message only once the stream's send queue has room.
+            std::task::ready!(stream.conn.poll_room(cx, stream.id));
             Pin::new(&mut body).poll_frame(cx).map(Step::Frame)
         })
         .await;

@@ -15,13 +15,13 @@ use super::frame::{self, Head, code, flag, kind};
 use crate::endpoint::ConnectOptions;
 
 /// The server side of one connection, driven by the test.
-struct Peer {
-    tcp: TcpStream,
+pub(super) struct Peer {
+    pub(super) tcp: TcpStream,
 }
 
 impl Peer {
     /// Accepts a connection, reads the client's preface and sends empty SETTINGS.
-    async fn accept(listener: &TcpListener) -> Self {
+    pub(super) async fn accept(listener: &TcpListener) -> Self {
         let (mut tcp, _) = listener.accept().await.unwrap();
         let mut preface = [0u8; 24];
         tcp.read_exact(&mut preface).await.unwrap();
@@ -33,7 +33,7 @@ impl Peer {
     }
 
     /// The next frame.
-    async fn any_frame(&mut self) -> (Head, Vec<u8>) {
+    pub(super) async fn any_frame(&mut self) -> (Head, Vec<u8>) {
         let mut head = [0u8; frame::HEADER_LEN];
         self.tcp.read_exact(&mut head).await.unwrap();
         let head = Head::parse(&head);
@@ -44,7 +44,7 @@ impl Peer {
 
     /// The next frame that is not connection housekeeping (SETTINGS, WINDOW_UPDATE on
     /// the connection).
-    async fn frame(&mut self) -> (Head, Vec<u8>) {
+    pub(super) async fn frame(&mut self) -> (Head, Vec<u8>) {
         loop {
             let (head, payload) = self.any_frame().await;
             let housekeeping = head.kind == kind::SETTINGS
@@ -56,7 +56,7 @@ impl Peer {
     }
 
     /// Reads a request: its HEADERS, then DATA up to `expect` bytes.
-    async fn request(&mut self, expect: usize) -> (u32, Vec<u8>, bool) {
+    pub(super) async fn request(&mut self, expect: usize) -> (u32, Vec<u8>, bool) {
         let (head, _) = self.frame().await;
         assert_eq!(head.kind, kind::HEADERS);
         let mut body = Vec::new();
@@ -70,12 +70,12 @@ impl Peer {
         (head.stream, body, ended)
     }
 
-    async fn send(&mut self, out: BytesMut) {
+    pub(super) async fn send(&mut self, out: BytesMut) {
         self.tcp.write_all(&out).await.unwrap();
     }
 
     /// Answers stream `id`: status 200, `message` as data, `grpc-status: 0`.
-    async fn answer(&mut self, id: u32, message: &[u8]) {
+    pub(super) async fn answer(&mut self, id: u32, message: &[u8]) {
         let mut out = BytesMut::new();
         let mut block = vec![0x88]; // :status 200
         literal(&mut block, "content-type", "application/grpc");
@@ -89,7 +89,7 @@ impl Peer {
 }
 
 /// A header field as a literal without indexing, with a new name.
-fn literal(block: &mut Vec<u8>, name: &str, value: &str) {
+pub(super) fn literal(block: &mut Vec<u8>, name: &str, value: &str) {
     block.push(0x00);
     block.push(name.len() as u8);
     block.extend_from_slice(name.as_bytes());
@@ -97,23 +97,26 @@ fn literal(block: &mut Vec<u8>, name: &str, value: &str) {
     block.extend_from_slice(value.as_bytes());
 }
 
-async fn listener() -> (TcpListener, H2Channel) {
+pub(super) async fn listener() -> (TcpListener, H2Channel) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
     let channel = H2Channel::new(authority, ConnectOptions::default());
     (listener, channel)
 }
 
-fn request(body: impl Into<String>) -> http::Request<tonic::body::Body> {
+pub(super) fn request(body: impl Into<String>) -> http::Request<tonic::body::Body> {
     let mut request = http::Request::new(tonic::body::Body::new(body.into()));
     *request.uri_mut() = "/etcdserverpb.KV/Range".parse().unwrap();
     request
 }
 
-type Answer = Result<http::Response<tonic::body::Body>, etcd_core::BoxError>;
+pub(super) type Answer = Result<http::Response<tonic::body::Body>, etcd_core::BoxError>;
 
 /// Starts a call with `body` in a task of its own.
-fn spawn_call(channel: &H2Channel, body: impl Into<String>) -> tokio::task::JoinHandle<Answer> {
+pub(super) fn spawn_call(
+    channel: &H2Channel,
+    body: impl Into<String>,
+) -> tokio::task::JoinHandle<Answer> {
     let mut channel = channel.clone();
     let request = request(body);
     tokio::spawn(async move { channel.ready().await?.call(request).await })
@@ -121,15 +124,15 @@ fn spawn_call(channel: &H2Channel, body: impl Into<String>) -> tokio::task::Join
 
 /// A connection with one call on it: the channel, the call, the peer that has read the
 /// call's one-byte request, and the call's stream.
-struct OneCall {
-    listener: TcpListener,
-    channel: H2Channel,
-    call: tokio::task::JoinHandle<Answer>,
-    peer: Peer,
-    id: u32,
+pub(super) struct OneCall {
+    pub(super) listener: TcpListener,
+    pub(super) channel: H2Channel,
+    pub(super) call: tokio::task::JoinHandle<Answer>,
+    pub(super) peer: Peer,
+    pub(super) id: u32,
 }
 
-async fn one_call() -> OneCall {
+pub(super) async fn one_call() -> OneCall {
     let (listener, channel) = listener().await;
     let call = spawn_call(&channel, "1");
     let mut peer = Peer::accept(&listener).await;
@@ -144,7 +147,9 @@ async fn one_call() -> OneCall {
 }
 
 /// Reads a whole response body: its data, and its trailers' grpc-status.
-async fn read_body(body: &mut tonic::body::Body) -> Result<(Vec<u8>, Option<String>), String> {
+pub(super) async fn read_body(
+    body: &mut tonic::body::Body,
+) -> Result<(Vec<u8>, Option<String>), String> {
     let mut data = Vec::new();
     let mut status = None;
     while let Some(frame) =

@@ -51,25 +51,42 @@ where
         .await
         .map_err(|e| Error::from(Status::from_error(e.into())))?;
     let (head, body) = response.into_parts();
-    match grpc_status(&head.headers) {
-        // A trailers-only response: an error, or (wrongly) success without a message.
-        Some(Ok(())) => {
-            return Err(Error::Protocol(
-                "the server answered without a message".into(),
-            ));
-        }
-        Some(Err(status)) => return Err(status.into()),
-        None => {}
-    }
-    if head.status != http::StatusCode::OK {
-        return Err(http_status(head.status).into());
-    }
+    check_head(&head)?;
     let message = read(body).await?;
     let mut response = Resp::sized_for(&message);
     response
         .merge(message)
         .map_err(|e| Error::Protocol(format!("cannot decode the response: {e}").into()))?;
     Ok(response)
+}
+
+/// Checks a response's head before its body is read, as gRPC does: an HTTP status other
+/// than 200 is the call's status whatever else the head says (a proxy's error page), then
+/// a `content-type` that is not gRPC's is a protocol error, then a gRPC status in the head
+/// (a trailers-only response) ends the call.
+fn check_head(head: &http::response::Parts) -> Result<()> {
+    if head.status != http::StatusCode::OK {
+        return Err(http_status(head.status).into());
+    }
+    let content_type = head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
+    let grpc = content_type.is_some_and(|t| {
+        t.strip_prefix(b"application/grpc")
+            .is_some_and(|rest| rest.is_empty() || rest[0] == b'+' || rest[0] == b';')
+    });
+    if !grpc {
+        let shown = content_type.map_or("none".into(), String::from_utf8_lossy);
+        return Err(Error::Protocol(
+            format!("the response is not gRPC (content-type: {shown})").into(),
+        ));
+    }
+    match grpc_status(&head.headers) {
+        // A trailers-only response: an error, or (wrongly) success without a message.
+        Some(Ok(())) => Err(Error::Protocol(
+            "the server answered without a message".into(),
+        )),
+        Some(Err(status)) => Err(status.into()),
+        None => Ok(()),
+    }
 }
 
 /// A response message [`call`] decodes.
@@ -288,8 +305,7 @@ impl Buf for Frames {
     }
 }
 
-/// The status of a response without a gRPC status and an HTTP status other than 200, as
-/// gRPC maps it.
+/// The status of a response whose HTTP status is not 200, as gRPC maps it.
 fn http_status(status: http::StatusCode) -> Status {
     let code = match status.as_u16() {
         400 => Code::Internal,
@@ -299,7 +315,7 @@ fn http_status(status: http::StatusCode) -> Status {
         429 | 502 | 503 | 504 => Code::Unavailable,
         _ => Code::Unknown,
     };
-    Status::new(code, format!("HTTP status {status} without a gRPC status"))
+    Status::new(code, format!("HTTP status {status} (not a gRPC answer)"))
 }
 
 /// A request body of one buffer.
@@ -409,5 +425,37 @@ mod tests {
             http_status(http::StatusCode::SERVICE_UNAVAILABLE).code(),
             Code::Unavailable
         );
+    }
+
+    fn head(status: u16, headers: &[(&'static str, &'static str)]) -> http::response::Parts {
+        let mut response = http::Response::builder().status(status);
+        for &(name, value) in headers {
+            response = response.header(name, value);
+        }
+        response.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn heads_are_checked_as_grpc_does() {
+        const GRPC: (&str, &str) = ("content-type", "application/grpc");
+        assert!(check_head(&head(200, &[GRPC])).is_ok());
+        assert!(check_head(&head(200, &[("content-type", "application/grpc+proto")])).is_ok());
+        // A non-200 status wins over a gRPC status in the same head.
+        let error = check_head(&head(503, &[GRPC, ("grpc-status", "0")])).unwrap_err();
+        assert!(error.to_string().contains("503"), "{error}");
+        assert!(!matches!(error, Error::Protocol(_)), "{error:?}");
+        // Not gRPC at all: a web page, or no content-type.
+        for headers in [&[("content-type", "text/html")][..], &[][..]] {
+            let error = check_head(&head(200, headers)).unwrap_err();
+            assert!(matches!(error, Error::Protocol(_)), "{error:?}");
+            assert!(error.to_string().contains("not gRPC"), "{error}");
+        }
+        let error = check_head(&head(200, &[("content-type", "application/grpcx")])).unwrap_err();
+        assert!(matches!(error, Error::Protocol(_)), "{error:?}");
+        // A trailers-only answer.
+        let error = check_head(&head(200, &[GRPC, ("grpc-status", "14")])).unwrap_err();
+        assert!(!matches!(error, Error::Protocol(_)), "{error:?}");
+        let error = check_head(&head(200, &[GRPC, ("grpc-status", "0")])).unwrap_err();
+        assert!(matches!(error, Error::Protocol(_)), "{error:?}");
     }
 }

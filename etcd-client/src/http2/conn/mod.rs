@@ -13,7 +13,12 @@ use http::{HeaderMap, StatusCode};
 
 use super::frame::{self, code, setting};
 use super::hpack;
+use super::limits::{
+    CONNECTION_WINDOW, MAX_FRAME, MAX_HEADER_LIST_SIZE, MAX_SEND_BUFFER, STREAM_WINDOW,
+};
 use crate::connector::Activity;
+#[cfg(test)]
+pub(super) use read::PANIC_FOR_TESTS;
 pub(super) use read::{ProtocolError, ReadError, Reader};
 
 mod read;
@@ -21,17 +26,12 @@ mod write;
 
 use write::send_locked;
 
-/// Our receive windows: large enough that a big range response (megabytes) streams
-/// without waiting for window updates.
-pub(super) const STREAM_WINDOW: u32 = 4 << 20;
-pub(super) const CONNECTION_WINDOW: u32 = 8 << 20;
-/// The largest frame the server may send us (HTTP/2 allows up to 16 MiB - 1).
-pub(super) const MAX_FRAME: u32 = 1 << 20;
 /// HTTP/2's initial flow-control window and frame size, until SETTINGS say otherwise.
 const DEFAULT_WINDOW: i64 = 65_535;
 const DEFAULT_FRAME: usize = 16_384;
-/// Stream identifiers are 31 bits.
+/// Stream identifiers are 31 bits, and so are flow-control windows.
 const LAST_STREAM_ID: u32 = (1 << 31) - 1;
+const MAX_WINDOW: i64 = (1 << 31) - 1;
 
 /// Why a stream failed or could not be opened.
 #[derive(Clone, Debug)]
@@ -48,9 +48,12 @@ pub(super) enum Failure {
 struct Slot {
     /// The response's status and headers, until taken.
     head: Option<(StatusCode, HeaderMap)>,
-    /// Whether the head was taken.
-    head_taken: bool,
+    /// The response's (final) head arrived.
+    head_received: bool,
+    /// Data received and not yet read; small payloads are gathered in `small`, which
+    /// comes after `data`.
     data: VecDeque<Bytes>,
+    small: BytesMut,
     trailers: Option<HeaderMap>,
     /// The server ended the stream.
     received_end: bool,
@@ -59,10 +62,15 @@ struct Slot {
     waker: Option<Waker>,
     /// Data read by the consumer and not yet handed back to the server's window.
     unreleased: u32,
+    /// What the server may still send on the stream.
+    recv_window: i64,
     send_window: i64,
     /// Data waiting for flow-control window, and whether the end of the stream follows it.
     queued: VecDeque<Bytes>,
+    queued_bytes: usize,
     queued_end: bool,
+    /// The task piping the request, waiting for room in `queued`.
+    room_waker: Option<Waker>,
     /// We ended our side of the stream.
     sent_end: bool,
     /// Handles to the stream (its response and the task piping its request).
@@ -110,10 +118,14 @@ struct State {
     send_window: i64,
     /// Data received and not yet handed back to the connection window.
     unreleased: u32,
+    /// What the server may still send on the connection.
+    recv_window: i64,
     /// Streams with data waiting for flow-control window, oldest first.
     blocked_streams: VecDeque<u32>,
-    /// Callers waiting for the server's stream limit.
-    waiting: VecDeque<Waker>,
+    /// Callers waiting for the server's stream limit, first come first.
+    waiting: VecDeque<(u64, Waker)>,
+    /// The next waiting caller's ticket.
+    next_ticket: u64,
     /// The last stream the server said it would act on.
     goaway: Option<u32>,
     /// The connection is closed: why.
@@ -122,6 +134,8 @@ struct State {
     driver: Option<Waker>,
     /// A keep-alive ping's answer arrived in the batch being read.
     pong: bool,
+    /// The driver stopped reading until `out` drains (the server does not read).
+    read_paused: bool,
 }
 
 /// An HTTP/2 connection to one member; streams and the driver share it.
@@ -151,8 +165,35 @@ fn release(state: &mut State, n: u32) {
     state.unreleased += n;
     if state.unreleased >= CONNECTION_WINDOW / 2 {
         frame::put_window_update(&mut state.out, 0, state.unreleased);
+        state.recv_window += i64::from(state.unreleased);
         state.unreleased = 0;
     }
+}
+
+/// Fails stream `id` for a fault of the server's (a stream error): its call gets `why`,
+/// what it received and did not read goes back to the connection window, and the server
+/// is told with RST_STREAM(`code`).
+fn stream_error(state: &mut State, id: u32, code: u32, why: String, wakes: &mut Wakes) {
+    let Some(slot) = state.streams.get_mut(&id) else {
+        return;
+    };
+    if slot.failure.is_some() {
+        return;
+    }
+    tracing::debug!(stream = id, code = code::name(code), %why, "HTTP/2 stream error");
+    slot.failure = Some(Failure::Failed(
+        format!("{why} ({}, stream reset)", code::name(code)).into(),
+    ));
+    slot.sent_end = true;
+    slot.head = None;
+    slot.queued.clear();
+    slot.queued_bytes = 0;
+    let unread = slot.data.drain(..).map(|d| d.len()).sum::<usize>() + slot.small.len();
+    slot.small = BytesMut::new();
+    wakes.push(slot.waker.take());
+    wakes.push(slot.room_waker.take());
+    frame::put_reset(&mut state.out, id, code);
+    release(state, unread as u32);
 }
 
 /// Tasks to wake once the state lock is let go.
@@ -185,6 +226,7 @@ impl Conn {
                 (setting::ENABLE_PUSH, 0),
                 (setting::INITIAL_WINDOW_SIZE, STREAM_WINDOW),
                 (setting::MAX_FRAME_SIZE, MAX_FRAME),
+                (setting::MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST_SIZE),
             ],
         );
         frame::put_window_update(&mut out, 0, CONNECTION_WINDOW - DEFAULT_WINDOW as u32);
@@ -203,12 +245,15 @@ impl Conn {
                 initial_window: DEFAULT_WINDOW,
                 send_window: DEFAULT_WINDOW,
                 unreleased: 0,
+                recv_window: i64::from(CONNECTION_WINDOW),
                 blocked_streams: VecDeque::new(),
                 waiting: VecDeque::new(),
+                next_ticket: 0,
                 goaway: None,
                 closed: None,
                 driver: None,
                 pong: false,
+                read_paused: false,
             }),
             authority,
             activity: Activity::new(),
@@ -252,17 +297,20 @@ impl Conn {
                     });
                     wakes.push(slot.waker.take());
                 }
+                wakes.push(slot.room_waker.take());
             }
-            wakes.0.extend(state.waiting.drain(..));
+            wakes
+                .0
+                .extend(state.waiting.drain(..).map(|(_, waker)| waker));
         }
         wakes.wake_all();
     }
 
-    /// Tells the server why we are closing the connection (best effort).
+    /// Tells the server why we are closing the connection (best effort). The last stream
+    /// named is 0: a client acts on no stream the server opened.
     pub(super) fn go_away(&self, error: &ProtocolError) {
         let mut state = self.lock();
-        let last = state.next_id.saturating_sub(2);
-        frame::put_goaway(&mut state.out, last, error.code);
+        frame::put_goaway(&mut state.out, 0, error.code);
         self.submit(state);
     }
 
@@ -279,11 +327,13 @@ impl Conn {
     }
 
     /// Opens a stream: writes the request's headers and, when given, its first data.
-    /// Waits while the server's stream limit is reached.
+    /// Waits while the server's stream limit is reached: callers get streams in the order
+    /// they came, `ticket` holding the caller's place (see [`Conn::leave_queue`]).
     pub(super) fn poll_open(
         self: &Arc<Self>,
         cx: &mut Context<'_>,
         open: &mut Opening<'_>,
+        ticket: &mut Option<u64>,
     ) -> Poll<Result<u32, Failure>> {
         let mut state = self.lock();
         if let Some(reason) = &state.closed {
@@ -297,9 +347,32 @@ impl Conn {
             let reason = "the connection has used up its stream identifiers";
             return Poll::Ready(Err(Failure::NotSent(reason.into())));
         }
-        if state.streams.len() >= state.max_streams {
-            state.waiting.push_back(cx.waker().clone());
+        let free = state.max_streams.saturating_sub(state.streams.len());
+        let place = ticket.and_then(|t| state.waiting.iter().position(|(w, _)| *w == t));
+        let may_open = match place {
+            Some(i) => i < free,
+            None => free > 0 && state.waiting.is_empty(),
+        };
+        if !may_open {
+            match place {
+                Some(i) => {
+                    let waiting = &mut state.waiting[i].1;
+                    if !waiting.will_wake(cx.waker()) {
+                        *waiting = cx.waker().clone();
+                    }
+                }
+                None => {
+                    let t = state.next_ticket;
+                    state.next_ticket += 1;
+                    state.waiting.push_back((t, cx.waker().clone()));
+                    *ticket = Some(t);
+                }
+            }
             return Poll::Pending;
+        }
+        if let Some(i) = place {
+            state.waiting.remove(i);
+            *ticket = None;
         }
         let id = state.next_id;
         state.next_id += 2;
@@ -321,6 +394,7 @@ impl Conn {
         );
         let slot = Slot {
             send_window: state_ref.initial_window,
+            recv_window: i64::from(STREAM_WINDOW),
             sent_end: end_with_headers,
             refs: 1,
             ..Slot::default()
@@ -331,6 +405,38 @@ impl Conn {
         }
         self.submit(state);
         Poll::Ready(Ok(id))
+    }
+
+    /// A caller gives up its place in the queue for a stream (its call was dropped, or it
+    /// goes to another connection); the next caller may take the stream it would have.
+    pub(super) fn leave_queue(&self, ticket: u64) {
+        let mut wakes = Wakes::default();
+        {
+            let mut state = self.lock();
+            let Some(i) = state.waiting.iter().position(|(t, _)| *t == ticket) else {
+                return;
+            };
+            state.waiting.remove(i);
+            wake_waiting(&mut state, &mut wakes);
+        }
+        wakes.wake_all();
+    }
+
+    /// Whether a streaming request may queue more data on stream `id` (less than
+    /// [`MAX_SEND_BUFFER`] waits for flow-control window); otherwise the task is woken once
+    /// there is room, or once the stream failed.
+    pub(super) fn poll_room(&self, cx: &mut Context<'_>, id: u32) -> Poll<()> {
+        let mut state = self.lock();
+        match state.streams.get_mut(&id) {
+            Some(slot) if slot.queued_bytes >= MAX_SEND_BUFFER && slot.failure.is_none() => {
+                set_waker(&mut slot.room_waker, cx);
+                if state.closed.is_some() {
+                    return Poll::Ready(());
+                }
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
     }
 
     /// Sends data on stream `id` (queued while flow control does not allow it yet).
@@ -365,12 +471,13 @@ impl Conn {
         slot.failure = Some(Failure::Failed(why.into()));
         slot.sent_end = true;
         slot.queued.clear();
-        let waker = slot.waker.take();
+        slot.queued_bytes = 0;
+        let mut wakes = Wakes::default();
+        wakes.push(slot.waker.take());
+        wakes.push(slot.room_waker.take());
         frame::put_reset(&mut state.out, id, code::CANCEL);
         self.submit(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        wakes.wake_all();
     }
 
     /// A new handle to stream `id`.
@@ -392,15 +499,16 @@ impl Conn {
             return;
         }
         let open = !(slot.received_end && slot.sent_end) && slot.failure.is_none();
-        let unread: usize = slot.data.iter().map(Bytes::len).sum();
+        let unread = slot.data.iter().map(Bytes::len).sum::<usize>() + slot.small.len();
         state.streams.remove(&id);
         release(&mut state, unread as u32);
         if open && state.closed.is_none() {
             frame::put_reset(&mut state.out, id, code::CANCEL);
         }
-        // Callers waiting for the stream limit try again (all of them: one may have given
-        // up), and after a GOAWAY the driver ends the connection with its last stream.
-        let mut wakes = Wakes(state.waiting.drain(..).collect());
+        // The first caller waiting for the stream limit may take the stream, and after a
+        // GOAWAY the driver ends the connection with its last stream.
+        let mut wakes = Wakes::default();
+        wake_waiting(&mut state, &mut wakes);
         if state.goaway.is_some() && state.streams.is_empty() {
             wakes.push(state.driver.clone());
         }
@@ -419,11 +527,14 @@ impl Conn {
             return Poll::Ready(Err(Failure::Failed("the stream is closed".into())));
         };
         if let Some(head) = slot.head.take() {
-            slot.head_taken = true;
             return Poll::Ready(Ok(head));
         }
         if let Some(failure) = &slot.failure {
             return Poll::Ready(Err(failure.clone()));
+        }
+        if slot.received_end {
+            let why = "the stream ended without a response";
+            return Poll::Ready(Err(Failure::Failed(why.into())));
         }
         set_waker(&mut slot.waker, cx);
         Poll::Pending
@@ -436,10 +547,16 @@ impl Conn {
         let Some(slot) = state_ref.streams.get_mut(&id) else {
             return Poll::Ready(BodyPart::End);
         };
-        if let Some(data) = slot.data.pop_front() {
+        let data = match slot.data.pop_front() {
+            Some(data) => Some(data),
+            None if !slot.small.is_empty() => Some(std::mem::take(&mut slot.small).freeze()),
+            None => None,
+        };
+        if let Some(data) = data {
             slot.unreleased += data.len() as u32;
             if slot.unreleased >= STREAM_WINDOW / 2 && !slot.received_end {
                 frame::put_window_update(&mut state_ref.out, id, slot.unreleased);
+                slot.recv_window += i64::from(slot.unreleased);
                 slot.unreleased = 0;
             }
             release(state_ref, data.len() as u32);
@@ -447,17 +564,32 @@ impl Conn {
             self.submit(state);
             return Poll::Ready(BodyPart::Data(data));
         }
+        if let Some(failure) = &slot.failure {
+            return Poll::Ready(BodyPart::Failed(failure.clone()));
+        }
         if let Some(trailers) = slot.trailers.take() {
             return Poll::Ready(BodyPart::Trailers(trailers));
         }
         if slot.received_end {
             return Poll::Ready(BodyPart::End);
         }
-        if let Some(failure) = &slot.failure {
-            return Poll::Ready(BodyPart::Failed(failure.clone()));
-        }
         set_waker(&mut slot.waker, cx);
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+impl Conn {
+    /// Bytes waiting to be written.
+    pub(in crate::http2) fn pending_write(&self) -> usize {
+        self.lock().out.len()
+    }
+
+    /// How many buffers hold stream `id`'s received and unread data.
+    pub(in crate::http2) fn received_pieces(&self, id: u32) -> Option<usize> {
+        let state = self.lock();
+        let slot = state.streams.get(&id)?;
+        Some(slot.data.len() + usize::from(!slot.small.is_empty()))
     }
 }
 
@@ -479,9 +611,19 @@ pub(super) struct Opening<'a> {
     pub(super) end: bool,
 }
 
+/// Keeps the waker of `cx` in `slot` (cloned only when it changed).
 fn set_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
     match slot {
         Some(w) if w.will_wake(cx.waker()) => {}
         _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// Wakes the callers waiting for the stream limit that may now open a stream: as many of
+/// the first as there are free streams.
+fn wake_waiting(state: &mut State, wakes: &mut Wakes) {
+    let free = state.max_streams.saturating_sub(state.streams.len());
+    for (_, waker) in state.waiting.iter().take(free) {
+        wakes.0.push(waker.clone());
     }
 }

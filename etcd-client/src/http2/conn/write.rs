@@ -20,6 +20,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::{Conn, State};
 use crate::http2::frame;
+use crate::http2::limits::{MAX_PENDING_WRITE, MAX_SEND_BUFFER};
 
 impl Conn {
     /// Writes what is in the output buffer, unless somebody else is already at it.
@@ -44,6 +45,13 @@ impl Conn {
                 Ok(()) => {
                     buf.clear();
                     state.spare = buf;
+                    if state.read_paused && state.out.len() < MAX_PENDING_WRITE {
+                        // The driver stopped reading until what we owe the server drained.
+                        state.read_paused = false;
+                        if let Some(driver) = state.driver.clone() {
+                            driver.wake();
+                        }
+                    }
                     if state.out.is_empty() || state.closed.is_some() {
                         state.out.clear();
                         state.writing = false;
@@ -72,8 +80,10 @@ impl Conn {
     /// Writes all of `buf`, or stops at a full socket (leaving the rest in `buf`).
     fn write_some(&self, buf: &mut BytesMut) -> io::Result<()> {
         while !buf.is_empty() {
-            let n = self.tcp.try_write(buf)?;
-            buf.advance(n);
+            match self.tcp.try_write(buf)? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => buf.advance(n),
+            }
         }
         Ok(())
     }
@@ -111,6 +121,7 @@ pub(super) fn send_locked(state: &mut State, id: u32, data: Bytes, end: bool) {
         return;
     };
     if !slot.queued.is_empty() {
+        slot.queued_bytes += data.len();
         slot.queued.push_back(data);
         slot.queued_end |= end;
         return;
@@ -118,27 +129,36 @@ pub(super) fn send_locked(state: &mut State, id: u32, data: Bytes, end: bool) {
     if let Err(rest) = write_allowed(state, id, data, end)
         && let Some(slot) = state.streams.get_mut(&id)
     {
+        slot.queued_bytes += rest.len();
         slot.queued.push_back(rest);
         slot.queued_end = end;
         state.blocked_streams.push_back(id);
     }
 }
 
-/// Sends queued data that the windows now allow, oldest stream first.
-pub(super) fn flush_queued(state: &mut State) {
+/// Sends queued data that the windows now allow, oldest stream first; request streams
+/// that were waiting for room in their queue are woken into `wakes`.
+pub(super) fn flush_queued(state: &mut State, wakes: &mut super::Wakes) {
     let mut still_blocked = VecDeque::new();
     while let Some(id) = state.blocked_streams.pop_front() {
         while let Some(slot) = state.streams.get_mut(&id)
             && let Some(data) = slot.queued.pop_front()
         {
+            slot.queued_bytes -= data.len();
             let end = slot.queued.is_empty() && slot.queued_end;
             if let Err(rest) = write_allowed(state, id, data, end) {
                 if let Some(slot) = state.streams.get_mut(&id) {
+                    slot.queued_bytes += rest.len();
                     slot.queued.push_front(rest);
                 }
                 still_blocked.push_back(id);
                 break;
             }
+        }
+        if let Some(slot) = state.streams.get_mut(&id)
+            && slot.queued_bytes < MAX_SEND_BUFFER
+        {
+            wakes.push(slot.room_waker.take());
         }
     }
     state.blocked_streams = still_blocked;
