@@ -10,6 +10,7 @@
 //!   dir; kill, pause, resume and restart it. Killed on drop.
 //! - [`EtcdCluster`]: `n` members forming one cluster, each an
 //!   [`EtcdServer`].
+//! - [`hostile::HostileMember`]: a loopback "member" that breaks HTTP/2 in a chosen way.
 //! - [`FaultProxy`]: a TCP proxy in front of a member whose [`Mode`] injects
 //!   blackholes, resets, refused connections, delays and cut requests.
 //! - [`shared_server`] and [`unique_prefix`]: one server for a whole test
@@ -59,6 +60,7 @@ pub mod binary;
 pub mod clients;
 pub mod cluster;
 pub mod counting;
+pub mod hostile;
 pub mod http;
 pub mod process;
 pub mod proxy;

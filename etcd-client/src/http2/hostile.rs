@@ -544,6 +544,28 @@ async fn a_panic_of_the_connection_task_fails_its_streams_and_the_next_call_dial
     a_fresh_connection_works(&listener, &channel).await;
 }
 
+#[tokio::test]
+async fn a_dropped_channel_closes_its_connection_once_idle() {
+    let OneCall {
+        channel,
+        call,
+        mut peer,
+        id,
+        ..
+    } = one_call().await;
+    peer.answer(id, b"a").await;
+    let mut response = promptly("the answer", call).await.unwrap().unwrap();
+    drop(channel);
+    // A response still being read keeps the connection.
+    assert_eq!(read_body(response.body_mut()).await.unwrap().0, b"a");
+    drop(response);
+    promptly("the end of the connection", async {
+        let mut buf = [0u8; 256];
+        while peer.tcp.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+}
+
 async fn spawn_call_detached(mut channel: super::H2Channel) {
     let _ = channel
         .ready()

@@ -103,6 +103,17 @@ impl H2Channel {
     }
 }
 
+impl Drop for Shared {
+    /// The last handle to the channel is gone: its connection ends once the responses still
+    /// being read are done (otherwise it would stay open as long as the server keeps it).
+    fn drop(&mut self) {
+        let current = self.current.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(live) = current.take() {
+            live.conn.abandon();
+        }
+    }
+}
+
 impl Shared {
     fn live(&self) -> Option<Live> {
         self.current

@@ -159,6 +159,9 @@ where
 {
     let mut body = std::pin::pin!(body);
     let mut message = Frames::default();
+    // The length its prefix gives, once known: data past it is refused as it arrives
+    // rather than gathered (a server could send without end).
+    let mut expected = None;
     loop {
         let frame = poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
         let frame = match frame {
@@ -171,7 +174,23 @@ where
             Some(Ok(frame)) => frame,
         };
         match frame.into_data() {
-            Ok(data) => message.push(data),
+            Ok(data) => {
+                message.push(data);
+                if expected.is_none() && message.remaining() >= PREFIX {
+                    expected = Some(PREFIX + message.declared_len());
+                }
+                if let Some(expected) = expected
+                    && message.remaining() > expected
+                {
+                    return Err(Error::Protocol(
+                        format!(
+                            "the response carries more than its one message of {} bytes",
+                            expected - PREFIX
+                        )
+                        .into(),
+                    ));
+                }
+            }
             Err(frame) => {
                 let Ok(trailers) = frame.into_trailers() else {
                     continue;
@@ -241,6 +260,22 @@ pub(crate) struct Frames {
 }
 
 impl Frames {
+    /// The message length in the gRPC prefix at the front (at least [`PREFIX`] bytes
+    /// must be there).
+    fn declared_len(&self) -> usize {
+        let mut prefix = [0u8; PREFIX];
+        let mut at = 0;
+        for piece in std::iter::once(&self.front).chain(&self.rest) {
+            let take = (PREFIX - at).min(piece.len());
+            prefix[at..at + take].copy_from_slice(&piece[..take]);
+            at += take;
+            if at == PREFIX {
+                break;
+            }
+        }
+        u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize
+    }
+
     fn push(&mut self, data: Bytes) {
         if data.is_empty() {
             return;
@@ -424,6 +459,19 @@ mod tests {
         assert_eq!(
             http_status(http::StatusCode::SERVICE_UNAVAILABLE).code(),
             Code::Unavailable
+        );
+    }
+
+    #[tokio::test]
+    async fn data_past_the_one_message_is_refused_as_it_arrives() {
+        let body = Once(Some(Bytes::from_static(b"\0\0\0\0\x03abc and more")));
+        let error = read(body).await.unwrap_err();
+        assert!(matches!(error, Error::Protocol(_)), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("more than its one message of 3 bytes"),
+            "{error}"
         );
     }
 

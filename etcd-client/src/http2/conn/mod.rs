@@ -136,6 +136,9 @@ struct State {
     pong: bool,
     /// The driver stopped reading until `out` drains (the server does not read).
     read_paused: bool,
+    /// Nobody will open another stream (the channel was dropped): the connection ends
+    /// with its last stream.
+    abandoned: bool,
 }
 
 /// An HTTP/2 connection to one member; streams and the driver share it.
@@ -157,6 +160,13 @@ impl std::fmt::Debug for Conn {
         f.debug_struct("Conn")
             .field("authority", &self.authority)
             .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// No new stream will be opened: the server sent GOAWAY, or the channel was dropped.
+    fn winding_down(&self) -> bool {
+        self.goaway.is_some() || self.abandoned
     }
 }
 
@@ -254,6 +264,7 @@ impl Conn {
                 driver: None,
                 pong: false,
                 read_paused: false,
+                abandoned: false,
             }),
             authority,
             activity: Activity::new(),
@@ -269,12 +280,24 @@ impl Conn {
     }
 
     /// Registers the driver's waker (for blocked writes and for a stream dropped after a
-    /// GOAWAY). Returns whether the connection is done: closed by the server's GOAWAY and
-    /// with no streams left.
+    /// GOAWAY). Returns whether the connection is done: closed by the server's GOAWAY, or
+    /// abandoned by its channel, and with no streams left.
     pub(super) fn register_driver(&self, cx: &mut Context<'_>) -> bool {
         let mut state = self.lock();
         set_waker(&mut state.driver, cx);
-        state.goaway.is_some() && state.streams.is_empty()
+        state.winding_down() && state.streams.is_empty()
+    }
+
+    /// The channel is gone: the connection ends once its open streams (responses still
+    /// being read) are done.
+    pub(super) fn abandon(&self) {
+        let mut state = self.lock();
+        state.abandoned = true;
+        let driver = state.driver.clone();
+        drop(state);
+        if let Some(driver) = driver {
+            driver.wake();
+        }
     }
 
     /// Ends the connection: every stream and every caller waiting to open one gets
@@ -509,7 +532,7 @@ impl Conn {
         // GOAWAY the driver ends the connection with its last stream.
         let mut wakes = Wakes::default();
         wake_waiting(&mut state, &mut wakes);
-        if state.goaway.is_some() && state.streams.is_empty() {
+        if state.winding_down() && state.streams.is_empty() {
             wakes.push(state.driver.clone());
         }
         self.submit(state);
