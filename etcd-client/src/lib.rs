@@ -37,6 +37,7 @@ mod endpoint;
 mod endpoints;
 mod env;
 pub mod failover;
+#[cfg(feature = "builtin-http2")]
 mod http2;
 pub mod maintenance;
 mod member_transport;
@@ -47,6 +48,7 @@ mod tls;
 
 pub use builder::ClientBuilder;
 pub use client::{Auth, Client, Cluster, Kv, Lessor, Watcher};
+pub use endpoint::Http2Transport;
 #[doc(inline)]
 pub use etcd_core::{
     Applied, Error, IntoBytes, InvalidRequest, KeyRange, Result, ServerError, ServerErrorKind,
