@@ -687,35 +687,34 @@ async fn watch_bidi_stream(transport: Http2Transport) {
     for (key, value) in [("w/a", "1"), ("w/b", "2"), ("x", "3"), ("w/a", "4")] {
         revisions.push(client.kv().put(key, value).await.unwrap().revision());
     }
-    let within = Duration::from_secs(5);
-    let mut seen = Vec::new();
-    while seen.len() < 3 {
-        let response = tokio::time::timeout(within, prefix.next())
-            .await
-            .expect("no event in time")
-            .expect("the watch ended")
-            .expect("watch error");
-        for event in response.events() {
-            seen.push((
-                event.key().to_vec(),
-                event.kv().value().to_vec(),
-                event.revision(),
-            ));
-        }
-    }
     let expected = [
         (b"w/a".to_vec(), b"1".to_vec(), revisions[0]),
         (b"w/b".to_vec(), b"2".to_vec(), revisions[1]),
         (b"w/a".to_vec(), b"4".to_vec(), revisions[3]),
     ];
-    assert_eq!(seen, expected);
-    let response = tokio::time::timeout(within, single.next())
-        .await
-        .expect("no event in time")
-        .expect("the watch ended")
-        .expect("watch error");
-    let keys: Vec<_> = response.events().iter().map(|e| e.key().to_vec()).collect();
-    assert_eq!(keys, [b"w/b".to_vec()]);
+    assert_eq!(events(&mut prefix, 3).await, expected);
+    assert_eq!(events(&mut single, 1).await, expected[1..2]);
+}
+
+/// The next `count` events of a watch as (key, value, revision), within 5 s.
+async fn events<S, E>(stream: &mut S, count: usize) -> Vec<(Vec<u8>, Vec<u8>, i64)>
+where
+    S: futures_util::Stream<Item = Result<etcd_client::watch::WatchResponse, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let response = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("no event in time")
+            .expect("the watch ended")
+            .expect("watch error");
+        for event in response.events() {
+            let kv = event.kv();
+            seen.push((kv.key().to_vec(), kv.value().to_vec(), event.revision()));
+        }
+    }
+    seen
 }
 
 async fn lease_keep_alive_bidi_stream(transport: Http2Transport) {
