@@ -27,12 +27,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         Some(t @ ("builtin" | "tonic")) => Some(t),
         Some(other) => anyhow::bail!("--http2 {other}: expected `builtin` or `tonic`"),
     };
-    let transport = http2
-        .or(std::env::var(HTTP2_VARIABLE)
-            .ok()
-            .as_deref()
-            .and_then(known))
-        .unwrap_or("builtin");
+    let transport = match (http2, std::env::var(HTTP2_VARIABLE)) {
+        (Some(chosen), _) => chosen.to_owned(),
+        (None, Ok(value)) if !value.trim().is_empty() => match known(&value) {
+            Some(known) => known.to_owned(),
+            None => format!("{HTTP2_VARIABLE}={value:?}, which clients refuse"),
+        },
+        (None, _) => "builtin".to_owned(),
+    };
     let requested: Vec<&'static str> = match args.value("--version") {
         None | Some("all") => ALL.to_vec(),
         Some(v) => vec![parse_version(v)?],
