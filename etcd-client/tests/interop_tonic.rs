@@ -198,8 +198,30 @@ type ServerStream<T> = Pin<Box<dyn futures_util::Stream<Item = Result<T, Status>
 #[derive(Clone)]
 struct Shared(Arc<Store>);
 
-#[tonic::async_trait]
-impl Kv for Shared {
+/// Implements one of etcd's services for [`Shared`]: the methods listed as
+/// `name(Request) -> Response` answer `unimplemented` (this test does not use them), the
+/// items after them are the service's own.
+macro_rules! service {
+    ($service:ident { $($method:ident($request:ident) -> $response:ident;)* } $($items:tt)*) => {
+        #[tonic::async_trait]
+        impl $service for Shared {
+            $(
+                async fn $method(
+                    &self,
+                    _: Request<pb::$request>,
+                ) -> Result<Response<pb::$response>, Status> {
+                    Err(Status::unimplemented(stringify!($method)))
+                }
+            )*
+            $($items)*
+        }
+    };
+}
+
+service! {
+    Kv {
+        compact(CompactionRequest) -> CompactionResponse;
+    }
     async fn range(
         &self,
         request: Request<pb::RangeRequest>,
@@ -267,13 +289,6 @@ impl Kv for Shared {
             succeeded,
             responses,
         }))
-    }
-
-    async fn compact(
-        &self,
-        _: Request<pb::CompactionRequest>,
-    ) -> Result<Response<pb::CompactionResponse>, Status> {
-        Err(Status::unimplemented("compact"))
     }
 }
 
@@ -352,8 +367,12 @@ impl Watch for Shared {
     }
 }
 
-#[tonic::async_trait]
-impl Lease for Shared {
+service! {
+    Lease {
+        lease_revoke(LeaseRevokeRequest) -> LeaseRevokeResponse;
+        lease_time_to_live(LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse;
+        lease_leases(LeaseLeasesRequest) -> LeaseLeasesResponse;
+    }
     async fn lease_grant(
         &self,
         request: Request<pb::LeaseGrantRequest>,
@@ -371,13 +390,6 @@ impl Lease for Shared {
             ttl: request.ttl,
             error: String::new(),
         }))
-    }
-
-    async fn lease_revoke(
-        &self,
-        _: Request<pb::LeaseRevokeRequest>,
-    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        Err(Status::unimplemented("revoke"))
     }
 
     type LeaseKeepAliveStream = ServerStream<pb::LeaseKeepAliveResponse>;
@@ -400,62 +412,17 @@ impl Lease for Shared {
         });
         Ok(Response::new(Box::pin(replies)))
     }
-
-    async fn lease_time_to_live(
-        &self,
-        _: Request<pb::LeaseTimeToLiveRequest>,
-    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
-        Err(Status::unimplemented("time to live"))
-    }
-
-    async fn lease_leases(
-        &self,
-        _: Request<pb::LeaseLeasesRequest>,
-    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        Err(Status::unimplemented("leases"))
-    }
 }
 
-/// The answer of the maintenance calls this test does not use.
-fn unused<T>() -> Result<Response<T>, Status> {
-    Err(Status::unimplemented("not served by this test server"))
-}
-
-#[tonic::async_trait]
-impl Maintenance for Shared {
-    async fn alarm(
-        &self,
-        _: Request<pb::AlarmRequest>,
-    ) -> Result<Response<pb::AlarmResponse>, Status> {
-        unused()
-    }
-
-    async fn status(
-        &self,
-        _: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusResponse>, Status> {
-        unused()
-    }
-
-    async fn defragment(
-        &self,
-        _: Request<pb::DefragmentRequest>,
-    ) -> Result<Response<pb::DefragmentResponse>, Status> {
-        unused()
-    }
-
-    async fn hash(
-        &self,
-        _: Request<pb::HashRequest>,
-    ) -> Result<Response<pb::HashResponse>, Status> {
-        unused()
-    }
-
-    async fn hash_kv(
-        &self,
-        _: Request<pb::HashKvRequest>,
-    ) -> Result<Response<pb::HashKvResponse>, Status> {
-        unused()
+service! {
+    Maintenance {
+        alarm(AlarmRequest) -> AlarmResponse;
+        status(StatusRequest) -> StatusResponse;
+        defragment(DefragmentRequest) -> DefragmentResponse;
+        hash(HashRequest) -> HashResponse;
+        hash_kv(HashKvRequest) -> HashKvResponse;
+        move_leader(MoveLeaderRequest) -> MoveLeaderResponse;
+        downgrade(DowngradeRequest) -> DowngradeResponse;
     }
 
     type SnapshotStream = ServerStream<pb::SnapshotResponse>;
@@ -485,20 +452,6 @@ impl Maintenance for Shared {
         Ok(Response::new(Box::pin(futures_util::stream::iter(
             messages,
         ))))
-    }
-
-    async fn move_leader(
-        &self,
-        _: Request<pb::MoveLeaderRequest>,
-    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        unused()
-    }
-
-    async fn downgrade(
-        &self,
-        _: Request<pb::DowngradeRequest>,
-    ) -> Result<Response<pb::DowngradeResponse>, Status> {
-        unused()
     }
 }
 
