@@ -28,6 +28,17 @@
 //! # let _ = claimed;
 //! # Ok(()) }
 //! ```
+//!
+//! # Transport and features
+//!
+//! Plain-text (`http://`) members are served by HTTP/2 of this crate's own, or by tonic's
+//! `Channel` (hyper and h2) when [`ClientBuilder::http2_transport`] or the environment
+//! variable `ETCD_CLIENT_HTTP2=tonic` says so (see [`Http2Transport`]); `https://` members
+//! always by tonic's channel. Cargo features, both on by default:
+//!
+//! - `tls`: `https://` members, with rustls;
+//! - `builtin-http2`: the HTTP/2 of our own. Without it, tonic's channel serves every
+//!   member.
 
 mod builder;
 mod client;
