@@ -9,7 +9,7 @@ use etcd_core::{Error, InvalidRequest};
 use etcd_core::{IntoBytes, Result};
 
 use crate::client::Client;
-use crate::endpoint::{ConnectOptions, channel};
+use crate::endpoint::{ConnectOptions, HTTP2_VARIABLE, Http2Transport, channel};
 use crate::endpoints::Endpoints;
 use crate::maintenance::Maintenance;
 use crate::member_transport::{MemberTransport, WrapChannel};
@@ -27,6 +27,8 @@ pub struct ClientBuilder {
     limits: KvLimits,
     auto_sync: Option<Duration>,
     auth: AuthSettings,
+    /// The HTTP/2 of plain-text members, when chosen here.
+    http2: Option<Http2Transport>,
 }
 
 impl ClientBuilder {
@@ -45,6 +47,7 @@ impl ClientBuilder {
             limits: KvLimits::default(),
             auto_sync: None,
             auth: AuthSettings::default(),
+            http2: None,
         }
     }
 
@@ -74,6 +77,30 @@ impl ClientBuilder {
     /// Sends no HTTP/2 keep-alive pings.
     pub fn no_keep_alive(mut self) -> Self {
         self.options.keep_alive = None;
+        self
+    }
+
+    /// Which HTTP/2 implementation serves plain-text (`http://`) members: this crate's own
+    /// ([`Http2Transport::Builtin`], the default) or tonic's `Channel` (hyper and h2,
+    /// [`Http2Transport::Tonic`]). `https://` members always use tonic's channel.
+    ///
+    /// When this is not called, the environment variable `ETCD_CLIENT_HTTP2` decides:
+    /// `builtin` or `tonic` (any case; empty or unset means the default). Any other value
+    /// makes [`connect`](Self::connect) fail with [`Error::InvalidRequest`], as does
+    /// choosing `Builtin` (here or in the variable) when etcd-client was built without its
+    /// `builtin-http2` feature (whose absence makes `Tonic` the default).
+    ///
+    /// ```no_run
+    /// # async fn example() -> etcd_client::Result<()> {
+    /// use etcd_client::{Client, Http2Transport};
+    /// let client = Client::builder(["http://127.0.0.1:2379"])
+    ///     .http2_transport(Http2Transport::Tonic)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn http2_transport(mut self, transport: Http2Transport) -> Self {
+        self.http2 = Some(transport);
         self
     }
 
@@ -198,12 +225,16 @@ impl ClientBuilder {
     fn build(self) -> Result<Client> {
         let ClientBuilder {
             endpoints,
-            options,
+            mut options,
             layers,
             limits,
             auth,
             auto_sync,
+            http2,
         } = self;
+        let variable = std::env::var_os(HTTP2_VARIABLE);
+        let variable = variable.as_ref().map(|v| v.to_string_lossy());
+        options.http2 = Http2Transport::resolve(http2, variable.as_deref())?;
         let mut layers = layers;
         layers.session = AuthSession::new(auth)?;
         let members = {

@@ -17,9 +17,12 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+#[cfg(feature = "builtin-http2")]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "builtin-http2")]
+use std::time::Instant;
 
 use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -90,6 +93,7 @@ pub(crate) struct Watched {
 }
 
 /// When a connection last read anything (keep-alive pings go out after a quiet interval).
+#[cfg(feature = "builtin-http2")]
 #[derive(Debug)]
 pub(crate) struct Activity {
     start: Instant,
@@ -97,6 +101,7 @@ pub(crate) struct Activity {
     last_read: AtomicU64,
 }
 
+#[cfg(feature = "builtin-http2")]
 impl Activity {
     pub(crate) fn new() -> Self {
         Self {

@@ -2,12 +2,77 @@
 
 use std::time::Duration;
 
-use etcd_core::{Error, InvalidRequest};
+use etcd_core::Error;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::connector::Connector;
+#[cfg(feature = "builtin-http2")]
 use crate::http2::H2Channel;
 use crate::tls::Tls;
+
+/// The environment variable that picks the HTTP/2 implementation of plain-text members
+/// when the builder did not (see [`Http2Transport`]).
+pub(crate) const HTTP2_VARIABLE: &str = "ETCD_CLIENT_HTTP2";
+
+/// Which HTTP/2 implementation serves plain-text (`http://`) members; chosen with
+/// [`ClientBuilder::http2_transport`](crate::ClientBuilder::http2_transport) or the
+/// `ETCD_CLIENT_HTTP2` environment variable (`builtin` or `tonic`).
+///
+/// `https://` members are always served by tonic's channel, which runs TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Http2Transport {
+    /// HTTP/2 of this crate's own: callers write their frames onto the connection
+    /// themselves and one task per connection reads it. The default; needs the
+    /// `builtin-http2` feature (on by default), without which choosing it fails the
+    /// client's `connect` with [`Error::InvalidRequest`].
+    Builtin,
+    /// tonic's `Channel` (hyper and h2), as for `https://` members: the default when the
+    /// `builtin-http2` feature is off.
+    Tonic,
+}
+
+impl Default for Http2Transport {
+    /// [`Builtin`](Self::Builtin) with the `builtin-http2` feature, [`Tonic`](Self::Tonic)
+    /// without it.
+    fn default() -> Self {
+        if cfg!(feature = "builtin-http2") {
+            Self::Builtin
+        } else {
+            Self::Tonic
+        }
+    }
+}
+
+impl Http2Transport {
+    /// The transport to use: the builder's choice, else the environment variable's
+    /// (`variable` is its value; empty counts as unset), else the default. An unknown
+    /// value, or `Builtin` without the `builtin-http2` feature, is an
+    /// [`Error::InvalidRequest`].
+    pub(crate) fn resolve(chosen: Option<Self>, variable: Option<&str>) -> Result<Self, Error> {
+        let invalid = crate::tls::invalid;
+        let transport = match (chosen, variable.map(str::trim)) {
+            (Some(chosen), _) => chosen,
+            (None, None | Some("")) => Self::default(),
+            (None, Some(value)) if value.eq_ignore_ascii_case("builtin") => Self::Builtin,
+            (None, Some(value)) if value.eq_ignore_ascii_case("tonic") => Self::Tonic,
+            (None, Some(value)) => {
+                return Err(invalid(format!(
+                    "{HTTP2_VARIABLE}={value:?}: expected `builtin` or `tonic`"
+                )));
+            }
+        };
+        if transport == Self::Builtin && !cfg!(feature = "builtin-http2") {
+            return Err(invalid(
+                "the built-in HTTP/2 transport was chosen, but etcd-client was built without \
+                 its `builtin-http2` feature: choose Http2Transport::Tonic (or \
+                 ETCD_CLIENT_HTTP2=tonic) or enable the feature"
+                    .to_owned(),
+            ));
+        }
+        Ok(transport)
+    }
+}
 
 /// Connection settings shared by every member's connection.
 #[derive(Clone, Debug)]
@@ -20,6 +85,8 @@ pub(crate) struct ConnectOptions {
     pub(crate) keep_alive: Option<(Duration, Duration)>,
     /// TLS settings for `https://` endpoints (and for endpoints without a scheme).
     pub(crate) tls: Option<Tls>,
+    /// The HTTP/2 of `http://` members (resolved when the client is built).
+    pub(crate) http2: Http2Transport,
 }
 
 impl Default for ConnectOptions {
@@ -28,24 +95,27 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(5),
             keep_alive: Some((Duration::from_secs(30), Duration::from_secs(10))),
             tls: None,
+            http2: Http2Transport::default(),
         }
     }
 }
 
-/// A member's connection: the direct HTTP/2 channel for `http://` members, tonic's channel
-/// (which runs TLS) for `https://` ones.
+/// A member's connection: the direct HTTP/2 channel for `http://` members (unless
+/// [`Http2Transport::Tonic`] was chosen), tonic's channel for the others and for
+/// `https://` ones (it runs TLS).
 #[derive(Clone, Debug)]
 pub(crate) enum Link {
     /// Plain text, calls written straight onto the HTTP/2 connection.
+    #[cfg(feature = "builtin-http2")]
     Direct(H2Channel),
-    /// TLS, through tonic's channel.
+    /// Through tonic's channel: TLS, or plain text when chosen.
     Tonic(Channel),
 }
 
 /// Checks a member address and makes a lazily connecting channel to it: nothing is dialled
 /// until the first call, and a member that is down at start does not fail the client.
 pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Link, Error> {
-    let invalid = |why: String| Error::InvalidRequest(InvalidRequest::Other(why.into()));
+    let invalid = crate::tls::invalid;
     let uri = if address.contains("://") {
         address.to_owned()
     } else if options.tls.is_some() {
@@ -61,7 +131,8 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Link, E
     }
     let not_a_url =
         |e: &dyn std::fmt::Display| invalid(format!("endpoint {address} is not a valid URL: {e}"));
-    if !https {
+    #[cfg(feature = "builtin-http2")]
+    if !https && options.http2 == Http2Transport::Builtin {
         let uri: http::Uri = uri.parse().map_err(|e| not_a_url(&e))?;
         let authority = uri
             .authority()
@@ -86,9 +157,11 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Link, E
             .keep_alive_timeout(timeout)
             .keep_alive_while_idle(false);
     }
-    // tonic runs TLS over the connector's connections; the handshake gets the connect
-    // timeout too.
-    endpoint = with_tls(endpoint, address, options)?;
+    if https {
+        // tonic runs TLS over the connector's connections; the handshake gets the connect
+        // timeout too.
+        endpoint = with_tls(endpoint, address, options)?;
+    }
     // The connect timeout is set on the connector, for the TCP connection alone.
     let connector = Connector::new(options.connect_timeout, https);
     Ok(Link::Tonic(endpoint.connect_with_connector_lazy(connector)))
@@ -118,4 +191,82 @@ fn with_tls(_: Endpoint, address: &str, _: &ConnectOptions) -> Result<Endpoint, 
     Err(crate::tls::invalid(format!(
         "endpoint {address} uses https://, but etcd-client was built without its `tls` feature"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(result: Result<Http2Transport, Error>) -> String {
+        match result {
+            Err(Error::InvalidRequest(why)) => why.to_string(),
+            other => panic!("expected InvalidRequest, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_builder_wins_over_the_variable() {
+        let tonic = Http2Transport::resolve(Some(Http2Transport::Tonic), Some("builtin"));
+        assert_eq!(tonic.unwrap(), Http2Transport::Tonic);
+        // Even over a value that is not understood.
+        let tonic = Http2Transport::resolve(Some(Http2Transport::Tonic), Some("h3"));
+        assert_eq!(tonic.unwrap(), Http2Transport::Tonic);
+    }
+
+    #[test]
+    fn the_variable_picks_when_the_builder_did_not() {
+        for (value, expected) in [
+            ("tonic", Http2Transport::Tonic),
+            (" Tonic\n", Http2Transport::Tonic),
+            ("", Http2Transport::default()),
+            ("  ", Http2Transport::default()),
+        ] {
+            let resolved = Http2Transport::resolve(None, Some(value));
+            assert_eq!(resolved.unwrap(), expected, "{value:?}");
+        }
+        assert_eq!(
+            Http2Transport::resolve(None, None).unwrap(),
+            Http2Transport::default()
+        );
+    }
+
+    #[test]
+    fn an_unknown_value_is_refused() {
+        let why = refused(Http2Transport::resolve(None, Some("hyper")));
+        assert!(why.contains("ETCD_CLIENT_HTTP2"), "{why}");
+        assert!(why.contains("\"hyper\""), "{why}");
+    }
+
+    #[cfg(feature = "builtin-http2")]
+    #[test]
+    fn builtin_is_the_default_with_the_feature() {
+        assert_eq!(Http2Transport::default(), Http2Transport::Builtin);
+        let builtin = Http2Transport::resolve(None, Some("BUILTIN"));
+        assert_eq!(builtin.unwrap(), Http2Transport::Builtin);
+    }
+
+    #[cfg(not(feature = "builtin-http2"))]
+    #[test]
+    fn builtin_is_refused_without_the_feature() {
+        assert_eq!(Http2Transport::default(), Http2Transport::Tonic);
+        let why = refused(Http2Transport::resolve(Some(Http2Transport::Builtin), None));
+        assert!(why.contains("builtin-http2"), "{why}");
+        let why = refused(Http2Transport::resolve(None, Some("builtin")));
+        assert!(why.contains("builtin-http2"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn plain_text_members_get_the_chosen_transport() {
+        let tonic = ConnectOptions {
+            http2: Http2Transport::Tonic,
+            ..ConnectOptions::default()
+        };
+        let link = channel("http://127.0.0.1:2379", &tonic).unwrap();
+        assert!(matches!(link, Link::Tonic(_)), "{link:?}");
+        #[cfg(feature = "builtin-http2")]
+        {
+            let link = channel("127.0.0.1:2379", &ConnectOptions::default()).unwrap();
+            assert!(matches!(link, Link::Direct(_)), "{link:?}");
+        }
+    }
 }

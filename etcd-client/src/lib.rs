@@ -28,6 +28,17 @@
 //! # let _ = claimed;
 //! # Ok(()) }
 //! ```
+//!
+//! # Transport and features
+//!
+//! Plain-text (`http://`) members are served by HTTP/2 of this crate's own, or by tonic's
+//! `Channel` (hyper and h2) when [`ClientBuilder::http2_transport`] or the environment
+//! variable `ETCD_CLIENT_HTTP2=tonic` says so (see [`Http2Transport`]); `https://` members
+//! always by tonic's channel. Cargo features, both on by default:
+//!
+//! - `tls`: `https://` members, with rustls;
+//! - `builtin-http2`: the HTTP/2 of our own. Without it, tonic's channel serves every
+//!   member.
 
 mod builder;
 mod client;
@@ -37,6 +48,7 @@ mod endpoint;
 mod endpoints;
 mod env;
 pub mod failover;
+#[cfg(feature = "builtin-http2")]
 mod http2;
 pub mod maintenance;
 mod member_transport;
@@ -47,6 +59,7 @@ mod tls;
 
 pub use builder::ClientBuilder;
 pub use client::{Auth, Client, Cluster, Kv, Lessor, Watcher};
+pub use endpoint::Http2Transport;
 #[doc(inline)]
 pub use etcd_core::{
     Applied, Error, IntoBytes, InvalidRequest, KeyRange, Result, ServerError, ServerErrorKind,

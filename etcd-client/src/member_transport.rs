@@ -1,6 +1,6 @@
 //! The connection to one member: for `http://` members our direct HTTP/2 channel
-//! (the `http2` module), for `https://` ones tonic's channel (which runs TLS), or either of
-//! them wrapped in tower layers the user added with
+//! (the `http2` module) unless tonic's was chosen, for `https://` ones tonic's channel
+//! (which runs TLS), or either of them wrapped in tower layers the user added with
 //! [`ClientBuilder::layer`](crate::ClientBuilder::layer).
 //!
 //! Without user layers, calls go straight to the channel. With them, the layered service
@@ -16,6 +16,7 @@ use tonic::body::Body;
 use tonic::transport::Channel;
 
 use crate::endpoint::Link;
+#[cfg(feature = "builtin-http2")]
 use crate::http2::H2Channel;
 use tower::util::BoxCloneSyncService;
 
@@ -46,6 +47,7 @@ pub struct MemberTransport(Inner);
 
 #[derive(Clone)]
 enum Inner {
+    #[cfg(feature = "builtin-http2")]
     Direct(H2Channel),
     Channel(Channel),
     Layered(BoxTransport),
@@ -54,6 +56,7 @@ enum Inner {
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            #[cfg(feature = "builtin-http2")]
             Inner::Direct(channel) => channel.fmt(f),
             Inner::Channel(channel) => channel.fmt(f),
             Inner::Layered(_) => f.write_str("Layered(..)"),
@@ -65,6 +68,7 @@ impl MemberTransport {
     /// The channel, wrapped in the user's layers when there are any.
     pub(crate) fn new(link: Link, wrap: Option<&WrapChannel>) -> Self {
         match (wrap, link) {
+            #[cfg(feature = "builtin-http2")]
             (None, Link::Direct(channel)) => Self(Inner::Direct(channel)),
             (None, Link::Tonic(channel)) => Self(Inner::Channel(channel)),
             (Some(wrap), link) => Self(Inner::Layered((wrap.0)(link))),
@@ -88,6 +92,7 @@ impl tower::Service<http::Request<Body>> for MemberTransport {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match &mut self.0 {
+            #[cfg(feature = "builtin-http2")]
             Inner::Direct(channel) => channel.poll_ready(cx),
             Inner::Channel(channel) => channel.poll_ready(cx).map_err(boxed),
             Inner::Layered(service) => service.poll_ready(cx),
@@ -99,6 +104,7 @@ impl tower::Service<http::Request<Body>> for MemberTransport {
             Inner::Channel(channel) => {
                 Either::Left(channel.call(request).map_err(boxed as fn(_) -> _))
             }
+            #[cfg(feature = "builtin-http2")]
             Inner::Direct(channel) => Either::Right(channel.call(request)),
             Inner::Layered(service) => Either::Right(service.call(request)),
         }

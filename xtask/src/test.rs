@@ -1,6 +1,9 @@
-//! `cargo xtask test [--version 3.4|3.5|all] [-- <cargo test args>]`: the project's one test
-//! command. Runs `cargo test --workspace` (unit, integration and doc tests) once per etcd
-//! version, with `ETCD_BIN` and `ETCD_VERSION` telling the test harness which etcd to spawn.
+//! `cargo xtask test [--version 3.4|3.5|all] [--http2 builtin|tonic] [-- <cargo test args>]`:
+//! the project's one test command. Runs `cargo test --workspace` (unit, integration and doc
+//! tests) once per etcd version, with `ETCD_BIN` and `ETCD_VERSION` telling the test harness
+//! which etcd to spawn. `--http2` sets `ETCD_CLIENT_HTTP2`, which picks the HTTP/2 of every
+//! client the tests build for plain-text members (etcd-client's own or tonic's `Channel`)
+//! unless a test chooses one itself; without it, the variable is passed on as found.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +21,20 @@ enum Outcome {
 }
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
-    let args = Args::parse(args, &["--version"], &[])?;
+    let args = Args::parse(args, &["--version", "--http2"], &[])?;
+    let http2 = match args.value("--http2") {
+        None => None,
+        Some(t @ ("builtin" | "tonic")) => Some(t),
+        Some(other) => anyhow::bail!("--http2 {other}: expected `builtin` or `tonic`"),
+    };
+    let transport = match (http2, std::env::var(HTTP2_VARIABLE)) {
+        (Some(chosen), _) => chosen.to_owned(),
+        (None, Ok(value)) if !value.trim().is_empty() => match known(&value) {
+            Some(known) => known.to_owned(),
+            None => format!("{HTTP2_VARIABLE}={value:?}, which clients refuse"),
+        },
+        (None, _) => "builtin".to_owned(),
+    };
     let requested: Vec<&'static str> = match args.value("--version") {
         None | Some("all") => ALL.to_vec(),
         Some(v) => vec![parse_version(v)?],
@@ -63,7 +79,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         };
         eprintln!();
         eprintln!("==================================================================");
-        eprintln!("== cargo xtask test: etcd {version} ({})", bin.display());
+        eprintln!(
+            "== cargo xtask test: etcd {version} ({}), HTTP/2 of plain-text members: {transport}",
+            bin.display()
+        );
         eprintln!("==================================================================");
         let started = Instant::now();
         let mut cmd = cargo();
@@ -71,6 +90,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         cmd.arg("test").arg("--no-fail-fast");
         if !args.rest.iter().any(|a| selects_packages(a)) {
             cmd.arg("--workspace");
+        }
+        if let Some(http2) = http2 {
+            cmd.env(HTTP2_VARIABLE, http2);
         }
         let status = cmd
             .args(&args.rest)
@@ -92,10 +114,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     for (version, outcome, secs) in &results {
         let took = secs.map(|s| format!(" in {s}s")).unwrap_or_default();
         match outcome {
-            Outcome::Passed => eprintln!("etcd {version}: ok{took}"),
+            Outcome::Passed => eprintln!("etcd {version} ({transport}): ok{took}"),
             Outcome::Failed(why) => {
                 ok = false;
-                eprintln!("etcd {version}: FAILED{took}: {why}");
+                eprintln!("etcd {version} ({transport}): FAILED{took}: {why}");
             }
             Outcome::Skipped(why) => eprintln!("etcd {version}: SKIPPED: {why}"),
         }
@@ -111,6 +133,21 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The variable that picks etcd-client's HTTP/2 for plain-text members.
+const HTTP2_VARIABLE: &str = "ETCD_CLIENT_HTTP2";
+
+/// A value of [`HTTP2_VARIABLE`] as etcd-client reads it, for the report.
+fn known(value: &str) -> Option<&'static str> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("tonic") {
+        Some("tonic")
+    } else if value.eq_ignore_ascii_case("builtin") {
+        Some("builtin")
+    } else {
+        None
+    }
 }
 
 /// Whether a `cargo test` argument picks packages itself (then we do not add `--workspace`).
