@@ -102,7 +102,7 @@ fn check_protoc() -> anyhow::Result<()> {
         }
         anyhow::bail!(
             "PROTOC={} is not a file; the etcd-client crate the bench compares against needs \
-             protoc (`apt-get install protobuf-compiler`)",
+             protoc (`apt-get install protobuf-compiler libprotobuf-dev`)",
             Path::new(&protoc).display()
         );
     }
@@ -111,7 +111,7 @@ fn check_protoc() -> anyhow::Result<()> {
     if !found {
         anyhow::bail!(
             "protoc is not on PATH; the etcd-client crate the bench compares against needs it \
-             to build: `apt-get install protobuf-compiler` (or set PROTOC)"
+             to build: `apt-get install protobuf-compiler libprotobuf-dev` (or set PROTOC)"
         );
     }
     Ok(())
