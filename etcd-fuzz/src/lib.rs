@@ -16,6 +16,9 @@
 //! failure is replayed alone with `ETCD_FUZZ_CASE`. Inputs are best made by mutating
 //! valid ones ([`mutate`]): random bytes rarely get past a parser's first check.
 
+#[cfg(feature = "hpack")]
+pub mod hpack;
+
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -352,6 +355,24 @@ pub fn run(
         executions as f64 / report.elapsed.as_secs_f64().max(1e-9)
     );
     report
+}
+
+/// Runs `f`, and returns the message of its panic if it panicked. The panic is still
+/// printed by the panic hook; see [`quietly`].
+pub fn panics<R>(f: impl FnOnce() -> R) -> Option<String> {
+    catch_unwind(AssertUnwindSafe(f))
+        .err()
+        .map(|panic| panic_message(&*panic))
+}
+
+/// Runs `f` with panic messages not printed (while minimizing an input that panics, say).
+/// The hook is the process's: other threads' panics go unprinted meanwhile too.
+pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = catch_unwind(AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    out.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// The message of a caught panic.

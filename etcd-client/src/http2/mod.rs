@@ -21,6 +21,8 @@ mod conn;
 mod driver;
 mod error;
 mod frame;
+#[cfg(test)]
+mod fuzz;
 mod hpack;
 mod huffman;
 mod stream;
