@@ -219,6 +219,15 @@ pub fn hex(data: &[u8]) -> String {
     out
 }
 
+/// `text` cut to its first `max` characters (a note on how much was cut), for failure
+/// reports of large values.
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((at, _)) => format!("{}… ({} bytes in all)", &text[..at], text.len()),
+    }
+}
+
 /// One case: its generator, and notes printed if it fails.
 #[derive(Debug)]
 pub struct Case {
