@@ -16,6 +16,7 @@
 //! failure is replayed alone with `ETCD_FUZZ_CASE`. Inputs are best made by mutating
 //! valid ones ([`mutate`]): random bytes rarely get past a parser's first check.
 
+pub mod alloc;
 #[cfg(feature = "hpack")]
 pub mod hpack;
 

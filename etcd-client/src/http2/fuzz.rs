@@ -283,7 +283,6 @@ fn huffman_encode(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn fuzz_huffman() {
-    let mut rejected_by_ours_only = 0u64;
     run("huffman", SHORT, |case| {
         let data = text(&mut case.rng);
         let mut code = huffman_encode(&data);
@@ -312,15 +311,14 @@ fn fuzz_huffman() {
             Ok(()) => Ok(()),
             Err(_) => {
                 let reference = loona_hpack::huffman::HuffmanDecoder::new().decode(&code);
-                if let Ok(text) = reference {
-                    if huffman_encode(&text) == code {
-                        rejected_by_ours_only += 1;
-                        return Err(format!("ours rejects the valid encoding of {}", hex(&text)));
-                    }
+                if let Ok(text) = reference
+                    && huffman_encode(&text) == code
+                {
+                    return Err(format!("ours rejects the valid encoding of {}", hex(&text)));
                 }
+
                 Ok(())
             }
         }
     });
-    assert_eq!(rejected_by_ours_only, 0);
 }
