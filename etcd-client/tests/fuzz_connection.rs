@@ -773,7 +773,6 @@ async fn read_client(
     loop {
         if *stop.borrow() {
             // Hold the socket open without reading: the client's writes back up.
-            let _ = stop.changed().await;
             std::future::pending::<()>().await;
         }
         let read = tokio::select! {
