@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask codegen | etcd | demo | test | bench`.
+//! Project automation: `cargo xtask codegen | etcd | demo | test | bench | fuzz`.
 
 mod bench;
 mod cluster;
@@ -6,6 +6,7 @@ mod codegen;
 mod demo;
 mod etcd;
 mod etcd_bin;
+mod fuzz;
 mod test;
 mod util;
 
@@ -40,6 +41,16 @@ commands:
       `-- --workloads put,watch --concurrency 1,16 --clients ours,theirs`. Writes
       target/bench/results.jsonl, results.md (medians, ratios ours/theirs, targets) and
       ratios.svg (the ratios as a bar chart).
+  fuzz [--seconds S] [--target T] [--seed N]
+      Run the fuzz targets (ordinary tests that `cargo test` runs for a few seconds each)
+      in release mode for S seconds each (default 60), and print the executions per
+      target. Targets (default: all, one after the other): hpack, hpack_mutated, huffman
+      (etcd-client's HPACK and Huffman decoders, against independent crates), unary
+      (etcd-core's gRPC codec over a scripted transport), connection, connection_raw (a
+      Client against a hostile HTTP/2 server on a loopback socket). --seed N fixes the
+      run's seed (ETCD_FUZZ_SEED); a failure prints ETCD_FUZZ_CASE=... to replay its case
+      alone: ETCD_FUZZ_CASE=0x... cargo test --release -p <package> <test> -- --exact.
+      No etcd needed.
   help
       Print this help.
 
@@ -88,6 +99,7 @@ fn run() -> anyhow::Result<ExitCode> {
         "demo" => demo::run(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)

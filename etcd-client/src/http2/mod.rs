@@ -22,6 +22,8 @@ mod driver;
 mod error;
 mod frame;
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod hostile;
 mod hpack;
 mod huffman;
