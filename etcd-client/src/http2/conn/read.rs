@@ -153,7 +153,8 @@ impl Conn {
                 // The server does not read what we owe it: read nothing more until it did
                 // (a writer wakes the driver once `out` drained).
                 let mut state = self.lock();
-                if state.out.len() >= MAX_PENDING_WRITE && state.closed.is_none() {
+                let hung_up = self.hung_up.load(std::sync::atomic::Ordering::Relaxed);
+                if state.out.len() >= MAX_PENDING_WRITE && state.closed.is_none() && !hung_up {
                     state.read_paused = true;
                     return Poll::Pending;
                 }

@@ -65,11 +65,18 @@ impl Conn {
                     return hand_to_driver(state);
                 }
                 Err(e) => {
-                    // The read side reports why (a hang-up's reason arrives there).
+                    // The read side reports why (a hang-up's reason arrives there): the
+                    // driver is woken to read on, even if it had stopped reading until
+                    // what we owed the server drained.
                     tracing::debug!(error = %e, "HTTP/2 write failed");
                     self.hung_up.store(true, Ordering::Relaxed);
                     state.out.clear();
                     state.writing = false;
+                    state.read_paused = false;
+                    if let Some(driver) = state.driver.clone() {
+                        drop(state);
+                        driver.wake();
+                    }
                     return;
                 }
             }
