@@ -47,10 +47,12 @@ struct Ending {
     conn: Arc<Conn>,
     shared: Weak<Shared>,
     attempt: u64,
+    ended: bool,
 }
 
 impl Ending {
-    fn end(&self, reason: &str, not_sent: bool) {
+    fn end(&mut self, reason: &str, not_sent: bool) {
+        self.ended = true;
         self.conn.close(reason.into(), not_sent);
         if let Some(shared) = self.shared.upgrade() {
             shared.forget(self.attempt);
@@ -61,12 +63,14 @@ impl Ending {
 
 impl Drop for Ending {
     fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
         let reason = if std::thread::panicking() {
             "the connection's task panicked"
         } else {
             "the connection's task was stopped (its runtime shut down)"
         };
-        // A no-op when the driver ended it already.
         self.end(reason, false);
     }
 }
@@ -80,10 +84,11 @@ async fn drive(
     shared: Weak<Shared>,
     attempt: u64,
 ) {
-    let ending = Ending {
+    let mut ending = Ending {
         conn: conn.clone(),
         shared,
         attempt,
+        ended: false,
     };
     let mut reader = Reader::new();
     let io = poll_fn(|cx| {

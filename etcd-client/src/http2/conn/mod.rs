@@ -77,6 +77,19 @@ struct Slot {
     refs: u8,
 }
 
+impl Slot {
+    /// Fails the stream with `failure`: nothing more is sent on it, and the tasks waiting on
+    /// it (its response, its request pipe) are woken.
+    fn fail(&mut self, failure: Failure, wakes: &mut Wakes) {
+        self.failure = Some(failure);
+        self.sent_end = true;
+        self.queued.clear();
+        self.queued_bytes = 0;
+        wakes.push(self.waker.take());
+        wakes.push(self.room_waker.take());
+    }
+}
+
 /// Stream identifiers are unique, so they hash as themselves.
 #[derive(Default)]
 struct IdHasher(u64);
@@ -191,17 +204,11 @@ fn stream_error(state: &mut State, id: u32, code: u32, why: String, wakes: &mut 
         return;
     }
     tracing::debug!(stream = id, code = code::name(code), %why, "HTTP/2 stream error");
-    slot.failure = Some(Failure::Failed(
-        format!("{why} ({}, stream reset)", code::name(code)).into(),
-    ));
-    slot.sent_end = true;
+    let why = format!("{why} ({}, stream reset)", code::name(code));
+    slot.fail(Failure::Failed(why.into()), wakes);
     slot.head = None;
-    slot.queued.clear();
-    slot.queued_bytes = 0;
     let unread = slot.data.drain(..).map(|d| d.len()).sum::<usize>() + slot.small.len();
     slot.small = BytesMut::new();
-    wakes.push(slot.waker.take());
-    wakes.push(slot.room_waker.take());
     frame::put_reset(&mut state.out, id, code);
     release(state, unread as u32);
 }
@@ -313,14 +320,15 @@ impl Conn {
             state.out.clear();
             for slot in state.streams.values_mut() {
                 if !slot.received_end && slot.failure.is_none() {
-                    slot.failure = Some(if not_sent {
+                    let failure = if not_sent {
                         Failure::NotSent(reason.clone())
                     } else {
                         Failure::Failed(reason.clone())
-                    });
-                    wakes.push(slot.waker.take());
+                    };
+                    slot.fail(failure, &mut wakes);
+                } else {
+                    wakes.push(slot.room_waker.take());
                 }
-                wakes.push(slot.room_waker.take());
             }
             wakes
                 .0
@@ -491,13 +499,8 @@ impl Conn {
         if slot.failure.is_some() || (slot.received_end && slot.sent_end) {
             return;
         }
-        slot.failure = Some(Failure::Failed(why.into()));
-        slot.sent_end = true;
-        slot.queued.clear();
-        slot.queued_bytes = 0;
         let mut wakes = Wakes::default();
-        wakes.push(slot.waker.take());
-        wakes.push(slot.room_waker.take());
+        slot.fail(Failure::Failed(why.into()), &mut wakes);
         frame::put_reset(&mut state.out, id, code::CANCEL);
         self.submit(state);
         wakes.wake_all();

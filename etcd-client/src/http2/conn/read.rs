@@ -480,16 +480,12 @@ fn on_control(
                 && !slot.received_end
             {
                 let why = format!("the server reset the stream ({})", code::name(code));
-                slot.failure = Some(if code == code::REFUSED_STREAM {
+                let failure = if code == code::REFUSED_STREAM {
                     Failure::NotSent(why.into())
                 } else {
                     Failure::Failed(why.into())
-                });
-                slot.sent_end = true;
-                slot.queued.clear();
-                slot.queued_bytes = 0;
-                frames.wakes.push(slot.waker.take());
-                frames.wakes.push(slot.room_waker.take());
+                };
+                slot.fail(failure, &mut frames.wakes);
             }
             Ok(())
         }
@@ -528,9 +524,7 @@ fn on_control(
             .into();
             for (&id, slot) in state.streams.iter_mut() {
                 if id > last && slot.failure.is_none() {
-                    slot.failure = Some(Failure::NotSent(why.clone()));
-                    frames.wakes.push(slot.waker.take());
-                    frames.wakes.push(slot.room_waker.take());
+                    slot.fail(Failure::NotSent(why.clone()), &mut frames.wakes);
                 }
             }
             frames
