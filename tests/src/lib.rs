@@ -60,6 +60,7 @@ pub mod binary;
 pub mod clients;
 pub mod cluster;
 pub mod counting;
+pub mod history;
 pub mod hostile;
 pub mod http;
 pub mod process;

@@ -1,0 +1,277 @@
+//! The server's own history of a key range, collected independently of the client under
+//! test: a raw watch from revision 1 on every member (reconnecting after faults, resuming
+//! after the last whole revision), checked equal across members, plus `HashKV` compared
+//! across members at the end.
+//!
+//! Members must run with `--experimental-watch-progress-notify-interval` set low (say
+//! `100ms`): a range nobody writes any more is known complete only by a progress
+//! notification.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_proto::etcdserverpb as pb;
+use etcd_proto::mvccpb;
+use futures::StreamExt;
+
+use super::model::{Event, EventKind, Kv, Nanos, RevisionRecord};
+use crate::clients::channel;
+
+/// The flag members need for [`Reference`] to see a quiet range complete.
+pub const PROGRESS_FLAG: &str = "--experimental-watch-progress-notify-interval=100ms";
+
+/// Collects every member's history of one key range in the background.
+#[derive(Debug)]
+pub struct Reference {
+    urls: Vec<String>,
+    logs: Vec<Arc<Mutex<MemberLog>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct MemberLog {
+    records: BTreeMap<i64, RevisionRecord>,
+    /// Every revision up to this one is complete.
+    reached: i64,
+    /// The watch cannot go on (its revisions were compacted).
+    broken: Option<String>,
+}
+
+impl Reference {
+    /// Starts watching `[key, end)` (`end` as in the history's requests) from revision 1
+    /// on every member at `urls`; receive instants are measured from `origin` (pass the
+    /// recorder's).
+    pub fn start(urls: &[String], key: &str, end: Option<&str>, origin: Instant) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut logs = Vec::new();
+        let mut tasks = Vec::new();
+        for url in urls {
+            let log = Arc::new(Mutex::new(MemberLog::default()));
+            let create = pb::WatchCreateRequest {
+                key: key.as_bytes().to_vec().into(),
+                range_end: end
+                    .map(|e| e.as_bytes().to_vec())
+                    .unwrap_or_default()
+                    .into(),
+                progress_notify: true,
+                ..pb::WatchCreateRequest::default()
+            };
+            tasks.push(tokio::spawn(follow(
+                url.clone(),
+                create,
+                origin,
+                Arc::clone(&log),
+                Arc::clone(&stop),
+            )));
+            logs.push(log);
+        }
+        Self {
+            urls: urls.to_vec(),
+            logs,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Waits up to `within` for every member to be complete up to `revision`, stops, and
+    /// returns the history, after checking that every member recorded the same one and
+    /// that `HashKV` at `revision` agrees across members.
+    pub async fn collect(
+        self,
+        revision: i64,
+        within: Duration,
+    ) -> Result<Vec<RevisionRecord>, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let behind: Vec<String> = self
+                .logs
+                .iter()
+                .zip(&self.urls)
+                .filter_map(|(log, url)| {
+                    let log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    match &log.broken {
+                        Some(why) => Some(format!("{url}: {why}")),
+                        None if log.reached < revision => {
+                            Some(format!("{url}: at revision {}", log.reached))
+                        }
+                        None => None,
+                    }
+                })
+                .collect();
+            if behind.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline
+                || self.logs.iter().any(|l| l.lock().unwrap().broken.is_some())
+            {
+                self.shut_down().await;
+                return Err(format!(
+                    "reference watches did not reach revision {revision}: {}",
+                    behind.join("; ")
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        let logs: Vec<BTreeMap<i64, RevisionRecord>> = self
+            .logs
+            .iter()
+            .map(|l| {
+                let mut log = l.lock().unwrap_or_else(|p| p.into_inner());
+                std::mem::take(&mut log.records)
+                    .into_iter()
+                    .filter(|(rev, _)| *rev <= revision)
+                    .collect()
+            })
+            .collect();
+        let urls = self.urls.clone();
+        self.shut_down().await;
+        let mut merged = logs[0].clone();
+        for (log, url) in logs.iter().zip(&urls).skip(1) {
+            let same = log.len() == merged.len()
+                && log
+                    .values()
+                    .zip(merged.values())
+                    .all(|(a, b)| a.revision == b.revision && a.events == b.events);
+            if !same {
+                let first = log
+                    .values()
+                    .zip(merged.values())
+                    .find(|(a, b)| a.revision != b.revision || a.events != b.events)
+                    .map(|(a, _)| a.revision);
+                return Err(format!(
+                    "server divergence: {url} recorded another history than {} (first difference at revision {first:?})",
+                    urls[0]
+                ));
+            }
+            for (rev, record) in log {
+                let seen = &mut merged.get_mut(rev).expect("same revisions").seen_at;
+                *seen = (*seen).min(record.seen_at);
+            }
+        }
+        hash_kv_agrees(&urls, revision).await?;
+        Ok(merged.into_values().collect())
+    }
+
+    async fn shut_down(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// `HashKV` at `revision` must be the same on every member.
+async fn hash_kv_agrees(urls: &[String], revision: i64) -> Result<(), String> {
+    let mut answers = Vec::new();
+    for url in urls {
+        let mut client = pb::maintenance_client::MaintenanceClient::new(channel(url));
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.hash_kv(pb::HashKvRequest { revision }),
+        )
+        .await
+        .map_err(|_| format!("HashKV on {url} timed out"))?
+        .map_err(|e| format!("HashKV on {url}: {e}"))?
+        .into_inner();
+        answers.push((url, answer.hash, answer.compact_revision));
+    }
+    let (first_url, hash, compacted) = answers[0];
+    for (url, h, c) in &answers[1..] {
+        if (*h, *c) != (hash, compacted) {
+            return Err(format!(
+                "server divergence: HashKV at revision {revision} is {h:x} (compacted {c}) on {url}, {hash:x} (compacted {compacted}) on {first_url}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn follow(
+    url: String,
+    create: pb::WatchCreateRequest,
+    origin: Instant,
+    log: Arc<Mutex<MemberLog>>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let next = log.lock().unwrap_or_else(|p| p.into_inner()).reached + 1;
+        let request = pb::WatchRequest {
+            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+                pb::WatchCreateRequest {
+                    start_revision: next,
+                    ..create.clone()
+                },
+            )),
+        };
+        let mut client =
+            pb::watch_client::WatchClient::new(channel(&url)).max_decoding_message_size(256 << 20);
+        let requests = futures::stream::iter([request]).chain(futures::stream::pending());
+        if let Ok(response) = client.watch(requests).await {
+            let mut stream = response.into_inner();
+            while let Ok(Some(message)) = stream.message().await {
+                let seen_at = origin.elapsed().as_nanos() as Nanos;
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                if message.canceled || message.compact_revision != 0 {
+                    log.broken = Some(format!(
+                        "watch ended: compact revision {}, reason {:?}",
+                        message.compact_revision, message.cancel_reason
+                    ));
+                    return;
+                }
+                if message.created {
+                    continue;
+                }
+                if message.events.is_empty() {
+                    // A progress notification: everything up to its revision was sent.
+                    let revision = message.header.map_or(0, |h| h.revision);
+                    log.reached = log.reached.max(revision);
+                    continue;
+                }
+                let mut batch: BTreeMap<i64, RevisionRecord> = BTreeMap::new();
+                for event in &message.events {
+                    let event = convert(event);
+                    let revision = event.kv.mod_revision;
+                    batch
+                        .entry(revision)
+                        .or_insert_with(|| RevisionRecord {
+                            revision,
+                            seen_at,
+                            events: Vec::new(),
+                        })
+                        .events
+                        .push(event);
+                }
+                let last = *batch.keys().next_back().expect("a non-empty batch");
+                log.records.extend(batch);
+                log.reached = log.reached.max(last);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn convert(event: &mvccpb::Event) -> Event {
+    let kv = event.kv.clone().unwrap_or_default();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Event {
+        kind: if event.r#type == mvccpb::event::EventType::Delete as i32 {
+            EventKind::Delete
+        } else {
+            EventKind::Put
+        },
+        kv: Kv {
+            key: text(&kv.key),
+            value: text(&kv.value),
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            lease: kv.lease,
+        },
+        prev: None,
+    }
+}

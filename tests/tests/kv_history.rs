@@ -1,0 +1,207 @@
+//! Recorded histories through `etcd_client::Client`, proved by the history checker
+//! (reliability plan §6.2 K1, K3, K4; global criteria G1–G6).
+//!
+//! Four logical clients run the K1 mix on ten keys through one `Client` built as a user
+//! would (all three endpoints, a 2 s request timeout), two watches record the prefix, and
+//! the server's own history is collected by raw watches on every member. The checker then
+//! places every operation in the revision order and checks answers, real-time order,
+//! per-key linearizability, the watches and that no write was lost or applied twice.
+//!
+//! * K1: no fault.
+//! * K3: the leader is SIGKILLed at 3 s and restarted at 6 s.
+//! * K4: the leader is SIGSTOPped at 3 s for 4 s: calls in flight on it end at their
+//!   deadline, later calls go to the other members.
+//!
+//! A failing run leaves its history in `target/chaos/<test>/`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use etcd_client::Client;
+use etcd_tests::history::reference::PROGRESS_FLAG;
+use etcd_tests::history::workload::Workload;
+use etcd_tests::history::{self, Recorder, Reference, WatchSpec};
+use etcd_tests::{EtcdCluster, unique_prefix};
+
+/// Three-member clusters with second-scale thresholds: one at a time on two cores.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const CLIENTS: u32 = 4;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// G6: no call outlives its deadline by more than this.
+const DEADLINE_SLACK: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    None,
+    KillLeader,
+    StopLeader,
+}
+
+async fn recorded_run(name: &str, fault: Fault, traffic: Duration) {
+    let _serial = HEAVY.lock().await;
+    let cluster = Arc::new(EtcdCluster::builder(3).arg(PROGRESS_FLAG).start().await);
+    let prefix = unique_prefix(name);
+    let workload = Arc::new(Workload::new(prefix.clone()));
+    let end = workload.range_end();
+    let recorder = Recorder::new();
+    let reference = Reference::start(
+        &cluster.client_urls(),
+        &prefix,
+        Some(&end),
+        recorder.origin(),
+    );
+    let client = Client::builder(cluster.client_urls())
+        .request_timeout(REQUEST_TIMEOUT)
+        .connect()
+        .await
+        .expect("connect");
+
+    let watch = |spec| {
+        let (recorder, client) = (Arc::clone(&recorder), client.clone());
+        async move {
+            recorder
+                .watch(100, &client, spec)
+                .await
+                .expect("open a watch")
+        }
+    };
+    let from_now = watch(WatchSpec {
+        key: prefix.clone(),
+        end: Some(end.clone()),
+        prev_kv: true,
+        progress_notify: true,
+        ..WatchSpec::default()
+    })
+    .await;
+    let puts_only = watch(WatchSpec {
+        key: prefix.clone(),
+        end: Some(end.clone()),
+        start_revision: 1,
+        no_delete: true,
+        // Vouches for a last revision that only deleted.
+        progress_notify: true,
+        ..WatchSpec::default()
+    })
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seed = 0x4b31 ^ u64::from(std::process::id());
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (workload, recorder, kv, stop) = (
+                Arc::clone(&workload),
+                Arc::clone(&recorder),
+                client.kv().clone(),
+                Arc::clone(&stop),
+            );
+            tokio::spawn(async move { workload.run(recorder, c, kv, seed, stop).await })
+        })
+        .collect();
+
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    match fault {
+        Fault::None => {}
+        Fault::KillLeader => {
+            let leader = cluster.leader().await;
+            cluster.member(leader).kill();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            cluster.member(leader).restart().await;
+        }
+        Fault::StopLeader => {
+            let leader = cluster.leader().await;
+            cluster.member(leader).pause();
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            cluster.member(leader).resume();
+        }
+    }
+    if let Some(rest) = traffic.checked_sub(started.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut ran = 0;
+    for task in tasks {
+        ran += task.await.expect("a workload task panicked");
+    }
+
+    // The last revision, read straight from a member, bounds what everyone must reach.
+    let last = etcd_tests::clients::raw_kv(&cluster.client_urls()[0])
+        .get(prefix.as_str())
+        .await
+        .expect("read the last revision")
+        .revision();
+    from_now.finish(last, Duration::from_secs(15)).await;
+    puts_only.finish(last, Duration::from_secs(15)).await;
+    let records = reference
+        .collect(last, Duration::from_secs(30))
+        .await
+        .expect("the server's history");
+
+    let history = recorder.history();
+    let report = history::check(&history, records.clone());
+    let dir = history::run_dir(name);
+    println!(
+        "{name}: {ran} operations, {report}(history in {})",
+        dir.display()
+    );
+    if !report.is_clean() {
+        history::dump(&dir, &history, &records, &report).expect("write the history");
+        panic!("{name}: the checker found anomalies:\n{report}");
+    }
+    assert!(ran >= 200, "{name}: only {ran} operations ran");
+    assert!(
+        history.ops.iter().filter(|op| op.ret.is_some()).count() >= 100,
+        "{name}: too few calls succeeded"
+    );
+    // G6: every call ended within its deadline (retries included) and a little slack.
+    let slowest = history
+        .ops
+        .iter()
+        .max_by_key(|op| op.elapsed)
+        .expect("operations");
+    assert!(
+        Duration::from_nanos(slowest.elapsed) <= REQUEST_TIMEOUT + DEADLINE_SLACK,
+        "{name}: op {} took {:?} (deadline {REQUEST_TIMEOUT:?}): {:?}",
+        slowest.id,
+        Duration::from_nanos(slowest.elapsed),
+        slowest.resp
+    );
+    if let Fault::None = fault {
+        assert_eq!(
+            report.unknown, 0,
+            "{name}: unknown outcomes without a fault"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k1_recorded_mixed_workload_is_linearizable() {
+    recorded_run(
+        "k1_recorded_mixed_workload",
+        Fault::None,
+        Duration::from_secs(20),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k3_leader_killed_under_recorded_traffic() {
+    recorded_run(
+        "k3_leader_killed",
+        Fault::KillLeader,
+        Duration::from_secs(12),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k4_leader_paused_under_recorded_traffic() {
+    recorded_run(
+        "k4_leader_paused",
+        Fault::StopLeader,
+        Duration::from_secs(12),
+    )
+    .await;
+}
