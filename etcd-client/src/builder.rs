@@ -113,10 +113,13 @@ impl ClientBuilder {
         self
     }
 
-    /// The deadline of every call, retries included (for watch and keep-alive streams: of
-    /// opening them). A call that takes longer fails with
-    /// [`Error::Timeout`](crate::Error::Timeout); a write that timed out may still have
-    /// been applied. Default: none.
+    /// The deadline of every call, retries included. For watches and keep-alives it bounds
+    /// their creation: a watch until the server's created reply (`client.watch(..)`
+    /// awaited, `WatchGroup::add`), a keep-alive until the first renewal's reply
+    /// (`client.lease().keep_alive(..)` awaited, `keep_alive_once`); the streams, once
+    /// established, are not bounded. A call that takes longer fails with
+    /// [`Error::Timeout`](crate::Error::Timeout) (inside the watch or lease error); a
+    /// write that timed out may still have been applied. Default: none.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.layers.request_timeout = Some(timeout);
         self
@@ -246,12 +249,20 @@ impl ClientBuilder {
         layers
             .session
             .set_authenticator(members.failover(GrpcAuth::new));
+        // Starting a keep-alive or a watch is bounded by the request timeout; the streams
+        // themselves are not.
+        let mut keep_alive_config = etcd_lease::KeepAliveConfig::default();
+        keep_alive_config.start_timeout = layers.request_timeout;
         // One stack per etcd service, over the same connections.
         let mut client = Client {
             kv: etcd_core::Kv::new(stack(&members, GrpcKv::new, &layers)).with_limits(limits),
-            lease: etcd_lease::Lessor::new(stack(&members, GrpcLease::new, &layers)),
+            lease: etcd_lease::Lessor::with_config(
+                stack(&members, GrpcLease::new, &layers),
+                keep_alive_config,
+            ),
             watcher: reauthenticating(
-                etcd_watch::Watcher::new(stack(&members, GrpcWatch::new, &layers)),
+                etcd_watch::Watcher::new(stack(&members, GrpcWatch::new, &layers))
+                    .with_create_timeout(layers.request_timeout),
                 &layers.session,
             ),
             cluster: etcd_core::Cluster::new(admin_stack(&members, GrpcCluster::new, &layers)),

@@ -59,6 +59,14 @@ pub struct KeepAliveConfig {
     pub reconnect_backoff: Duration,
     /// The longest pause between attempts to reopen the stream.
     pub max_reconnect_backoff: Duration,
+    /// How long starting a keep-alive ([`Lessor::keep_alive`](crate::Lessor::keep_alive)
+    /// awaited, until the server's first reply) and a one-off renewal
+    /// ([`Lessor::keep_alive_once`](crate::Lessor::keep_alive_once)) may take. Past it the
+    /// call fails with [`etcd_core::Error::Timeout`] (as [`Error::Core`]) and the lease is
+    /// not kept alive. A keep-alive once started is never bounded by it. `None` (the
+    /// default): only [`first_ack_timeout`](Self::first_ack_timeout) applies. The
+    /// `etcd-client` facade sets the client's request timeout.
+    pub start_timeout: Option<Duration>,
 }
 
 impl Default for KeepAliveConfig {
@@ -68,6 +76,7 @@ impl Default for KeepAliveConfig {
             ack_timeout: Duration::from_secs(1),
             reconnect_backoff: Duration::from_millis(100),
             max_reconnect_backoff: Duration::from_secs(1),
+            start_timeout: None,
         }
     }
 }

@@ -401,6 +401,30 @@ async fn an_unreachable_server_fails_the_first_keep_alive_after_the_first_ack_ti
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_start_timeout_bounds_only_the_start_of_a_keep_alive() {
+    let fake = Fake::new();
+    let mut config = KeepAliveConfig::default();
+    config.start_timeout = Some(secs(2.0));
+    let lessor = Lessor::with_config(fake.clone(), config);
+    let id = lessor.grant(secs(3.0)).await.unwrap().id();
+    fake.state().mode = Mode::Stall;
+    let started = Instant::now();
+    let e = lessor.keep_alive(id).await.unwrap_err();
+    assert!(matches!(e, Error::Core(CoreError::Timeout)), "{e:?}");
+    assert_eq!(started.elapsed(), secs(2.0));
+    let started = Instant::now();
+    let e = lessor.keep_alive_once(id).await.unwrap_err();
+    assert!(matches!(e, Error::Core(CoreError::Timeout)), "{e:?}");
+    assert_eq!(started.elapsed(), secs(2.0));
+    // Once started, a keep-alive outlives the start timeout.
+    fake.state().mode = Mode::Reply;
+    let keeper = lessor.keep_alive(id).await.unwrap();
+    tokio::time::sleep(secs(10.0)).await;
+    assert_eq!(keeper.loss(), None);
+    assert!(keeper.renewals() >= 10, "{}", keeper.renewals());
+}
+
+#[tokio::test(start_paused = true)]
 async fn invalid_requests_are_refused_without_sending() {
     let fake = Fake::new();
     let lessor = Lessor::new(fake.clone());

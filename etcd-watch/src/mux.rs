@@ -44,6 +44,8 @@ pub(crate) struct Config {
     pub(crate) buffer: usize,
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
+    /// How long creating a watch may take, until the server's created reply.
+    pub(crate) create_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             buffer: 1024,
             backoff_initial: Duration::from_millis(20),
             backoff_max: Duration::from_secs(2),
+            create_timeout: None,
         }
     }
 }
