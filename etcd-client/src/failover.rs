@@ -1,7 +1,8 @@
 //! Spreading calls over the members of a cluster, and moving off members that fail.
 //!
 //! [`Failover`] is a typed tower service over one inner service per member. Each call goes
-//! to the next member in turn, skipping members that recently failed to connect or left a
+//! to the next member in turn (each failover service starts its turn at a random member,
+//! so that many clients given the same list do not all load its first member), skipping members that recently failed to connect or left a
 //! call unanswered until it was dropped (its deadline passed). When a
 //! call fails in a way that proves the request never reached the server, it is sent to the
 //! next member; a read-only request is also sent on after any connection failure. A write
@@ -70,7 +71,8 @@ fn member_list<S>(members: impl IntoIterator<Item = (String, S)>) -> Arc<[Member
 }
 
 impl<S> Failover<S> {
-    /// A failover service over `(endpoint, service)` pairs, one per member.
+    /// A failover service over `(endpoint, service)` pairs, one per member. Its first call
+    /// goes to a member chosen at random, the next ones round-robin from there.
     ///
     /// # Panics
     /// When `members` is empty; [`Client::connect`](crate::Client::connect) refuses that
@@ -81,9 +83,11 @@ impl<S> Failover<S> {
             !members.is_empty(),
             "a failover service needs at least one member"
         );
+        // A random starting member: clients given the same list spread over it.
+        let start = etcd_core::jitter::below(members.len() as u64) as usize;
         Self {
             members: Arc::new(RwLock::new(members)),
-            next: Arc::new(AtomicUsize::new(0)),
+            next: Arc::new(AtomicUsize::new(start)),
         }
     }
 
@@ -378,10 +382,16 @@ mod tests {
                 failover.clone().oneshot(pb::RangeRequest::default()),
             )
         };
-        assert!(
-            call().await.is_err(),
-            "the first call goes to the stalled member"
-        );
+        // The round-robin starts at a random member: within two calls, one goes to the
+        // stalled member and times out.
+        let mut timed_out = false;
+        for _ in 0..2 {
+            if call().await.is_err() {
+                timed_out = true;
+                break;
+            }
+        }
+        assert!(timed_out, "one of two calls went to the stalled member");
         for _ in 0..4 {
             assert_eq!(
                 call().await.expect("sent to the live member").unwrap(),
@@ -408,5 +418,33 @@ mod tests {
             !failover.set_members(Vec::<(String, i32)>::new()),
             "never empty"
         );
+    }
+
+    /// Clients built over the same list do not all start at its first member.
+    #[test]
+    fn the_round_robin_starts_at_a_random_member() {
+        let starts: std::collections::HashSet<usize> = (0..64)
+            .map(|_| {
+                let failover = Failover::new([
+                    ("a".to_owned(), 0),
+                    ("b".to_owned(), 1),
+                    ("c".to_owned(), 2),
+                ]);
+                failover.order(&failover.current())[0]
+            })
+            .collect();
+        // Each start is uniform over three members: the chance that 64 agree is 3^-63.
+        assert!(starts.len() >= 2, "every failover started at {starts:?}");
+        // From its start, a failover goes round the members in turn.
+        let failover = Failover::new([
+            ("a".to_owned(), 0),
+            ("b".to_owned(), 1),
+            ("c".to_owned(), 2),
+        ]);
+        let firsts: Vec<usize> = (0..3)
+            .map(|_| failover.order(&failover.current())[0])
+            .collect();
+        assert_eq!(firsts[1], (firsts[0] + 1) % 3);
+        assert_eq!(firsts[2], (firsts[0] + 2) % 3);
     }
 }

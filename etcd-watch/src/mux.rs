@@ -62,6 +62,13 @@ impl Default for Config {
     }
 }
 
+/// The pause before reopening a broken stream, for a backoff of `backoff`: equal jitter,
+/// uniform in `[backoff / 2, backoff]`, so that watchers broken together (a member
+/// restarted under many clients) do not all come back at the same instant.
+fn reconnect_pause(backoff: Duration) -> Duration {
+    etcd_core::jitter::equal(backoff)
+}
+
 /// What the handles ask of the task.
 pub(crate) enum Command {
     /// Start a watch; answer on `created` once the server has created it.
@@ -509,9 +516,9 @@ impl<S: WatchService> Mux<S> {
         }
         match &error {
             Some(error) => {
-                tracing::info!(%error, retry_in = ?self.backoff, "watch stream broken; resuming")
+                tracing::info!(%error, backoff = ?self.backoff, "watch stream broken; resuming")
             }
-            None => tracing::info!(retry_in = ?self.backoff, "watch stream ended; resuming"),
+            None => tracing::info!(backoff = ?self.backoff, "watch stream ended; resuming"),
         }
         self.queued.clear();
         let mut ids: Vec<WatchId> = Vec::with_capacity(self.watches.len());
@@ -525,7 +532,8 @@ impl<S: WatchService> Mux<S> {
         ids.sort_unstable();
         self.queued.extend(ids);
         if !self.watches.is_empty() {
-            self.conn = Conn::Backoff(Box::pin(tokio::time::sleep(self.backoff)));
+            let pause = reconnect_pause(self.backoff);
+            self.conn = Conn::Backoff(Box::pin(tokio::time::sleep(pause)));
             self.backoff = (self.backoff * 2).min(self.config.backoff_max);
         }
     }
@@ -764,5 +772,22 @@ impl<S: WatchService> Mux<S> {
                 });
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod jitter_tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_pauses_are_jittered_within_their_bounds() {
+        for backoff in [Duration::from_millis(20), Duration::from_secs(2)] {
+            let pauses: Vec<Duration> = (0..64).map(|_| reconnect_pause(backoff)).collect();
+            assert!(
+                pauses.iter().all(|p| *p >= backoff / 2 && *p <= backoff),
+                "{pauses:?}"
+            );
+            assert!(pauses.iter().any(|p| *p != pauses[0]), "{pauses:?}");
+        }
     }
 }
