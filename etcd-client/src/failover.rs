@@ -3,9 +3,11 @@
 //! [`Failover`] is a typed tower service over one inner service per member. Each call goes
 //! to the next member in turn (each failover service starts its turn at a random member,
 //! so that many clients given the same list do not all load its first member), skipping members that recently failed to connect or left a
-//! call unanswered until it was dropped (its deadline passed). When a
-//! call fails in a way that proves the request never reached the server, it is sent to the
-//! next member; a read-only request is also sent on after any connection failure. A write
+//! call unanswered until it was dropped (its deadline passed), or refused it as a learner.
+//! When a call fails in a way that proves the request never reached the server, or a
+//! learner refused it (`etcdserver: rpc not supported for learner`, before doing
+//! anything), it is sent to the next member; a read-only request is also sent on after
+//! any connection failure. A write
 //! whose outcome is unknown is never resent: the caller gets the typed error.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -288,11 +290,24 @@ impl<T> Resend for RequestStream<T> {
     }
 }
 
-/// Whether a failed call may be sent to another member, and whether it shows the member is
-/// unreachable.
+/// Whether a failed call may be sent to another member: it never reached a server, or it
+/// is a read, or the member refused it before doing anything for a reason of its own (a
+/// learner refusing what only voters serve).
 fn may_resend(error: &Error, read_only: bool) -> bool {
     match error {
         Error::Transport { applied, .. } => read_only || *applied == Applied::No,
+        Error::Server(e) => e.kind().is_refused_by_member(),
+        _ => false,
+    }
+}
+
+/// Whether a failed call shows that the member should be skipped for a while: it could
+/// not be reached, or it is a learner (which refuses every stream and every call but
+/// serializable reads and a few maintenance calls).
+fn should_skip(error: &Error) -> bool {
+    match error {
+        Error::Transport { .. } => true,
+        Error::Server(e) => e.kind().is_refused_by_member(),
         _ => false,
     }
 }
@@ -336,7 +351,7 @@ where
                         return Ok(response);
                     }
                     Err(error) => {
-                        if matches!(error, Error::Transport { .. }) {
+                        if should_skip(&error) {
                             members[member].record(false);
                         }
                         if !may_resend(&error, read_only) {
@@ -446,5 +461,45 @@ mod tests {
             .collect();
         assert_eq!(firsts[1], (firsts[0] + 1) % 3);
         assert_eq!(firsts[2], (firsts[0] + 2) % 3);
+    }
+
+    /// A learner's refusal sends a write on to a voter (it was refused before anything
+    /// was done), and the learner is skipped by the next calls.
+    #[tokio::test]
+    async fn a_learner_refusal_moves_the_call_to_another_member() {
+        use std::sync::atomic::AtomicU32;
+        let learner_calls = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&learner_calls);
+        let learner = tower::service_fn(move |_: pb::PutRequest| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                Err::<&'static str, _>(Error::Server(etcd_core::ServerError::new(
+                    tonic::Code::Unavailable,
+                    "etcdserver: rpc not supported for learner",
+                )))
+            }
+        });
+        let voter = tower::service_fn(|_: pb::PutRequest| async { Ok("voter") });
+        let failover = Failover::new([
+            (
+                "learner".to_owned(),
+                tower::util::BoxCloneSyncService::new(learner),
+            ),
+            (
+                "voter".to_owned(),
+                tower::util::BoxCloneSyncService::new(voter),
+            ),
+        ]);
+        for _ in 0..6 {
+            let put = pb::PutRequest {
+                key: b"k".to_vec().into(),
+                ..Default::default()
+            };
+            assert_eq!(failover.clone().oneshot(put).await.unwrap(), "voter");
+        }
+        assert!(
+            learner_calls.load(Ordering::SeqCst) <= 1,
+            "the learner was skipped after refusing once"
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! A call is sent again only when doing so cannot apply it twice:
 //!
 //! * any request the server refused before doing anything, for a reason that passes
-//!   (no leader, leader changed, too many requests, unhealthy cluster);
+//!   (no leader, leader changed, too many requests, unhealthy cluster) or that another
+//!   member does not share (a learner refusing what only voters serve);
 //! * any request that provably never left the client (every member refused the
 //!   connection);
 //! * a read, after any failure of the connection or the server's read path.
@@ -70,7 +71,7 @@ impl RetryPolicy {
 /// Whether a call that failed with `error` may be sent again.
 pub(crate) fn may_retry(error: &Error, read_only: bool) -> bool {
     match error {
-        Error::Server(e) if e.kind().is_transient() => true,
+        Error::Server(e) if e.kind().is_transient() || e.kind().is_refused_by_member() => true,
         Error::Server(e) => {
             read_only
                 && matches!(
@@ -343,6 +344,31 @@ mod tests {
         };
         assert!(!may_retry(&maybe_sent, false));
         assert!(may_retry(&maybe_sent, true));
+    }
+
+    #[test]
+    fn refusals_before_apply_are_classified() {
+        let learner = server("etcdserver: rpc not supported for learner");
+        assert!(
+            may_retry(&learner, false),
+            "a learner's refusal goes elsewhere"
+        );
+        for message in [
+            "etcdserver: cluster version not found during downgrade",
+            "etcdserver: not capable",
+        ] {
+            // Unavailable on the wire, but the same on every member: not retried, and
+            // known not applied.
+            let e = server(message);
+            assert!(!may_retry(&e, true), "{message}");
+            assert!(!e.is_outcome_unknown(), "{message}");
+        }
+        let bad_transferee = Error::Server(ServerError::new(
+            Code::FailedPrecondition,
+            "etcdserver: bad leader transferee",
+        ));
+        assert!(!may_retry(&bad_transferee, false));
+        assert!(!bad_transferee.is_outcome_unknown());
     }
 
     #[test]
