@@ -93,6 +93,15 @@ impl<S> Failover<S> {
         }
     }
 
+    /// Makes the next call go to the member at `index` in the list (modulo its length)
+    /// instead of a random one, the following ones round-robin from there: for a
+    /// preferred member, or a test that must know where the first call goes.
+    pub fn starting_at(self, index: usize) -> Self {
+        let n = self.current().len().max(1);
+        self.next.store(index % n, Ordering::Relaxed);
+        self
+    }
+
     /// Replaces the member list. Members whose endpoint stays keep their health record.
     /// An empty list is ignored (a client always has at least one member); returns
     /// whether the list was replaced.
@@ -461,6 +470,14 @@ mod tests {
             .collect();
         assert_eq!(firsts[1], (firsts[0] + 1) % 3);
         assert_eq!(firsts[2], (firsts[0] + 2) % 3);
+        // Unless told where to start.
+        let failover = Failover::new([
+            ("a".to_owned(), 0),
+            ("b".to_owned(), 1),
+            ("c".to_owned(), 2),
+        ])
+        .starting_at(4);
+        assert_eq!(failover.order(&failover.current())[0], 1);
     }
 
     /// A learner's refusal sends a write on to a voter (it was refused before anything
