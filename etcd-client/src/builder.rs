@@ -9,7 +9,7 @@ use etcd_core::{Error, InvalidRequest};
 use etcd_core::{IntoBytes, Result};
 
 use crate::client::Client;
-use crate::endpoint::{ConnectOptions, HTTP2_VARIABLE, Http2Transport, channel};
+use crate::endpoint::{ConnectOptions, HTTP2_VARIABLE, Http2Transport, channel, check_keep_alive};
 use crate::endpoints::Endpoints;
 use crate::maintenance::Maintenance;
 use crate::member_transport::{MemberTransport, WrapChannel};
@@ -67,10 +67,37 @@ impl ClientBuilder {
 
     /// HTTP/2 keep-alive: a ping every `interval` while calls or streams are open, and the
     /// connection is dropped when an answer takes longer than `timeout` (default 30 s and
-    /// 10 s). etcd refuses pings more often than every 5 s unless its
-    /// `--grpc-keepalive-min-time` is lowered, and idle connections are never pinged.
+    /// 10 s). Idle connections are never pinged (etcd refuses that).
+    ///
+    /// etcd closes a connection pinged more often than its `--grpc-keepalive-min-time`
+    /// (5 s by default) with GOAWAY `too_many_pings`, failing every call on it. So an
+    /// `interval` below 5 s makes [`connect`](Self::connect) fail with
+    /// [`Error::InvalidRequest`], unless the servers' lower minimum is declared with
+    /// [`server_keepalive_min_time`](Self::server_keepalive_min_time). A zero interval or
+    /// timeout is refused the same way.
+    ///
+    /// ```no_run
+    /// # async fn example() -> etcd_client::Result<()> {
+    /// use std::time::Duration;
+    /// // The cluster runs with --grpc-keepalive-min-time=500ms.
+    /// let client = etcd_client::Client::builder(["http://127.0.0.1:2379"])
+    ///     .keep_alive(Duration::from_secs(1), Duration::from_millis(500))
+    ///     .server_keepalive_min_time(Duration::from_millis(500))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.options.keep_alive = Some((interval, timeout));
+        self
+    }
+
+    /// Declares the servers' `--grpc-keepalive-min-time` when the cluster runs with a
+    /// value other than etcd's default of 5 s: [`keep_alive`](Self::keep_alive) intervals
+    /// down to `min` are then accepted (and intervals below it refused). Declaring less
+    /// than the servers allow gets connections closed with GOAWAY `too_many_pings`.
+    pub fn server_keepalive_min_time(mut self, min: Duration) -> Self {
+        self.options.server_keepalive_min_time = min;
         self
     }
 
@@ -113,10 +140,13 @@ impl ClientBuilder {
         self
     }
 
-    /// The deadline of every call, retries included (for watch and keep-alive streams: of
-    /// opening them). A call that takes longer fails with
-    /// [`Error::Timeout`](crate::Error::Timeout); a write that timed out may still have
-    /// been applied. Default: none.
+    /// The deadline of every call, retries included. For watches and keep-alives it bounds
+    /// their creation: a watch until the server's created reply (`client.watch(..)`
+    /// awaited, `WatchGroup::add`), a keep-alive until the first renewal's reply
+    /// (`client.lease().keep_alive(..)` awaited, `keep_alive_once`); the streams, once
+    /// established, are not bounded. A call that takes longer fails with
+    /// [`Error::Timeout`](crate::Error::Timeout) (inside the watch or lease error); a
+    /// write that timed out may still have been applied. Default: none.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.layers.request_timeout = Some(timeout);
         self
@@ -235,6 +265,7 @@ impl ClientBuilder {
         let variable = std::env::var_os(HTTP2_VARIABLE);
         let variable = variable.as_ref().map(|v| v.to_string_lossy());
         options.http2 = Http2Transport::resolve(http2, variable.as_deref())?;
+        check_keep_alive(&options)?;
         let mut layers = layers;
         layers.session = AuthSession::new(auth)?;
         let members = {
@@ -246,12 +277,20 @@ impl ClientBuilder {
         layers
             .session
             .set_authenticator(members.failover(GrpcAuth::new));
+        // Starting a keep-alive or a watch is bounded by the request timeout; the streams
+        // themselves are not.
+        let mut keep_alive_config = etcd_lease::KeepAliveConfig::default();
+        keep_alive_config.start_timeout = layers.request_timeout;
         // One stack per etcd service, over the same connections.
         let mut client = Client {
             kv: etcd_core::Kv::new(stack(&members, GrpcKv::new, &layers)).with_limits(limits),
-            lease: etcd_lease::Lessor::new(stack(&members, GrpcLease::new, &layers)),
+            lease: etcd_lease::Lessor::with_config(
+                stack(&members, GrpcLease::new, &layers),
+                keep_alive_config,
+            ),
             watcher: reauthenticating(
-                etcd_watch::Watcher::new(stack(&members, GrpcWatch::new, &layers)),
+                etcd_watch::Watcher::new(stack(&members, GrpcWatch::new, &layers))
+                    .with_create_timeout(layers.request_timeout),
                 &layers.session,
             ),
             cluster: etcd_core::Cluster::new(admin_stack(&members, GrpcCluster::new, &layers)),
@@ -280,5 +319,79 @@ impl ClientBuilder {
             )));
         }
         Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(result: Result<Client>) -> String {
+        match result {
+            Err(Error::InvalidRequest(InvalidRequest::Other(why))) => why.to_string(),
+            Err(other) => panic!("expected InvalidRequest, got {other:?}"),
+            Ok(_) => panic!("expected InvalidRequest, got a client"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_keep_alive_faster_than_the_servers_allow_is_refused() {
+        let builder = Client::builder(["http://127.0.0.1:2379"]);
+        let why = refused(
+            builder
+                .clone()
+                .keep_alive(Duration::from_secs(1), Duration::from_millis(500))
+                .connect()
+                .await,
+        );
+        assert!(why.contains("too_many_pings"), "{why}");
+        assert!(why.contains("server_keepalive_min_time"), "{why}");
+        // Just below etcd's default minimum, and zero, are refused too.
+        refused(
+            builder
+                .clone()
+                .keep_alive(Duration::from_millis(4999), Duration::from_secs(1))
+                .connect()
+                .await,
+        );
+        refused(
+            builder
+                .clone()
+                .keep_alive(Duration::ZERO, Duration::from_secs(1))
+                .server_keepalive_min_time(Duration::ZERO)
+                .connect()
+                .await,
+        );
+        // A declared lower minimum is honoured, and still enforced.
+        builder
+            .clone()
+            .keep_alive(Duration::from_secs(1), Duration::from_millis(500))
+            .server_keepalive_min_time(Duration::from_millis(500))
+            .connect()
+            .await
+            .expect("allowed by the declared minimum");
+        refused(
+            builder
+                .clone()
+                .keep_alive(Duration::from_millis(400), Duration::from_millis(500))
+                .server_keepalive_min_time(Duration::from_millis(500))
+                .connect()
+                .await,
+        );
+        // The default, etcd's minimum itself, and no keep-alive at all are accepted.
+        builder.clone().connect().await.expect("the default");
+        builder
+            .clone()
+            .keep_alive(Duration::from_secs(5), Duration::from_secs(1))
+            .connect()
+            .await
+            .expect("etcd's minimum");
+        builder
+            .clone()
+            .keep_alive(Duration::from_secs(1), Duration::from_secs(1))
+            .no_keep_alive()
+            .connect()
+            .await
+            .expect("no keep-alive");
     }
 }

@@ -74,15 +74,46 @@ impl Http2Transport {
     }
 }
 
+/// etcd's default `--grpc-keepalive-min-time`: pings more often than this are answered
+/// with GOAWAY `too_many_pings`, which closes the connection and every call on it.
+pub(crate) const DEFAULT_SERVER_KEEPALIVE_MIN_TIME: Duration = Duration::from_secs(5);
+
+/// Refuses an HTTP/2 keep-alive the servers would punish: an interval below their
+/// `--grpc-keepalive-min-time` (the connection would be closed with GOAWAY
+/// `too_many_pings` as soon as pings go out, failing every call on it, over and over), or
+/// a zero interval or timeout.
+pub(crate) fn check_keep_alive(options: &ConnectOptions) -> Result<(), Error> {
+    let invalid = crate::tls::invalid;
+    let Some((interval, timeout)) = options.keep_alive else {
+        return Ok(());
+    };
+    if interval.is_zero() || timeout.is_zero() {
+        return Err(invalid(format!(
+            "HTTP/2 keep-alive interval {interval:?} and timeout {timeout:?}: both must be              above zero (use no_keep_alive() for none)"
+        )));
+    }
+    let min = options.server_keepalive_min_time;
+    if interval < min {
+        return Err(invalid(format!(
+            "an HTTP/2 keep-alive every {interval:?} is more often than the servers allow              ({min:?}, etcd's --grpc-keepalive-min-time, 5s unless lowered): etcd would              close the connection with GOAWAY too_many_pings, failing the calls on it. Use              an interval of at least {min:?}, or, if the cluster runs with a lower              --grpc-keepalive-min-time, declare it with              ClientBuilder::server_keepalive_min_time"
+        )));
+    }
+    Ok(())
+}
+
 /// Connection settings shared by every member's connection.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectOptions {
     /// How long establishing a connection may take.
     pub(crate) connect_timeout: Duration,
     /// HTTP/2 keep-alive: ping interval and how long to wait for the answer. Pings are only
-    /// sent while calls or streams are open, and not more often than every 5 s by default,
-    /// as etcd's server refuses faster or idle pings (`too_many_pings`).
+    /// sent while calls or streams are open, as etcd's server refuses idle pings; an
+    /// interval below `server_keepalive_min_time` is refused when the client is built
+    /// ([`check_keep_alive`]), as etcd answers faster pings with GOAWAY `too_many_pings`.
     pub(crate) keep_alive: Option<(Duration, Duration)>,
+    /// The servers' `--grpc-keepalive-min-time`: the shortest keep-alive interval they
+    /// accept (etcd's default, 5 s, unless the user declares another).
+    pub(crate) server_keepalive_min_time: Duration,
     /// TLS settings for `https://` endpoints (and for endpoints without a scheme).
     pub(crate) tls: Option<Tls>,
     /// The HTTP/2 of `http://` members (resolved when the client is built).
@@ -94,6 +125,7 @@ impl Default for ConnectOptions {
         Self {
             connect_timeout: Duration::from_secs(5),
             keep_alive: Some((Duration::from_secs(30), Duration::from_secs(10))),
+            server_keepalive_min_time: DEFAULT_SERVER_KEEPALIVE_MIN_TIME,
             tls: None,
             http2: Http2Transport::default(),
         }

@@ -200,7 +200,7 @@ impl ClientBuilder {
     /// | `ETCDCTL_USER`, `ETCDCTL_PASSWORD` | credentials; `ETCDCTL_USER` may also be `name:password` |
     /// | `ETCDCTL_DIAL_TIMEOUT` | connect timeout, a Go duration such as `2s` or `500ms` |
     /// | `ETCDCTL_COMMAND_TIMEOUT` | request timeout, a Go duration |
-    /// | `ETCDCTL_KEEPALIVE_TIME`, `ETCDCTL_KEEPALIVE_TIMEOUT` | HTTP/2 keep-alive interval and timeout, Go durations |
+    /// | `ETCDCTL_KEEPALIVE_TIME`, `ETCDCTL_KEEPALIVE_TIMEOUT` | HTTP/2 keep-alive interval and timeout, Go durations; an interval below 5 s needs [`server_keepalive_min_time`](ClientBuilder::server_keepalive_min_time) on the builder, else `connect` fails |
     /// | `ETCDCTL_INSECURE_SKIP_TLS_VERIFY` | refused when true: certificates are always verified |
     /// | `ETCDCTL_DISCOVERY_SRV` | refused: not supported |
     ///

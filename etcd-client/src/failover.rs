@@ -1,10 +1,13 @@
 //! Spreading calls over the members of a cluster, and moving off members that fail.
 //!
 //! [`Failover`] is a typed tower service over one inner service per member. Each call goes
-//! to the next member in turn, skipping members that recently failed to connect or left a
-//! call unanswered until it was dropped (its deadline passed). When a
-//! call fails in a way that proves the request never reached the server, it is sent to the
-//! next member; a read-only request is also sent on after any connection failure. A write
+//! to the next member in turn (each failover service starts its turn at a random member,
+//! so that many clients given the same list do not all load its first member), skipping members that recently failed to connect or left a
+//! call unanswered until it was dropped (its deadline passed), or refused it as a learner.
+//! When a call fails in a way that proves the request never reached the server, or a
+//! learner refused it (`etcdserver: rpc not supported for learner`, before doing
+//! anything), it is sent to the next member; a read-only request is also sent on after
+//! any connection failure. A write
 //! whose outcome is unknown is never resent: the caller gets the typed error.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,7 +73,8 @@ fn member_list<S>(members: impl IntoIterator<Item = (String, S)>) -> Arc<[Member
 }
 
 impl<S> Failover<S> {
-    /// A failover service over `(endpoint, service)` pairs, one per member.
+    /// A failover service over `(endpoint, service)` pairs, one per member. Its first call
+    /// goes to a member chosen at random, the next ones round-robin from there.
     ///
     /// # Panics
     /// When `members` is empty; [`Client::connect`](crate::Client::connect) refuses that
@@ -81,10 +85,21 @@ impl<S> Failover<S> {
             !members.is_empty(),
             "a failover service needs at least one member"
         );
+        // A random starting member: clients given the same list spread over it.
+        let start = etcd_core::jitter::below(members.len() as u64) as usize;
         Self {
             members: Arc::new(RwLock::new(members)),
-            next: Arc::new(AtomicUsize::new(0)),
+            next: Arc::new(AtomicUsize::new(start)),
         }
+    }
+
+    /// Makes the next call go to the member at `index` in the list (modulo its length)
+    /// instead of a random one, the following ones round-robin from there: for a
+    /// preferred member, or a test that must know where the first call goes.
+    pub fn starting_at(self, index: usize) -> Self {
+        let n = self.current().len().max(1);
+        self.next.store(index % n, Ordering::Relaxed);
+        self
     }
 
     /// Replaces the member list. Members whose endpoint stays keep their health record.
@@ -284,11 +299,24 @@ impl<T> Resend for RequestStream<T> {
     }
 }
 
-/// Whether a failed call may be sent to another member, and whether it shows the member is
-/// unreachable.
+/// Whether a failed call may be sent to another member: it never reached a server, or it
+/// is a read, or the member refused it before doing anything for a reason of its own (a
+/// learner refusing what only voters serve).
 fn may_resend(error: &Error, read_only: bool) -> bool {
     match error {
         Error::Transport { applied, .. } => read_only || *applied == Applied::No,
+        Error::Server(e) => e.kind().is_refused_by_member(),
+        _ => false,
+    }
+}
+
+/// Whether a failed call shows that the member should be skipped for a while: it could
+/// not be reached, or it is a learner (which refuses every stream and every call but
+/// serializable reads and a few maintenance calls).
+fn should_skip(error: &Error) -> bool {
+    match error {
+        Error::Transport { .. } => true,
+        Error::Server(e) => e.kind().is_refused_by_member(),
         _ => false,
     }
 }
@@ -332,7 +360,7 @@ where
                         return Ok(response);
                     }
                     Err(error) => {
-                        if matches!(error, Error::Transport { .. }) {
+                        if should_skip(&error) {
                             members[member].record(false);
                         }
                         if !may_resend(&error, read_only) {
@@ -378,10 +406,16 @@ mod tests {
                 failover.clone().oneshot(pb::RangeRequest::default()),
             )
         };
-        assert!(
-            call().await.is_err(),
-            "the first call goes to the stalled member"
-        );
+        // The round-robin starts at a random member: within two calls, one goes to the
+        // stalled member and times out.
+        let mut timed_out = false;
+        for _ in 0..2 {
+            if call().await.is_err() {
+                timed_out = true;
+                break;
+            }
+        }
+        assert!(timed_out, "one of two calls went to the stalled member");
         for _ in 0..4 {
             assert_eq!(
                 call().await.expect("sent to the live member").unwrap(),
@@ -407,6 +441,82 @@ mod tests {
         assert!(
             !failover.set_members(Vec::<(String, i32)>::new()),
             "never empty"
+        );
+    }
+
+    /// Clients built over the same list do not all start at its first member.
+    #[test]
+    fn the_round_robin_starts_at_a_random_member() {
+        let starts: std::collections::HashSet<usize> = (0..64)
+            .map(|_| {
+                let failover = Failover::new([
+                    ("a".to_owned(), 0),
+                    ("b".to_owned(), 1),
+                    ("c".to_owned(), 2),
+                ]);
+                failover.order(&failover.current())[0]
+            })
+            .collect();
+        // Each start is uniform over three members: the chance that 64 agree is 3^-63.
+        assert!(starts.len() >= 2, "every failover started at {starts:?}");
+        // From its start, a failover goes round the members in turn.
+        let failover = Failover::new([
+            ("a".to_owned(), 0),
+            ("b".to_owned(), 1),
+            ("c".to_owned(), 2),
+        ]);
+        let firsts: Vec<usize> = (0..3)
+            .map(|_| failover.order(&failover.current())[0])
+            .collect();
+        assert_eq!(firsts[1], (firsts[0] + 1) % 3);
+        assert_eq!(firsts[2], (firsts[0] + 2) % 3);
+        // Unless told where to start.
+        let failover = Failover::new([
+            ("a".to_owned(), 0),
+            ("b".to_owned(), 1),
+            ("c".to_owned(), 2),
+        ])
+        .starting_at(4);
+        assert_eq!(failover.order(&failover.current())[0], 1);
+    }
+
+    /// A learner's refusal sends a write on to a voter (it was refused before anything
+    /// was done), and the learner is skipped by the next calls.
+    #[tokio::test]
+    async fn a_learner_refusal_moves_the_call_to_another_member() {
+        use std::sync::atomic::AtomicU32;
+        let learner_calls = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&learner_calls);
+        let learner = tower::service_fn(move |_: pb::PutRequest| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                Err::<&'static str, _>(Error::Server(etcd_core::ServerError::new(
+                    tonic::Code::Unavailable,
+                    "etcdserver: rpc not supported for learner",
+                )))
+            }
+        });
+        let voter = tower::service_fn(|_: pb::PutRequest| async { Ok("voter") });
+        let failover = Failover::new([
+            (
+                "learner".to_owned(),
+                tower::util::BoxCloneSyncService::new(learner),
+            ),
+            (
+                "voter".to_owned(),
+                tower::util::BoxCloneSyncService::new(voter),
+            ),
+        ]);
+        for _ in 0..6 {
+            let put = pb::PutRequest {
+                key: b"k".to_vec().into(),
+                ..Default::default()
+            };
+            assert_eq!(failover.clone().oneshot(put).await.unwrap(), "voter");
+        }
+        assert!(
+            learner_calls.load(Ordering::SeqCst) <= 1,
+            "the learner was skipped after refusing once"
         );
     }
 }

@@ -3,7 +3,8 @@
 //! A call is sent again only when doing so cannot apply it twice:
 //!
 //! * any request the server refused before doing anything, for a reason that passes
-//!   (no leader, leader changed, too many requests, unhealthy cluster);
+//!   (no leader, leader changed, too many requests, unhealthy cluster) or that another
+//!   member does not share (a learner refusing what only voters serve);
 //! * any request that provably never left the client (every member refused the
 //!   connection);
 //! * a read, after any failure of the connection or the server's read path.
@@ -28,9 +29,11 @@ use crate::failover::Resend;
 pub struct RetryPolicy {
     /// The most times a call is sent again after its first attempt.
     pub max_retries: u32,
-    /// The pause before the first retry; doubled for each further one.
+    /// The pause before the first retry; doubled for each further one. Each pause is
+    /// jittered ("equal jitter": drawn uniformly from half the pause to the whole), so
+    /// that clients failing together do not retry together.
     pub initial_backoff: Duration,
-    /// The longest pause between two attempts.
+    /// The longest pause between two attempts (before jitter, which only shortens it).
     pub max_backoff: Duration,
 }
 
@@ -53,18 +56,22 @@ impl RetryPolicy {
         }
     }
 
+    /// The pause before retry number `retry` (from 0): `initial_backoff * 2^retry`, at
+    /// most `max_backoff`, with equal jitter (uniform in `[pause / 2, pause]`).
     fn backoff(&self, retry: u32) -> Duration {
         let factor = 1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX);
-        self.initial_backoff
+        let pause = self
+            .initial_backoff
             .saturating_mul(factor)
-            .min(self.max_backoff)
+            .min(self.max_backoff);
+        etcd_core::jitter::equal(pause)
     }
 }
 
 /// Whether a call that failed with `error` may be sent again.
 pub(crate) fn may_retry(error: &Error, read_only: bool) -> bool {
     match error {
-        Error::Server(e) if e.kind().is_transient() => true,
+        Error::Server(e) if e.kind().is_transient() || e.kind().is_refused_by_member() => true,
         Error::Server(e) => {
             read_only
                 && matches!(
@@ -224,7 +231,34 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 4);
-        assert_eq!(started.elapsed(), Duration::from_millis(25 + 50 + 100));
+        // Pauses of 25, 50 and 100 ms, each jittered to between half and all of it.
+        let took = started.elapsed();
+        let full = Duration::from_millis(25 + 50 + 100);
+        assert!(took >= full / 2 && took <= full, "{took:?}");
+    }
+
+    #[test]
+    fn backoff_pauses_are_jittered_within_their_bounds() {
+        let policy = RetryPolicy::default();
+        for retry in 0..12 {
+            let full = policy
+                .initial_backoff
+                .saturating_mul(1 << retry)
+                .min(policy.max_backoff);
+            let pauses: Vec<Duration> = (0..64).map(|_| policy.backoff(retry)).collect();
+            for pause in &pauses {
+                assert!(
+                    *pause >= full / 2 && *pause <= full,
+                    "retry {retry}: {pause:?} not in [{:?}, {full:?}]",
+                    full / 2
+                );
+            }
+            assert!(
+                pauses.iter().any(|p| *p != pauses[0]),
+                "retry {retry}: every pause was {:?}",
+                pauses[0]
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -310,6 +344,31 @@ mod tests {
         };
         assert!(!may_retry(&maybe_sent, false));
         assert!(may_retry(&maybe_sent, true));
+    }
+
+    #[test]
+    fn refusals_before_apply_are_classified() {
+        let learner = server("etcdserver: rpc not supported for learner");
+        assert!(
+            may_retry(&learner, false),
+            "a learner's refusal goes elsewhere"
+        );
+        for message in [
+            "etcdserver: cluster version not found during downgrade",
+            "etcdserver: not capable",
+        ] {
+            // Unavailable on the wire, but the same on every member: not retried, and
+            // known not applied.
+            let e = server(message);
+            assert!(!may_retry(&e, true), "{message}");
+            assert!(!e.is_outcome_unknown(), "{message}");
+        }
+        let bad_transferee = Error::Server(ServerError::new(
+            Code::FailedPrecondition,
+            "etcdserver: bad leader transferee",
+        ));
+        assert!(!may_retry(&bad_transferee, false));
+        assert!(!bad_transferee.is_outcome_unknown());
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod error;
 pub mod future;
 pub mod grpc;
 pub mod idempotency;
+pub mod jitter;
 pub mod key;
 pub mod kv;
 pub mod lease;

@@ -60,8 +60,29 @@ pub enum ServerErrorKind {
     Unhealthy,
     /// `etcdserver: not capable`: the cluster version lacks the feature.
     NotCapable,
-    /// `etcdserver: rpc not supported for learner`.
+    /// `etcdserver: rpc not supported for learner` (code `Unavailable` in 3.4 and 3.5,
+    /// `FailedPrecondition` later): the member is a learner, which serves only
+    /// serializable reads and a few maintenance calls. Refused before anything was done;
+    /// the client sends the call to another member
+    /// ([`is_refused_by_member`](Self::is_refused_by_member)).
     NotSupportedForLearner,
+    /// `etcdserver: bad leader transferee`: a move-leader target that is not a started,
+    /// caught-up voting member. Refused before anything was done.
+    BadLeaderTransferee,
+    /// `etcdserver: cluster version not found during downgrade` (3.5 on; code
+    /// `Unavailable` in 3.5, `FailedPrecondition` later): a downgrade call while the
+    /// cluster version is not known yet. Refused before anything was done.
+    ClusterVersionUnavailable,
+    /// `etcdserver: wrong downgrade target version format` (3.5 on): the target version is
+    /// not `major.minor`.
+    WrongDowngradeVersionFormat,
+    /// `etcdserver: invalid downgrade target version` (3.5 on): the target is not one
+    /// minor version below the cluster version.
+    InvalidDowngradeTargetVersion,
+    /// `etcdserver: cluster has a downgrade job in progress` (3.5 on).
+    DowngradeInProgress,
+    /// `etcdserver: no inflight downgrade job` (3.5 on): nothing to cancel.
+    NoInflightDowngrade,
     /// `etcdserver: corrupt cluster`.
     Corrupt,
     /// The server's context was canceled or its deadline passed; a write may have applied.
@@ -161,6 +182,30 @@ const MESSAGES: &[(&str, ServerErrorKind)] = &[
     (
         "etcdserver: rpc not supported for learner",
         ServerErrorKind::NotSupportedForLearner,
+    ),
+    (
+        "etcdserver: bad leader transferee",
+        ServerErrorKind::BadLeaderTransferee,
+    ),
+    (
+        "etcdserver: cluster version not found during downgrade",
+        ServerErrorKind::ClusterVersionUnavailable,
+    ),
+    (
+        "etcdserver: wrong downgrade target version format",
+        ServerErrorKind::WrongDowngradeVersionFormat,
+    ),
+    (
+        "etcdserver: invalid downgrade target version",
+        ServerErrorKind::InvalidDowngradeTargetVersion,
+    ),
+    (
+        "etcdserver: cluster has a downgrade job in progress",
+        ServerErrorKind::DowngradeInProgress,
+    ),
+    (
+        "etcdserver: no inflight downgrade job",
+        ServerErrorKind::NoInflightDowngrade,
     ),
     ("etcdserver: corrupt cluster", ServerErrorKind::Corrupt),
     ("etcdserver: request canceled", ServerErrorKind::Canceled),
@@ -289,6 +334,14 @@ impl ServerErrorKind {
                 | ServerErrorKind::TooManyRequests
                 | ServerErrorKind::Unhealthy
         )
+    }
+
+    /// Whether the member refused the request, before doing anything, for a reason of
+    /// its own that another member does not share: today only
+    /// [`NotSupportedForLearner`](Self::NotSupportedForLearner). Any request failing this
+    /// way may be sent to another member at once.
+    pub fn is_refused_by_member(self) -> bool {
+        matches!(self, ServerErrorKind::NotSupportedForLearner)
     }
 }
 
@@ -613,6 +666,46 @@ mod tests {
                 "etcdserver: rpc not supported for learner",
                 K::NotSupportedForLearner,
             ),
+            (
+                Code::FailedPrecondition,
+                "etcdserver: rpc not supported for learner",
+                K::NotSupportedForLearner,
+            ),
+            (
+                Code::FailedPrecondition,
+                "etcdserver: bad leader transferee",
+                K::BadLeaderTransferee,
+            ),
+            (
+                Code::Unavailable,
+                "etcdserver: cluster version not found during downgrade",
+                K::ClusterVersionUnavailable,
+            ),
+            (
+                Code::FailedPrecondition,
+                "etcdserver: cluster version not found during downgrade",
+                K::ClusterVersionUnavailable,
+            ),
+            (
+                Code::InvalidArgument,
+                "etcdserver: wrong downgrade target version format",
+                K::WrongDowngradeVersionFormat,
+            ),
+            (
+                Code::InvalidArgument,
+                "etcdserver: invalid downgrade target version",
+                K::InvalidDowngradeTargetVersion,
+            ),
+            (
+                Code::FailedPrecondition,
+                "etcdserver: cluster has a downgrade job in progress",
+                K::DowngradeInProgress,
+            ),
+            (
+                Code::FailedPrecondition,
+                "etcdserver: no inflight downgrade job",
+                K::NoInflightDowngrade,
+            ),
             (Code::DataLoss, "etcdserver: corrupt cluster", K::Corrupt),
             (Code::Cancelled, "etcdserver: request canceled", K::Canceled),
             (
@@ -710,6 +803,74 @@ mod tests {
             Code::ResourceExhausted,
             "etcdserver: mvcc: database space exceeded"
         ));
+    }
+
+    /// Refusals of the learner, move-leader and downgrade checks happen before the request
+    /// is proposed: definitely not applied, whatever the code (3.4 and 3.5 send some of
+    /// them as `Unavailable`, which alone would mean "unknown"). Only the learner's is
+    /// worth another member; the others fail the same way on any member.
+    #[test]
+    fn learner_move_leader_and_downgrade_refusals_never_applied() {
+        use ServerErrorKind as K;
+        let rows = [
+            // (code in 3.4 / 3.5, code later, message, kind)
+            (
+                Code::Unavailable,
+                Code::FailedPrecondition,
+                "etcdserver: rpc not supported for learner",
+                K::NotSupportedForLearner,
+            ),
+            (
+                Code::FailedPrecondition,
+                Code::FailedPrecondition,
+                "etcdserver: bad leader transferee",
+                K::BadLeaderTransferee,
+            ),
+            (
+                Code::Unavailable,
+                Code::FailedPrecondition,
+                "etcdserver: cluster version not found during downgrade",
+                K::ClusterVersionUnavailable,
+            ),
+            (
+                Code::InvalidArgument,
+                Code::InvalidArgument,
+                "etcdserver: wrong downgrade target version format",
+                K::WrongDowngradeVersionFormat,
+            ),
+            (
+                Code::InvalidArgument,
+                Code::InvalidArgument,
+                "etcdserver: invalid downgrade target version",
+                K::InvalidDowngradeTargetVersion,
+            ),
+            (
+                Code::FailedPrecondition,
+                Code::FailedPrecondition,
+                "etcdserver: cluster has a downgrade job in progress",
+                K::DowngradeInProgress,
+            ),
+            (
+                Code::FailedPrecondition,
+                Code::FailedPrecondition,
+                "etcdserver: no inflight downgrade job",
+                K::NoInflightDowngrade,
+            ),
+        ];
+        for (old, new, message, expected) in rows {
+            for code in [old, new] {
+                let e = Error::from(tonic::Status::new(code, message));
+                assert_eq!(e.server_kind(), Some(expected), "{code:?} {message}");
+                assert_eq!(e.applied(), Applied::No, "{code:?} {message}");
+                assert!(!e.is_outcome_unknown(), "{code:?} {message}");
+                assert!(!expected.is_transient(), "{message}");
+                assert_eq!(
+                    expected.is_refused_by_member(),
+                    expected == K::NotSupportedForLearner,
+                    "{message}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -20,9 +20,9 @@ pub enum Error {
         /// The lease.
         id: i64,
     },
-    /// No keep-alive was acknowledged before the lease's local deadline (last
-    /// acknowledgement + TTL, or the first-acknowledgement timeout): the lease may have
-    /// expired on the server, or may still exist. Check with
+    /// No keep-alive was acknowledged before the lease's local deadline (the send time of
+    /// the last acknowledged renewal + TTL, or the first-acknowledgement timeout): the
+    /// lease may have expired on the server, or may still exist. Check with
     /// [`Lessor::time_to_live`](crate::Lessor::time_to_live) once the cluster is reachable.
     #[error("lease {id} may have expired: no keep-alive was acknowledged in time")]
     Expired {

@@ -22,8 +22,9 @@ use crate::response::secs;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LossReason {
-    /// No keep-alive was acknowledged before the local deadline (last acknowledgement +
-    /// TTL): the lease possibly expired while the cluster was unreachable.
+    /// No keep-alive was acknowledged before the local deadline (the send time of the last
+    /// acknowledged renewal + TTL; the server restarted the TTL no earlier than that send):
+    /// the lease possibly expired while the cluster was unreachable.
     Expired,
     /// The server answered a keep-alive with TTL 0: the lease expired or was revoked
     /// elsewhere.

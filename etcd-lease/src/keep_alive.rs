@@ -3,8 +3,12 @@
 //! One task per [`Lessor`](crate::Lessor) (and its clones) owns one `LeaseKeepAlive`
 //! stream. Each lease has its own schedule: a request is sent `interval` after the last
 //! reply (TTL/3 by default, as etcd's Go client, `client/v3/lease.go`), and the lease is
-//! reported [`Expired`](LossReason::Expired) when no reply came before `last reply + TTL`
-//! (Go's `deadlineLoop`). A reply with TTL 0 ends it as [`NotFound`](LossReason::NotFound).
+//! reported [`Expired`](LossReason::Expired) when its local deadline passes with no newer
+//! reply. The deadline is the *send* time of the last acknowledged renewal + TTL: the
+//! server restarted the lease's TTL when it handled that request, which was no earlier than
+//! the send, so the lease cannot expire on the server before it (whereas Go's
+//! `deadlineLoop`, "reply + TTL", can report a lease alive for up to one round trip after
+//! the server let it go). A reply with TTL 0 ends it as [`NotFound`](LossReason::NotFound).
 //! Renewals due within 20 ms of each other go out together (a little early), so that many
 //! leases cost one wake-up and one write per batch rather than one each.
 //!
@@ -16,7 +20,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -51,10 +55,21 @@ pub struct KeepAliveConfig {
     /// at about 1.7 s).
     pub ack_timeout: Duration,
     /// The pause before the second attempt to reopen a failed stream (the first is
-    /// immediate); doubled on each further failure.
+    /// immediate); doubled on each further failure. Each pause is jittered ("equal
+    /// jitter": drawn uniformly from half the pause to the whole), so that clients broken
+    /// together do not reconnect together.
     pub reconnect_backoff: Duration,
-    /// The longest pause between attempts to reopen the stream.
+    /// The longest pause between attempts to reopen the stream (before jitter, which only
+    /// shortens it).
     pub max_reconnect_backoff: Duration,
+    /// How long starting a keep-alive ([`Lessor::keep_alive`](crate::Lessor::keep_alive)
+    /// awaited, until the server's first reply) and a one-off renewal
+    /// ([`Lessor::keep_alive_once`](crate::Lessor::keep_alive_once)) may take. Past it the
+    /// call fails with [`etcd_core::Error::Timeout`] (as [`Error::Core`]) and the lease is
+    /// not kept alive. A keep-alive once started is never bounded by it. `None` (the
+    /// default): only [`first_ack_timeout`](Self::first_ack_timeout) applies. The
+    /// `etcd-client` facade sets the client's request timeout.
+    pub start_timeout: Option<Duration>,
 }
 
 impl Default for KeepAliveConfig {
@@ -64,8 +79,21 @@ impl Default for KeepAliveConfig {
             ack_timeout: Duration::from_secs(1),
             reconnect_backoff: Duration::from_millis(100),
             max_reconnect_backoff: Duration::from_secs(1),
+            start_timeout: None,
         }
     }
+}
+
+/// The pause before reopening the stream after `failures` failures in a row (2 or more;
+/// the first reopen is immediate): `reconnect_backoff * 2^(failures - 2)`, at most
+/// `max_reconnect_backoff`, with equal jitter (uniform in `[pause / 2, pause]`).
+fn reconnect_pause(config: &KeepAliveConfig, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(2).min(16);
+    let pause = config
+        .reconnect_backoff
+        .saturating_mul(1 << doublings)
+        .min(config.max_reconnect_backoff);
+    etcd_core::jitter::equal(pause)
 }
 
 /// How early a renewal may go out to join others due at about the same time.
@@ -200,6 +228,10 @@ struct Link {
     requests: Option<mpsc::UnboundedSender<pb::LeaseKeepAliveRequest>>,
     /// Requests sent on the current stream and not answered yet.
     outstanding: usize,
+    /// When each unanswered request on the current stream was sent, per lease, oldest
+    /// first. etcd answers the requests of one stream in order, so a reply for a lease
+    /// answers its oldest unanswered request.
+    sent: HashMap<i64, VecDeque<Instant>>,
     /// When the stream last made progress while requests were outstanding.
     waiting_since: Option<Instant>,
 }
@@ -218,13 +250,28 @@ impl Link {
             self.waiting_since = Some(now);
         }
         self.outstanding += 1;
+        self.sent.entry(id).or_default().push_back(now);
         true
+    }
+
+    /// The send time of the request a reply for `id` answers (its oldest unanswered one on
+    /// this stream), forgotten from now on. `None` for a reply nothing was sent for.
+    fn answered(&mut self, id: i64) -> Option<Instant> {
+        let MapEntry::Occupied(mut entry) = self.sent.entry(id) else {
+            return None;
+        };
+        let sent = entry.get_mut().pop_front();
+        if entry.get().is_empty() {
+            entry.remove();
+        }
+        sent
     }
 
     fn close(&mut self) {
         self.stream = Stream::Idle;
         self.requests = None;
         self.outstanding = 0;
+        self.sent.clear();
         self.waiting_since = None;
     }
 }
@@ -502,12 +549,7 @@ where
         if self.failures <= 1 {
             self.open(now);
         } else {
-            let doublings = (self.failures - 2).min(16);
-            let pause = self
-                .config
-                .reconnect_backoff
-                .saturating_mul(1 << doublings)
-                .min(self.config.max_reconnect_backoff);
+            let pause = reconnect_pause(&self.config, self.failures);
             self.link.stream = Stream::Backoff { until: now + pause };
         }
     }
@@ -517,6 +559,7 @@ where
         self.link.outstanding = self.link.outstanding.saturating_sub(1);
         self.link.waiting_since = (self.link.outstanding > 0).then_some(now);
         let id = reply.id;
+        let sent = self.link.answered(id);
         for waiter in self.once.remove(&id).unwrap_or_default() {
             let _ = waiter.send(reply);
         }
@@ -534,7 +577,13 @@ where
             return;
         }
         let ttl = secs(reply.ttl);
-        lease.deadline = now + ttl;
+        // The server restarted the TTL when it handled the request, no earlier than its
+        // send: the lease lives at least until `sent + ttl`. A reply to nothing we sent
+        // (not expected from etcd) proves nothing about when, so it moves no deadline.
+        match sent {
+            Some(sent) => lease.deadline = sent + ttl,
+            None => tracing::debug!(lease = id, "keep-alive reply to no request of ours"),
+        }
         lease.next_send = now + lease.every.unwrap_or(ttl / 3);
         lease.wake_at = lease.next_send.min(lease.deadline);
         self.timers.push(Reverse((lease.wake_at, id)));
@@ -597,5 +646,30 @@ where
             later.push(Reverse((lease.wake_at, id)));
         }
         self.timers.extend(later);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_pauses_are_jittered_within_their_bounds() {
+        let config = KeepAliveConfig::default();
+        for failures in 2..12 {
+            let full = config
+                .reconnect_backoff
+                .saturating_mul(1 << (failures - 2))
+                .min(config.max_reconnect_backoff);
+            let pauses: Vec<Duration> = (0..64)
+                .map(|_| reconnect_pause(&config, failures))
+                .collect();
+            assert!(
+                pauses.iter().all(|p| *p >= full / 2 && *p <= full),
+                "after {failures} failures: {pauses:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+            assert!(pauses.iter().any(|p| *p != pauses[0]), "{pauses:?}");
+        }
     }
 }

@@ -166,13 +166,18 @@ where
     /// that one breaks), so a renewal costs one message each way, not a stream. An unknown
     /// or expired lease fails with [`Error::NotFound`]; no reply within
     /// [`KeepAliveConfig::first_ack_timeout`](crate::KeepAliveConfig::first_ack_timeout)
-    /// fails with a timeout.
+    /// (or [`start_timeout`](crate::KeepAliveConfig::start_timeout), when shorter) fails
+    /// with a timeout.
     pub fn keep_alive_once(
         &self,
         id: i64,
     ) -> impl Future<Output = Result<KeepAliveResponse>> + Send + 'static {
         let commands = (id > 0).then(|| self.keeper());
         let timeout = self.config.first_ack_timeout;
+        let timeout = self
+            .config
+            .start_timeout
+            .map_or(timeout, |t| t.min(timeout));
         async move {
             check_id(id)?;
             let Some(commands) = commands else {
@@ -196,7 +201,11 @@ where
     /// sets an interval.
     ///
     /// Awaiting the builder waits for the server's first reply, so an unknown lease fails
-    /// at once with [`Error::NotFound`], and the handle knows the granted TTL. All leases
+    /// at once with [`Error::NotFound`], and the handle knows the granted TTL. No reply
+    /// within [`KeepAliveConfig::start_timeout`](crate::KeepAliveConfig::start_timeout)
+    /// fails with [`etcd_core::Error::Timeout`]; none within
+    /// [`first_ack_timeout`](crate::KeepAliveConfig::first_ack_timeout) with
+    /// [`Error::Expired`]. All leases
     /// of a lessor (and its clones) are renewed over one `LeaseKeepAlive` stream, reopened
     /// when it breaks or stalls.
     pub fn keep_alive(&self, id: i64) -> KeepAliveBuilder<S> {
@@ -390,7 +399,13 @@ where
             let registration = registration.await.map_err(|_| Error::Halted)?;
             let mut handle =
                 KeepAlive::new(id, registration.generation, registration.status, commands);
-            handle.first_renewal().await?;
+            match lessor.config.start_timeout {
+                None => handle.first_renewal().await?,
+                // Dropping the handle stops the keep-alive.
+                Some(limit) => tokio::time::timeout(limit, handle.first_renewal())
+                    .await
+                    .map_err(|_| CoreError::Timeout)??,
+            }
             Ok(handle)
         })
     }

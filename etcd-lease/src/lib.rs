@@ -9,8 +9,8 @@
 //! breaks or stalls, and tells each handle honestly when its lease is lost:
 //!
 //! * [`LossReason::NotFound`] / [`LossReason::Revoked`]: the server said the lease is gone;
-//! * [`LossReason::Expired`]: no renewal was acknowledged within the TTL (last
-//!   acknowledgement + TTL passed), so the lease *may* be gone. See
+//! * [`LossReason::Expired`]: no renewal was acknowledged in time (the send time of the
+//!   last acknowledged renewal + TTL passed), so the lease *may* be gone. See
 //!   [`LossReason::is_known_gone`].
 //!
 //! # Example

@@ -20,6 +20,8 @@ enum Mode {
     Reply,
     /// Swallow requests (a blackholed member).
     Stall,
+    /// Reply after this long (a slow link or member), one request after the other.
+    Delay(Duration),
 }
 
 #[derive(Debug)]
@@ -151,16 +153,26 @@ impl tower::Service<RequestStream<pb::LeaseKeepAliveRequest>> for Fake {
         }
         let fake = self.clone();
         let responses = requests.filter_map(move |req| {
-            let mut s = fake.state();
-            s.requests.push((Instant::now(), req.id));
-            let reply = (s.mode == Mode::Reply).then(|| {
-                Ok(pb::LeaseKeepAliveResponse {
+            let (reply, delay) = {
+                let mut s = fake.state();
+                s.requests.push((Instant::now(), req.id));
+                let reply = Ok(pb::LeaseKeepAliveResponse {
                     id: req.id,
                     ttl: s.leases.get(&req.id).copied().unwrap_or(0),
                     header: None,
-                })
-            });
-            futures_util::future::ready(reply)
+                });
+                match s.mode {
+                    Mode::Reply => (Some(reply), None),
+                    Mode::Stall => (None, None),
+                    Mode::Delay(delay) => (Some(reply), Some(delay)),
+                }
+            };
+            async move {
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
+                reply
+            }
         });
         futures_util::future::ready(Ok(responses.boxed())).boxed()
     }
@@ -281,6 +293,27 @@ async fn no_reply_within_the_ttl_is_reported_as_possibly_expired() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_deadline_counts_from_the_send_of_the_acknowledged_renewal() {
+    let fake = Fake::new();
+    let lessor = Lessor::new(fake.clone());
+    let id = lessor.grant(secs(3.0)).await.unwrap().id();
+    let start = Instant::now();
+    // The first reply comes 0.8 s after its request; then the member goes silent.
+    fake.state().mode = Mode::Delay(secs(0.8));
+    let keeper = lessor.keep_alive(id).await.unwrap();
+    fake.state().mode = Mode::Stall;
+    let sent = fake.requests_for(id, start)[0];
+    let acked = keeper.last_renewed().unwrap();
+    assert_eq!(acked - sent, secs(0.8));
+    assert_eq!(keeper.lost().await, LossReason::Expired);
+    // The server restarted the TTL no earlier than the send: the lease may be gone from
+    // `sent + TTL` on, and the loss is reported then, not at `acked + TTL` (0.8 s later).
+    let lost = Instant::now();
+    assert!(lost <= sent + secs(3.0), "{:?} after the send", lost - sent);
+    assert!(lost >= sent + secs(3.0) - secs(0.05), "{:?}", lost - sent);
+}
+
+#[tokio::test(start_paused = true)]
 async fn failed_opens_back_off_and_renewal_resumes() {
     let fake = Fake::new();
     let lessor = Lessor::new(fake.clone());
@@ -365,6 +398,30 @@ async fn an_unreachable_server_fails_the_first_keep_alive_after_the_first_ack_ti
     let e = lessor.keep_alive(5).await.unwrap_err();
     assert!(matches!(e, Error::Expired { id: 5 }), "{e:?}");
     assert_eq!(started.elapsed(), config.first_ack_timeout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_timeout_bounds_only_the_start_of_a_keep_alive() {
+    let fake = Fake::new();
+    let mut config = KeepAliveConfig::default();
+    config.start_timeout = Some(secs(2.0));
+    let lessor = Lessor::with_config(fake.clone(), config);
+    let id = lessor.grant(secs(3.0)).await.unwrap().id();
+    fake.state().mode = Mode::Stall;
+    let started = Instant::now();
+    let e = lessor.keep_alive(id).await.unwrap_err();
+    assert!(matches!(e, Error::Core(CoreError::Timeout)), "{e:?}");
+    assert_eq!(started.elapsed(), secs(2.0));
+    let started = Instant::now();
+    let e = lessor.keep_alive_once(id).await.unwrap_err();
+    assert!(matches!(e, Error::Core(CoreError::Timeout)), "{e:?}");
+    assert_eq!(started.elapsed(), secs(2.0));
+    // Once started, a keep-alive outlives the start timeout.
+    fake.state().mode = Mode::Reply;
+    let keeper = lessor.keep_alive(id).await.unwrap();
+    tokio::time::sleep(secs(10.0)).await;
+    assert_eq!(keeper.loss(), None);
+    assert!(keeper.renewals() >= 10, "{}", keeper.renewals());
 }
 
 #[tokio::test(start_paused = true)]

@@ -44,6 +44,8 @@ pub(crate) struct Config {
     pub(crate) buffer: usize,
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
+    /// How long creating a watch may take, until the server's created reply.
+    pub(crate) create_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -55,8 +57,16 @@ impl Default for Config {
             buffer: 1024,
             backoff_initial: Duration::from_millis(20),
             backoff_max: Duration::from_secs(2),
+            create_timeout: None,
         }
     }
+}
+
+/// The pause before reopening a broken stream, for a backoff of `backoff`: equal jitter,
+/// uniform in `[backoff / 2, backoff]`, so that watchers broken together (a member
+/// restarted under many clients) do not all come back at the same instant.
+fn reconnect_pause(backoff: Duration) -> Duration {
+    etcd_core::jitter::equal(backoff)
 }
 
 /// What the handles ask of the task.
@@ -506,9 +516,9 @@ impl<S: WatchService> Mux<S> {
         }
         match &error {
             Some(error) => {
-                tracing::info!(%error, retry_in = ?self.backoff, "watch stream broken; resuming")
+                tracing::info!(%error, backoff = ?self.backoff, "watch stream broken; resuming")
             }
-            None => tracing::info!(retry_in = ?self.backoff, "watch stream ended; resuming"),
+            None => tracing::info!(backoff = ?self.backoff, "watch stream ended; resuming"),
         }
         self.queued.clear();
         let mut ids: Vec<WatchId> = Vec::with_capacity(self.watches.len());
@@ -522,7 +532,8 @@ impl<S: WatchService> Mux<S> {
         ids.sort_unstable();
         self.queued.extend(ids);
         if !self.watches.is_empty() {
-            self.conn = Conn::Backoff(Box::pin(tokio::time::sleep(self.backoff)));
+            let pause = reconnect_pause(self.backoff);
+            self.conn = Conn::Backoff(Box::pin(tokio::time::sleep(pause)));
             self.backoff = (self.backoff * 2).min(self.config.backoff_max);
         }
     }
@@ -761,5 +772,22 @@ impl<S: WatchService> Mux<S> {
                 });
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod jitter_tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_pauses_are_jittered_within_their_bounds() {
+        for backoff in [Duration::from_millis(20), Duration::from_secs(2)] {
+            let pauses: Vec<Duration> = (0..64).map(|_| reconnect_pause(backoff)).collect();
+            assert!(
+                pauses.iter().all(|p| *p >= backoff / 2 && *p <= backoff),
+                "{pauses:?}"
+            );
+            assert!(pauses.iter().any(|p| *p != pauses[0]), "{pauses:?}");
+        }
     }
 }

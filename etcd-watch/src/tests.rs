@@ -378,3 +378,35 @@ async fn an_auth_refusal_reauthenticates_once_on_a_new_stream() {
     tx.send(Ok(events(again_a, &[11]))).unwrap();
     assert_eq!(revisions(first.next().await), vec![11]);
 }
+
+/// A creation the server never answers fails with a typed timeout and is cancelled; a
+/// watch created in time is not ended by the timeout.
+#[tokio::test(start_paused = true)]
+async fn the_create_timeout_bounds_creation_only() {
+    let (watcher, mut streams) = fake();
+    let watcher = watcher.with_create_timeout(Some(Duration::from_secs(2)));
+    let started = tokio::time::Instant::now();
+    let unanswered = tokio::spawn({
+        let watcher = watcher.clone();
+        async move { watcher.watch("a").await }
+    });
+    let (mut requests, _tx) = streams.recv().await.unwrap();
+    assert_eq!(start_revision(next_request(&mut requests).await), 0);
+    let e = unanswered.await.unwrap().unwrap_err();
+    assert!(matches!(e, Error::Core(etcd_core::Error::Timeout)), "{e:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+
+    // The next watch (on a new stream: the abandoned one closed with its last watch) is
+    // created in time and lives past the timeout.
+    let answered = tokio::spawn({
+        let watcher = watcher.clone();
+        async move { watcher.watch("b").await }
+    });
+    let (mut requests, tx) = streams.recv().await.unwrap();
+    assert_eq!(start_revision(next_request(&mut requests).await), 0);
+    tx.send(Ok(created(2, 10))).unwrap();
+    let mut stream = answered.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    tx.send(Ok(events(2, &[11]))).unwrap();
+    assert_eq!(revisions(stream.next().await), [11]);
+}

@@ -142,6 +142,24 @@ impl<S: WatchService> Watcher<S> {
         )
     }
 
+    /// Bounds the creation of each watch ([`Watch`] awaited, [`WatchGroup::add`]), from the
+    /// request until the server's created reply, by `timeout`: when no member answers in
+    /// time the watch is dropped and creation fails with
+    /// [`etcd_core::Error::Timeout`] (as [`Error::Core`]). A watch once created is never
+    /// bounded: its stream is resumed, however long that takes. `None` (the default) waits
+    /// for as long as it takes. The `etcd-client` facade sets the client's request timeout.
+    /// Call it before the first watch.
+    pub fn with_create_timeout(self, timeout: Option<Duration>) -> Self {
+        Self::with_config(
+            self.shared.service.clone(),
+            Config {
+                create_timeout: timeout,
+                ..self.config()
+            },
+            self.shared.reauth.clone(),
+        )
+    }
+
     /// Sets how the watcher gets a new auth token. When the server refuses to create a watch
     /// on auth grounds (an expired or outdated token, or permission denied: etcd 3.5.1
     /// says "permission denied" for an expired token too), `reauth` is called, the stream
@@ -233,7 +251,16 @@ impl<S: WatchService> Watcher<S> {
             })
             .map_err(|_| Error::closed())?;
         let guard = CancelOnDrop::new(id, self.shared.commands().clone());
-        match rx.await {
+        let reply = match self.shared.config.create_timeout {
+            None => rx.await,
+            // Dropping the armed guard cancels the watch, which the task may still be
+            // trying to create on some member.
+            Some(limit) => match tokio::time::timeout(limit, rx).await {
+                Ok(reply) => reply,
+                Err(_) => return Err(Error::Core(etcd_core::Error::Timeout)),
+            },
+        };
+        match reply {
             Ok(Ok(())) => {
                 guard.disarm();
                 Ok(())

@@ -249,7 +249,10 @@ async fn k5(setup: &K5) -> K5Run {
     let builder =
         Client::builder(proxies.iter().map(FaultProxy::url)).request_timeout(setup.request_timeout);
     let builder = match setup.keep_alive {
-        Some((interval, timeout)) => builder.keep_alive(interval, timeout),
+        // The cluster allows pings every 500 ms (above).
+        Some((interval, timeout)) => builder
+            .keep_alive(interval, timeout)
+            .server_keepalive_min_time(Duration::from_millis(500)),
         None => builder.no_keep_alive(),
     };
     let client = builder.connect().await.unwrap();

@@ -25,6 +25,7 @@ fn failover_from(urls: &[String], first: usize) -> Failover<GrpcWatch<Channel>> 
         let service = GrpcWatch::new(channel(&url));
         (url, service)
     }))
+    .starting_at(0)
 }
 
 /// Records a watch's responses with the time they arrived, until `stop` is set.

@@ -87,6 +87,7 @@ fn tagged_failover(urls: &[String], first: usize, creations: &Creations) -> Fail
         };
         (urls[member].clone(), service)
     }))
+    .starting_at(0)
 }
 
 /// What a watch delivered, with arrival times.
@@ -506,7 +507,8 @@ async fn w7_a_future_watch_resumed_on_a_lagging_member_delivers_nothing_early() 
             inner: GrpcWatch::new(channel(&proxy_urls[m])),
         };
         (proxy_urls[m].clone(), service)
-    }));
+    }))
+    .starting_at(0);
     let watcher = Watcher::new(failover);
     let range = KeyRange::prefix("/w7/");
     let log = record(
