@@ -3,12 +3,17 @@
 //!
 //! An HTTP/2 server sends its SETTINGS frame before anything else, and etcd's gRPC server
 //! before it reads any request. A connection that the server closes or resets before a
-//! single byte came back therefore carried no request the server acted on. The commonest
-//! cause is an endpoint whose scheme does not match the port: `http://` on a port that
-//! serves TLS, whose server reads the client's first bytes, sees no TLS handshake and
-//! hangs up, or `https://` on a plain-text port. Such failures get an error that says so
-//! ([`SILENT_CLOSE`]), which `etcd-core` classifies as a transport error that did not
-//! apply.
+//! single byte came back therefore carried no request the server acted on, unless a TCP
+//! proxy stands in between: it accepts the connection itself, may pass the request on and
+//! then fail before the server's first bytes come back. So such a close means "not
+//! processed" only while no request was written: over TLS that holds until the server has
+//! answered the handshake; in plain text the connection follows the frames it writes
+//! ([`RequestSeen`]). The commonest cause is an endpoint whose scheme does not match the
+//! port: `http://` on a port that serves TLS, whose server reads the client's first
+//! bytes, sees no TLS handshake and hangs up, or `https://` on a plain-text port. Such
+//! failures get an error that says so: [`SILENT_CLOSE`], which `etcd-core` classifies as
+//! a transport error that did not apply, before a request was written, and
+//! [`closed_after_request`] (outcome unknown) after.
 //!
 //! A write that fails because the server hung up is reported by the next read instead:
 //! HTTP/2 gives its streams a bare "broken pipe" for a failed write, but the reason for a
@@ -90,6 +95,101 @@ pub(crate) struct Watched {
     heard: bool,
     /// A write failed because the server hung up before saying anything.
     hung_up: bool,
+    /// Whether a request has been written (plain text only; over TLS none can be before
+    /// the server answered the handshake).
+    requests: RequestSeen,
+    /// A writer held back until the server speaks (plain text).
+    held_writer: Option<std::task::Waker>,
+}
+
+/// Follows the frames a client writes on a plain-text HTTP/2 connection, far enough to
+/// tell whether a request (a HEADERS or DATA frame) has begun to reach the socket.
+#[derive(Debug)]
+pub(crate) struct RequestSeen {
+    /// Bytes of the connection preface still to come.
+    preface_left: usize,
+    /// The frame header being written.
+    head: [u8; 9],
+    head_len: usize,
+    /// Bytes of the current frame's payload still to come.
+    payload_left: usize,
+    /// A request frame was written.
+    seen: bool,
+}
+
+impl Default for RequestSeen {
+    fn default() -> Self {
+        Self {
+            preface_left: 24,
+            head: [0; 9],
+            head_len: 0,
+            payload_left: 0,
+            seen: false,
+        }
+    }
+}
+
+impl RequestSeen {
+    /// Follows `bytes`, the next ones written to the socket.
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.seen {
+            let skip = if self.preface_left > 0 {
+                let n = self.preface_left.min(bytes.len());
+                self.preface_left -= n;
+                n
+            } else if self.payload_left > 0 {
+                let n = self.payload_left.min(bytes.len());
+                self.payload_left -= n;
+                n
+            } else {
+                let n = (9 - self.head_len).min(bytes.len());
+                self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[..n]);
+                self.head_len += n;
+                if self.head_len == 9 {
+                    self.head_len = 0;
+                    let [a, b, c, kind, ..] = self.head;
+                    self.payload_left = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+                    // DATA, HEADERS, CONTINUATION.
+                    self.seen = matches!(kind, 0x0 | 0x1 | 0x9);
+                }
+                n
+            };
+            bytes = &bytes[skip..];
+        }
+    }
+
+    /// Whether a request frame has begun to reach the socket.
+    pub(crate) fn seen(&self) -> bool {
+        self.seen
+    }
+
+    /// How many of `bytes` (the next ones to write) come before the first request frame:
+    /// what may be written while the server has not spoken. A frame header cut by the end
+    /// of `bytes` is held back whole.
+    pub(crate) fn passable(&self, bytes: &[u8]) -> usize {
+        if self.seen {
+            return 0;
+        }
+        let mut at = self.preface_left.min(bytes.len());
+        if at < bytes.len() {
+            at += self.payload_left.min(bytes.len() - at);
+        }
+        if self.head_len > 0 {
+            // Not reached: a gated writer never writes part of a frame header.
+            return at;
+        }
+        while at < bytes.len() {
+            let Some(head) = bytes.get(at..at + 9) else {
+                return at;
+            };
+            if matches!(head[3], 0x0 | 0x1 | 0x9) {
+                return at;
+            }
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            at = (at + 9 + len).min(bytes.len());
+        }
+        at
+    }
 }
 
 /// When a connection last read anything (keep-alive pings go out after a quiet interval).
@@ -130,32 +230,79 @@ impl Watched {
             tls,
             heard: false,
             hung_up: false,
+            requests: RequestSeen::default(),
+            held_writer: None,
         }
     }
 
-    /// Replaces a closed-connection error by [`SILENT_CLOSE`] while the server has said
-    /// nothing.
+    /// How much of `len` bytes may be written now: in plain text, requests wait until the
+    /// server has sent its first bytes (as etcd's server sends SETTINGS before reading a
+    /// request, only a TCP proxy in between makes a difference: a close before the
+    /// server spoke then still means nothing was passed on). `None`: wait.
+    fn allowed(&mut self, cx: &Context<'_>, buf: &[u8]) -> Option<usize> {
+        if self.tls || self.heard {
+            return Some(buf.len());
+        }
+        match self.requests.passable(buf) {
+            0 if !buf.is_empty() => {
+                self.held_writer = Some(cx.waker().clone());
+                None
+            }
+            n => Some(n),
+        }
+    }
+
+    /// Explains a closed-connection error while the server has said nothing: not
+    /// processed ([`SILENT_CLOSE`]) while no request was written, else an unknown outcome.
     fn explain(&self, error: io::Error) -> io::Error {
         use io::ErrorKind::*;
         if !self.heard && matches!(error.kind(), ConnectionReset | BrokenPipe | UnexpectedEof) {
-            silent_close(error.kind(), self.tls)
+            self.silently_closed(error.kind())
         } else {
             error
         }
     }
+
+    fn silently_closed(&self, kind: io::ErrorKind) -> io::Error {
+        if !self.tls && self.requests.seen() {
+            closed_after_request(kind, self.tls)
+        } else {
+            silent_close(kind, self.tls)
+        }
+    }
 }
 
-/// The error of a connection the server closed before it said anything.
+/// The error of a connection the server closed before it said anything, while no request
+/// had been written: nothing was processed.
 pub(crate) fn silent_close(kind: io::ErrorKind, tls: bool) -> io::Error {
-    let hint = if tls {
+    io::Error::new(
+        kind,
+        format!(
+            "{SILENT_CLOSE} (the request was not processed; {})",
+            scheme_hint(tls)
+        ),
+    )
+}
+
+/// The error of a connection closed before the server said anything, after a request was
+/// written: a proxy in between may have passed it on, so its outcome is unknown.
+pub(crate) fn closed_after_request(kind: io::ErrorKind, tls: bool) -> io::Error {
+    io::Error::new(
+        kind,
+        format!(
+            "the connection was closed before the server sent a byte, after the request was \
+             written: a proxy in between may have passed it on, so its outcome is unknown ({})",
+            scheme_hint(tls)
+        ),
+    )
+}
+
+fn scheme_hint(tls: bool) -> &'static str {
+    if tls {
         "if the port does not serve TLS, use an http:// endpoint"
     } else {
         "if the port serves TLS, use an https:// endpoint"
-    };
-    io::Error::new(
-        kind,
-        format!("{SILENT_CLOSE} (the request was not processed; {hint})"),
-    )
+    }
 }
 
 impl AsyncRead for Watched {
@@ -169,11 +316,14 @@ impl AsyncRead for Watched {
         Poll::Ready(match result {
             Ok(()) if buf.filled().len() > before => {
                 self.heard = true;
+                if let Some(writer) = self.held_writer.take() {
+                    writer.wake();
+                }
                 Ok(())
             }
             // End of stream before the server said anything.
             Ok(()) if !self.heard && buf.remaining() > 0 => {
-                Err(silent_close(io::ErrorKind::UnexpectedEof, self.tls))
+                Err(self.silently_closed(io::ErrorKind::UnexpectedEof))
             }
             Ok(()) => Ok(()),
             Err(e) => Err(self.explain(e)),
@@ -206,7 +356,16 @@ impl AsyncWrite for Watched {
         if self.hung_up {
             return Poll::Ready(Ok(buf.len()));
         }
+        let Some(allowed) = self.allowed(cx, buf) else {
+            return Poll::Pending;
+        };
+        let buf = &buf[..allowed];
         let result = ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
+        if let Ok(n) = result
+            && !self.tls
+        {
+            self.requests.feed(&buf[..n]);
+        }
         Poll::Ready(self.wrote(result, buf.len()))
     }
 
@@ -219,7 +378,24 @@ impl AsyncWrite for Watched {
         if self.hung_up {
             return Poll::Ready(Ok(len));
         }
+        if !self.tls && !self.heard {
+            // Gated: one buffer at a time, through `poll_write`.
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return self.poll_write(cx, first);
+        }
         let result = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs));
+        if let Ok(mut n) = result
+            && !self.tls
+        {
+            for buf in bufs {
+                let part = n.min(buf.len());
+                self.requests.feed(&buf[..part]);
+                n -= part;
+            }
+        }
         Poll::Ready(self.wrote(result, len))
     }
 
@@ -237,5 +413,94 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestSeen;
+
+    fn frame(kind: u8, len: usize) -> Vec<u8> {
+        let mut f = vec![
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            kind,
+            0,
+            0,
+            0,
+            0,
+            1,
+        ];
+        f.resize(9 + len, 0xaa);
+        f
+    }
+
+    #[test]
+    fn housekeeping_frames_are_not_requests() {
+        let mut seen = RequestSeen::default();
+        seen.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        // SETTINGS, WINDOW_UPDATE, PING whose payloads hold bytes that look like headers.
+        for (kind, len) in [(0x4, 12), (0x8, 4), (0x6, 8)] {
+            seen.feed(&frame(kind, len));
+        }
+        assert!(!seen.seen());
+        seen.feed(&frame(0x1, 40));
+        assert!(seen.seen());
+    }
+
+    #[test]
+    fn only_what_comes_before_the_first_request_may_pass() {
+        let mut stream = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        stream.extend(frame(0x4, 18));
+        stream.extend(frame(0x8, 4));
+        let request_at = stream.len();
+        stream.extend(frame(0x1, 70));
+        stream.extend(frame(0x0, 5));
+        let gate = RequestSeen::default();
+        assert_eq!(gate.passable(&stream), request_at);
+        // A writer offering at most `max` bytes at a time gets up to the request, never
+        // into it (with `max` below a frame header's size, not past the preface).
+        for max in 1..stream.len() {
+            let mut gate = RequestSeen::default();
+            let mut written = 0;
+            loop {
+                let offered = &stream[written..(written + max).min(stream.len())];
+                let n = gate.passable(offered);
+                if n == 0 {
+                    break;
+                }
+                gate.feed(&offered[..n]);
+                written += n;
+            }
+            assert!(written <= request_at, "max {max}: {written} bytes passed");
+            if max >= 9 {
+                assert_eq!(written, request_at, "max {max}");
+            }
+            assert!(!gate.seen(), "max {max}");
+        }
+        // A frame header cut by the end of the bytes is held back whole.
+        assert_eq!(gate.passable(&stream[..request_at + 4]), request_at);
+    }
+
+    #[test]
+    fn a_request_is_seen_however_the_writes_split_the_bytes() {
+        let mut stream = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        stream.extend(frame(0x4, 18));
+        let request_at = stream.len();
+        stream.extend(frame(0x1, 70));
+        for split in 1..stream.len() {
+            let mut seen = RequestSeen::default();
+            for chunk in stream.chunks(split) {
+                seen.feed(chunk);
+            }
+            assert!(seen.seen(), "split {split}");
+            let mut before = RequestSeen::default();
+            before.feed(&stream[..request_at + 3]);
+            assert!(
+                !before.seen(),
+                "a partial frame header is not yet a request"
+            );
+        }
     }
 }

@@ -57,6 +57,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod binary;
+pub mod chaos;
 pub mod clients;
 pub mod cluster;
 pub mod counting;

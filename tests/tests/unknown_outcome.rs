@@ -100,3 +100,71 @@ async fn cut_writes_are_unknown_and_never_duplicated() {
         proxy.stats().connections_cut
     );
 }
+
+/// A TCP proxy for one connection that passes the client's bytes to the server but none
+/// back, and resets the client's connection after `hold`: a proxy that accepted a
+/// connection and fails before the server's first bytes reach the client.
+async fn silent_proxy(target: std::net::SocketAddr, hold: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut client, _) = listener.accept().await.unwrap();
+        let mut server = tokio::net::TcpStream::connect(target).await.unwrap();
+        let mut buf = [0u8; 16 * 1024];
+        let deadline = tokio::time::sleep(hold);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                read = client.read(&mut buf) => match read {
+                    Ok(n) if n > 0 => server.write_all(&buf[..n]).await.unwrap(),
+                    _ => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        // The server's answer (if any) is never passed on; the client sees a close.
+        drop(client);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(server);
+    });
+    url
+}
+
+/// A proxy that passes the client's bytes on but fails before the server's first byte
+/// comes back: the client must not have sent its request yet (it waits for the server's
+/// SETTINGS), so the request is certainly not applied and may be sent elsewhere. Without
+/// that wait, the client took such a close for "not processed" and resent a put the
+/// server had applied (found by `cargo xtask chaos`: the same value at two revisions).
+#[tokio::test]
+async fn no_request_leaves_before_the_server_has_spoken() {
+    let server = shared_server();
+    for transport in [
+        etcd_client::Http2Transport::Builtin,
+        etcd_client::Http2Transport::Tonic,
+    ] {
+        let key = format!("{}k", unique_prefix("silent-proxy"));
+        let url = silent_proxy(server.client_addr(), Duration::from_millis(500)).await;
+        let client = Client::builder([url])
+            .http2_transport(transport)
+            .connect()
+            .await
+            .unwrap();
+        let error = client
+            .kv()
+            .put(&key, "once")
+            .await
+            .expect_err("the proxy never passes an answer on");
+        assert_eq!(
+            error.applied(),
+            etcd_client::Applied::No,
+            "{transport:?}: nothing was sent before the close: {error}"
+        );
+        let direct = etcd_tests::clients::raw_kv(&server.client_url());
+        let stored = direct.get(key.as_str()).await.unwrap();
+        assert!(
+            stored.kvs().is_empty(),
+            "{transport:?}: the put reached the server before it had spoken: {stored:?}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
-//! Project automation: `cargo xtask codegen | etcd | demo | test | bench | fuzz`.
+//! Project automation: `cargo xtask codegen | etcd | demo | test | bench | fuzz | chaos`.
 
 mod bench;
+mod chaos;
 mod cluster;
 mod codegen;
 mod demo;
@@ -51,6 +52,15 @@ commands:
       run's seed (ETCD_FUZZ_SEED); a failure prints ETCD_FUZZ_CASE=... to replay its case
       alone: ETCD_FUZZ_CASE=0x... cargo test --release -p <package> <test> -- --exact.
       No etcd needed.
+  chaos [--seed N] [--duration S] [--version 3.4|3.5] [--members 3|5]
+      One seeded chaos run (default: a time-based seed, 60 s, etcd 3.5.1, 3 members): a
+      Client reaching the cluster through fault proxies runs recorded traffic (the K1 mix
+      of gets, puts, deletes and transactions by four tasks, two watches, a kept-alive
+      lease with a key, a lock with fenced writes, compaction every second) while a seeded
+      schedule kills, stops, blackholes, delays, cuts and resets the leader or a follower.
+      Then the history checker runs. The last line is
+      `chaos: seed S, N ops (U unknown), F faults, A anomalies`; the exit status is 1 on
+      any anomaly. History, reference, schedule and report: target/chaos/<seed>/.
   help
       Print this help.
 
@@ -99,6 +109,7 @@ fn run() -> anyhow::Result<ExitCode> {
         "demo" => demo::run(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
+        "chaos" => chaos::run(rest),
         "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

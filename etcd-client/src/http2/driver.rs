@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::conn::{Conn, ReadError, Reader};
+use super::conn::{Closing, Conn, ReadError, Reader};
 use super::frame::code;
 use super::{ConnectError, Live, Shared};
-use crate::connector::silent_close;
+use crate::connector::{closed_after_request, silent_close};
 
 /// Connects to the member over TCP and starts HTTP/2 on the connection; a task of its own
 /// drives the connection until it closes.
@@ -51,12 +51,12 @@ struct Ending {
 }
 
 impl Ending {
-    fn end(&mut self, reason: &str, not_sent: bool) {
+    fn end(&mut self, closing: &Closing) {
         self.ended = true;
-        self.conn.close(reason.into(), not_sent);
+        self.conn.close(closing);
         if let Some(shared) = self.shared.upgrade() {
             shared.forget(self.attempt);
-            tracing::debug!(member = %shared.authority, %reason, "connection ended");
+            tracing::debug!(member = %shared.authority, reason = %closing.sent, "connection ended");
         }
     }
 }
@@ -71,7 +71,7 @@ impl Drop for Ending {
         } else {
             "the connection's task was stopped (its runtime shut down)"
         };
-        self.end(reason, false);
+        self.end(&Closing::because(reason));
     }
 }
 
@@ -105,35 +105,44 @@ async fn drive(
         None => io.await.map_err(End::Read),
     };
     let heard = reader.heard;
-    let (reason, not_sent) = match result {
-        Ok(()) if heard => ("the server closed the connection".to_owned(), false),
-        Ok(()) => (
-            silent_close(std::io::ErrorKind::UnexpectedEof, false).to_string(),
-            true,
-        ),
+    let closing = match result {
+        Ok(()) if heard => Closing::because("the server closed the connection"),
+        Ok(()) => silently_closed(std::io::ErrorKind::UnexpectedEof),
         Err(End::Read(ReadError::Io(e))) => {
             use std::io::ErrorKind::*;
             if !heard && matches!(e.kind(), ConnectionReset | BrokenPipe | UnexpectedEof) {
-                (silent_close(e.kind(), false).to_string(), true)
+                silently_closed(e.kind())
             } else {
-                (format!("connection error: {e}"), false)
+                Closing::because(&format!("connection error: {e}"))
             }
         }
-        Err(End::Read(ReadError::Protocol(error))) if error.not_http2 => (error.what, true),
+        Err(End::Read(ReadError::Protocol(error))) if error.not_http2 => Closing {
+            nothing_processed: true,
+            ..Closing::because(&error.what)
+        },
         Err(End::Read(ReadError::Protocol(error))) => {
             conn.go_away(&error);
             let name = code::name(error.code);
-            (
-                format!("HTTP/2 protocol error ({name}): {}", error.what),
-                false,
-            )
+            Closing::because(&format!("HTTP/2 protocol error ({name}): {}", error.what))
         }
-        Err(End::KeepAlive(timeout)) => (
-            format!("keep-alive timed out: no answer to a ping within {timeout:?}"),
-            false,
-        ),
+        Err(End::KeepAlive(timeout)) => Closing::because(&format!(
+            "keep-alive timed out: no answer to a ping within {timeout:?}"
+        )),
     };
-    ending.end(&reason, not_sent);
+    ending.end(&closing);
+}
+
+/// A connection closed before the server sent a byte. etcd's server sends its SETTINGS
+/// before it reads a request, so on a direct connection nothing was processed; but a TCP
+/// proxy in between may have passed the request on before the server's first bytes came
+/// back. Requests that reached the socket therefore have an unknown outcome; the others
+/// were not sent.
+fn silently_closed(kind: std::io::ErrorKind) -> Closing {
+    Closing {
+        sent: closed_after_request(kind, false).to_string().into(),
+        unsent: silent_close(kind, false).to_string().into(),
+        nothing_processed: false,
+    }
 }
 
 /// Drives `io`, pinging when streams are open and nothing was read for `interval`; a ping

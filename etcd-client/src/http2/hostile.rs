@@ -426,6 +426,9 @@ async fn callers_waiting_for_a_stream_get_one_each_first_come_first() {
         id,
         ..
     } = one_call().await;
+    // The client's requests wait for the server's first SETTINGS, so its acknowledgement
+    // follows the request.
+    peer.next_of(kind::SETTINGS).await;
     let mut out = BytesMut::new();
     frame::put_settings(&mut out, &[(setting::MAX_CONCURRENT_STREAMS, 1)]);
     peer.send(out).await;

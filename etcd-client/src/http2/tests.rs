@@ -295,8 +295,79 @@ async fn a_port_that_hangs_up_at_once_acted_on_nothing() {
         .unwrap_err()
         .to_string();
     server.abort();
+    // Requests wait for the server's first bytes, so none was written.
     assert!(error.contains(crate::connector::SILENT_CLOSE), "{error}");
     assert!(error.contains("the request was not sent"), "{error}");
+    assert!(error.contains("if the port serves TLS"), "{error}");
+}
+
+#[tokio::test]
+async fn requests_wait_for_the_server_to_speak_so_a_silent_close_sent_none() {
+    // A TCP proxy accepts connections itself: one that passes the client's bytes on and
+    // then fails before the server's first bytes came back must not have passed a
+    // request on, or the client could not tell whether it was acted on.
+    let (listener, channel) = listener().await;
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut seen = RequestSeenByPeer::default();
+        let mut buf = [0u8; 4096];
+        // Everything the client sends within half a second: its preface, no request.
+        let quiet = tokio::time::sleep(Duration::from_millis(500));
+        tokio::pin!(quiet);
+        loop {
+            tokio::select! {
+                read = tcp.read(&mut buf) => {
+                    let n = read.unwrap();
+                    assert!(n > 0, "the client closed first");
+                    seen.feed(&buf[..n]);
+                }
+                _ = &mut quiet => break,
+            }
+        }
+        assert!(seen.bytes.len() >= frame::PREFACE.len(), "no preface");
+        assert!(!seen.headers, "a request went out before the server spoke");
+        drop(tcp);
+    });
+    let error = spawn_call(&channel, "w")
+        .await
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    server.await.unwrap();
+    assert!(error.contains("the request was not sent"), "{error}");
+    assert!(error.contains(crate::connector::SILENT_CLOSE), "{error}");
+}
+
+#[tokio::test]
+async fn a_request_read_then_a_close_without_an_answer_has_an_unknown_outcome() {
+    let OneCall { call, peer, .. } = one_call().await;
+    // The server read the request and hung up without answering.
+    drop(peer);
+    let error = call.await.unwrap().unwrap_err().to_string();
+    assert!(!error.contains("the request was not sent"), "{error}");
+}
+
+/// The peer's view of the client's bytes: the preface, then frames; `headers` once a
+/// whole HEADERS frame arrived.
+#[derive(Default)]
+struct RequestSeenByPeer {
+    bytes: Vec<u8>,
+    headers: bool,
+}
+
+impl RequestSeenByPeer {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        let mut at = frame::PREFACE.len();
+        while self.bytes.len() >= at + frame::HEADER_LEN {
+            let head = Head::parse(&self.bytes[at..at + frame::HEADER_LEN]);
+            if self.bytes.len() < at + frame::HEADER_LEN + head.len {
+                return;
+            }
+            self.headers |= head.kind == kind::HEADERS;
+            at += frame::HEADER_LEN + head.len;
+        }
+    }
 }
 
 #[tokio::test]

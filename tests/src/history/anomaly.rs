@@ -80,6 +80,11 @@ pub enum Anomaly {
         /// Which guarantee, and how.
         detail: String,
     },
+    /// The server's own history could not be collected or differs between members.
+    Reference {
+        /// Why.
+        detail: String,
+    },
     /// A lease check failed.
     Lease {
         /// The lease.
@@ -133,6 +138,7 @@ impl fmt::Display for Anomaly {
                 write!(f, "not linearizable: key {key:?}: {detail}")
             }
             Anomaly::Watch { watch, detail } => write!(f, "watch {watch}: {detail}"),
+            Anomaly::Reference { detail } => write!(f, "reference history: {detail}"),
             Anomaly::Lease { lease, detail } => write!(f, "lease {lease:x}: {detail}"),
         }
     }
@@ -151,8 +157,13 @@ pub struct Report {
     pub unknown_applied: usize,
     /// Revisions explained by lease expiry.
     pub expiries: usize,
+    /// Revisions that only changed foreign keys.
+    pub foreign: usize,
     /// Keys whose search ran out of budget (neither proved nor refuted).
     pub inconclusive: Vec<String>,
+    /// Findings explained by known bugs of the etcd server under test (not anomalies of
+    /// the client).
+    pub server_bugs: Vec<String>,
 }
 
 impl Report {
@@ -173,6 +184,9 @@ impl fmt::Display for Report {
             self.expiries,
             self.anomalies.len()
         )?;
+        for bug in &self.server_bugs {
+            writeln!(f, "suspected server bug: {bug}")?;
+        }
         if !self.inconclusive.is_empty() {
             writeln!(f, "search inconclusive for keys {:?}", self.inconclusive)?;
         }

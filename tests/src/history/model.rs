@@ -20,6 +20,11 @@ pub struct History {
     pub leases: Vec<LeaseTrace>,
     /// Revisions the workload compacted to, in order.
     pub compactions: Vec<i64>,
+    /// Key prefixes written by parts of the workload that are not recorded as operations
+    /// (a lock's own keys, say): revisions that only change such keys need no operation to
+    /// explain them.
+    #[serde(default)]
+    pub foreign: Vec<String>,
 }
 
 /// One call of a client: when it was made, when it returned, what it asked and what came

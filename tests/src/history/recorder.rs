@@ -49,6 +49,12 @@ impl Recorder {
         self.lock().clone()
     }
 
+    /// Declares key prefixes that unrecorded parts of the workload write (see
+    /// [`History::foreign`]).
+    pub fn set_foreign(&self, prefixes: Vec<String>) {
+        self.lock().foreign = prefixes;
+    }
+
     /// Notes a compaction the workload made.
     pub fn record_compaction(&self, revision: i64) {
         self.lock().compactions.push(revision);
@@ -273,6 +279,12 @@ pub struct RecordedWatch {
 }
 
 impl RecordedWatch {
+    /// The highest revision the watch has vouched for so far (by an event, a progress
+    /// notification or its creation).
+    pub fn reached(&self) -> i64 {
+        self.reached.load(Ordering::SeqCst) as i64
+    }
+
     /// Waits up to `within` for the watch to vouch for `revision` (an event or progress
     /// notification at or past it, or its end), then stops it and adds its trace to the
     /// history. A watch that did not get there is recorded as having to: the checker
@@ -303,6 +315,12 @@ pub struct RecordedLease {
 }
 
 impl RecordedLease {
+    /// Whether the last sample found the lease alive (true before the first sample).
+    pub fn is_alive(&self) -> bool {
+        let trace = self.trace.lock().unwrap_or_else(|p| p.into_inner());
+        trace.samples.last().is_none_or(|s| s.alive)
+    }
+
     /// Stops sampling, adds the trace to the history and hands the lease back.
     pub async fn finish(self) -> Option<KeepAlive> {
         self.stop.store(true, Ordering::SeqCst);

@@ -76,6 +76,15 @@ impl Reference {
         }
     }
 
+    /// The revision up to which every member's history is complete so far.
+    pub fn reached(&self) -> i64 {
+        self.logs
+            .iter()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()).reached)
+            .min()
+            .unwrap_or(0)
+    }
+
     /// Waits up to `within` for every member to be complete up to `revision`, stops, and
     /// returns the history, after checking that every member recorded the same one and
     /// that `HashKV` at `revision` agrees across members.

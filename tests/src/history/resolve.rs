@@ -86,7 +86,11 @@ fn put_values(ops: &[TxnOp]) -> impl Iterator<Item = &str> {
 
 /// Places every operation; records what does not fit in `report`.
 pub(crate) fn place(history: &History, replay: &Replay, report: &mut Report) -> Vec<Placed> {
+    let foreign = |key: &str| history.foreign.iter().any(|p| key.starts_with(p.as_str()));
     for (value, landings) in replay.repeated_values() {
+        if landings.iter().all(|(_, key)| foreign(key)) {
+            continue;
+        }
         report.anomalies.push(Anomaly::DuplicateWrite {
             value: value.to_string(),
             revisions: landings.iter().map(|(rev, _)| *rev).collect(),
@@ -251,6 +255,7 @@ fn explain_revisions(
     mut delete_candidates: Vec<usize>,
     report: &mut Report,
 ) {
+    let foreign = |key: &str| history.foreign.iter().any(|p| key.starts_with(p.as_str()));
     let mut claims: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
     for p in placed.iter().filter(|p| p.writes) {
         claims
@@ -271,6 +276,10 @@ fn explain_revisions(
             continue;
         }
         let rev = record.revision;
+        if record.events.iter().all(|e| foreign(&e.kv.key)) {
+            report.foreign += 1;
+            continue;
+        }
         let all_deletes = record.events.iter().all(|e| e.kind == EventKind::Delete);
         if all_deletes {
             let found = delete_candidates

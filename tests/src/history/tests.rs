@@ -612,48 +612,73 @@ fn an_unwarranted_compaction_error_is_flagged() {
     );
 }
 
-#[test]
-fn a_lease_reported_alive_after_its_expiry_is_flagged() {
+/// A server that let lease 0x10 go at 10 s (its key deleted by nobody's write), and a
+/// history whose lease trace holds `samples`.
+fn expired_lease(samples: Vec<LeaseSample>) -> (History, Vec<RevisionRecord>) {
+    const SECOND: u64 = 1_000_000_000;
     let mut s = Server::new();
     let r1 = s.put_leased("l", "c0-1", 0x10);
-    // The server let the lease go: its key was deleted by nobody's write.
-    let expired = s.delete("l");
-    let seen = s.records.last().unwrap().seen_at;
+    s.delete("l");
+    s.records.last_mut().unwrap().seen_at = 10 * SECOND;
     let mut put = put_req("l", "c0-1");
     if let Request::Put(p) = &mut put {
         p.lease = 0x10;
     }
-    let trace = |alive_after: bool| LeaseTrace {
-        id: 0x10,
-        ttl: 5,
-        keys: vec!["l".into()],
-        samples: vec![
-            LeaseSample {
-                at: seen - 10,
-                last_renewed: Some(seen - 20),
-                alive: true,
-            },
-            LeaseSample {
-                at: seen + 5,
-                last_renewed: Some(seen - 20),
-                alive: alive_after,
-            },
-        ],
-    };
-    let history = |alive_after| History {
-        ops: vec![op(1, 0, Some(10), put.clone(), put_ok(r1))],
-        leases: vec![trace(alive_after)],
+    let history = History {
+        ops: vec![op(1, 0, Some(10), put, put_ok(r1))],
+        leases: vec![LeaseTrace {
+            id: 0x10,
+            ttl: 5,
+            keys: vec!["l".into()],
+            samples,
+        }],
         ..History::default()
     };
-    let clean = check(&history(false), s.records.clone());
-    assert_clean(&clean);
-    assert_eq!(clean.expiries, 1, "revision {expired} is the expiry");
-    let report = check(&history(true), s.records.clone());
+    (history, s.records)
+}
+
+fn sample(at_ms: u64, renewed_ms: u64, alive: bool) -> LeaseSample {
+    LeaseSample {
+        at: at_ms * 1_000_000,
+        last_renewed: Some(renewed_ms * 1_000_000),
+        alive,
+    }
+}
+
+#[test]
+fn a_lease_reported_alive_after_its_expiry_is_flagged() {
+    // The client's last acknowledgement (3 s) was older than the TTL when the server let
+    // the lease go (10 s), yet it still says alive after.
+    let (history, records) = expired_lease(vec![
+        sample(9_990, 3_000, true),
+        sample(10_005, 3_000, true),
+    ]);
+    let report = check(&history, records);
     assert_flags(
         &report,
         "alive after expiry",
         |a| matches!(a, Anomaly::Lease { detail, .. } if detail.contains("let it go")),
     );
+    // Reporting the loss in time is clean; the deletion is the expiry.
+    let (history, records) = expired_lease(vec![
+        sample(7_990, 3_000, true),
+        sample(8_100, 3_000, false),
+    ]);
+    let report = check(&history, records);
+    assert_clean(&report);
+    assert_eq!(report.expiries, 1);
+}
+
+#[test]
+fn a_lease_let_go_despite_a_fresh_acknowledgement_is_a_server_bug() {
+    // Renewed at 9.5 s with a 5 s TTL, yet let go at 10 s: etcd's bug, not the client's.
+    let (history, records) = expired_lease(vec![
+        sample(9_600, 9_500, true),
+        sample(10_100, 9_500, true),
+    ]);
+    let report = check(&history, records);
+    assert_clean(&report);
+    assert_eq!(report.server_bugs.len(), 1, "{report}");
 }
 
 #[test]

@@ -75,6 +75,9 @@ struct Slot {
     sent_end: bool,
     /// Handles to the stream (its response and the task piping its request).
     refs: u8,
+    /// Where its HEADERS frame starts in the connection's byte stream: once the socket
+    /// took bytes past it, the server may act on the request.
+    first_byte: u64,
 }
 
 impl Slot {
@@ -111,6 +114,29 @@ impl Hasher for IdHasher {
 
 type Streams = HashMap<u32, Slot, BuildHasherDefault<IdHasher>>;
 
+/// Why a connection ended, as its streams are told.
+#[derive(Clone, Debug)]
+pub(in crate::http2) struct Closing {
+    /// For streams whose request may have reached the server.
+    pub(in crate::http2) sent: Arc<str>,
+    /// For streams whose request never left.
+    pub(in crate::http2) unsent: Arc<str>,
+    /// The peer proved it acted on no request (it does not speak HTTP/2): every stream
+    /// fails as not sent.
+    pub(in crate::http2) nothing_processed: bool,
+}
+
+impl Closing {
+    /// The same reason for every stream.
+    pub(in crate::http2) fn because(reason: &str) -> Self {
+        Self {
+            sent: reason.into(),
+            unsent: reason.into(),
+            nothing_processed: false,
+        }
+    }
+}
+
 struct State {
     streams: Streams,
     next_id: u32,
@@ -119,6 +145,15 @@ struct State {
     spare: BytesMut,
     /// Somebody is writing `out` right now.
     writing: bool,
+    /// Bytes handed to the socket so far.
+    written: u64,
+    /// Bytes a writer took out of `out` and has not accounted for yet: they may be in
+    /// the socket already.
+    in_flight: u64,
+    /// Until the server has sent its first bytes, only the connection preface (this many
+    /// bytes) is written; requests wait. A connection closed before the server said
+    /// anything then carried no request, even through a TCP proxy that accepted it.
+    gate: Option<u64>,
     /// The socket is full: the driver writes once it is writable.
     blocked: bool,
     /// Scratch space for encoding header blocks.
@@ -247,6 +282,7 @@ impl Conn {
             ],
         );
         frame::put_window_update(&mut out, 0, CONNECTION_WINDOW - DEFAULT_WINDOW as u32);
+        let preface_len = out.len() as u64;
         let conn = Arc::new(Self {
             tcp,
             state: Mutex::new(State {
@@ -255,6 +291,9 @@ impl Conn {
                 out,
                 spare: BytesMut::with_capacity(16 << 10),
                 writing: false,
+                written: 0,
+                in_flight: 0,
+                gate: Some(preface_len),
                 blocked: false,
                 block: BytesMut::with_capacity(256),
                 max_frame: DEFAULT_FRAME,
@@ -282,6 +321,14 @@ impl Conn {
         conn
     }
 
+    /// The server has sent its first bytes: requests may go out.
+    pub(super) fn open_gate(&self) {
+        let mut state = self.lock();
+        if state.gate.take().is_some() {
+            self.submit(state);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -307,23 +354,28 @@ impl Conn {
         }
     }
 
-    /// Ends the connection: every stream and every caller waiting to open one gets
-    /// `reason`. Streams whose request was sent fail with it; nothing else is written.
-    pub(super) fn close(&self, reason: Arc<str>, not_sent: bool) {
+    /// Ends the connection: every stream and every caller waiting to open one fails.
+    /// Streams none of whose bytes reached the socket fail as not sent (with `ending`'s
+    /// reason for them); so do all streams when the peer proved not to be an HTTP/2
+    /// server. The others fail with `ending`'s reason for a request that may have been
+    /// acted on. Nothing else is written.
+    pub(super) fn close(&self, ending: &Closing) {
         let mut wakes = Wakes::default();
         {
             let mut state = self.lock();
             if state.closed.is_some() {
                 return;
             }
-            state.closed = Some(reason.clone());
+            state.closed = Some(ending.sent.clone());
             state.out.clear();
+            // Bytes a writer holds may be in the socket: count them as sent.
+            let sent_up_to = state.written + state.in_flight;
             for slot in state.streams.values_mut() {
                 if !slot.received_end && slot.failure.is_none() {
-                    let failure = if not_sent {
-                        Failure::NotSent(reason.clone())
+                    let failure = if ending.nothing_processed || slot.first_byte >= sent_up_to {
+                        Failure::NotSent(ending.unsent.clone())
                     } else {
-                        Failure::Failed(reason.clone())
+                        Failure::Failed(ending.sent.clone())
                     };
                     slot.fail(failure, &mut wakes);
                 } else {
@@ -416,6 +468,7 @@ impl Conn {
             open.headers,
         );
         let end_with_headers = open.end && open.data.is_none();
+        let first_byte = state_ref.written + state_ref.in_flight + state_ref.out.len() as u64;
         frame::put_headers(
             &mut state_ref.out,
             &state_ref.block,
@@ -428,6 +481,7 @@ impl Conn {
             recv_window: i64::from(STREAM_WINDOW),
             sent_end: end_with_headers,
             refs: 1,
+            first_byte,
             ..Slot::default()
         };
         state_ref.streams.insert(id, slot);

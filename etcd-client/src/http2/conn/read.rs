@@ -168,7 +168,10 @@ impl Conn {
             match self.tcp.try_read_buf(&mut reader.buf) {
                 Ok(0) => return Poll::Ready(Ok(())),
                 Ok(_) => {
-                    reader.heard = true;
+                    if !reader.heard {
+                        reader.heard = true;
+                        self.open_gate();
+                    }
                     self.activity.record();
                     let result = self.take_frames(reader);
                     reader.frames.wakes.wake_all();

@@ -28,6 +28,10 @@ impl Conn {
         if state.writing || state.blocked || state.out.is_empty() {
             return;
         }
+        // Before the server has spoken, only the preface goes out.
+        if state.gate.is_some_and(|preface| state.written >= preface) {
+            return;
+        }
         if state.closed.is_some() || self.hung_up.load(Ordering::Relaxed) {
             state.out.clear();
             return;
@@ -38,13 +42,33 @@ impl Conn {
         for _ in 0..4 {
             let spare = std::mem::take(&mut state.spare);
             let mut buf = std::mem::replace(&mut state.out, spare);
+            let gate_left = state
+                .gate
+                .map(|preface| preface.saturating_sub(state.written) as usize);
+            if let Some(left) = gate_left
+                && buf.len() > left
+            {
+                // Hold back what follows the preface: it goes first once the gate opens.
+                let mut held = buf.split_off(left);
+                held.extend_from_slice(&state.out);
+                state.out = held;
+            }
+            let taken = buf.len();
+            state.in_flight = taken as u64;
             drop(state);
             let result = self.write_some(&mut buf);
             state = self.lock();
+            state.written += (taken - buf.len()) as u64;
+            state.in_flight = 0;
             match result {
                 Ok(()) => {
                     buf.clear();
                     state.spare = buf;
+                    if gate_left.is_some() && state.gate.is_some() {
+                        // The preface is out; the rest waits for the server.
+                        state.writing = false;
+                        return;
+                    }
                     if state.read_paused && state.out.len() < MAX_PENDING_WRITE {
                         // The driver stopped reading until what we owe the server drained.
                         state.read_paused = false;

@@ -1,0 +1,150 @@
+//! The faults a chaos run injects, drawn from a seed.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::history::workload::Rng;
+use crate::{EtcdCluster, FaultProxy, Mode};
+
+/// Which member a fault hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Target {
+    /// The leader when the fault starts.
+    Leader,
+    /// A follower when the fault starts.
+    Follower,
+}
+
+/// One fault, with how long it lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Fault {
+    /// SIGKILL the member, restart it after `down`.
+    Kill {
+        /// Which member.
+        target: Target,
+        /// How long it stays down.
+        down: Duration,
+    },
+    /// SIGSTOP the member, SIGCONT it after `down`.
+    Stop {
+        /// Which member.
+        target: Target,
+        /// How long it stays stopped.
+        down: Duration,
+    },
+    /// The client's connections to the member pass nothing for `down` (no reset).
+    Blackhole {
+        /// Which member.
+        target: Target,
+        /// How long.
+        down: Duration,
+    },
+    /// Every chunk between the client and the member is delayed by `delay`, for `down`.
+    Delay {
+        /// Which member.
+        target: Target,
+        /// The added latency per chunk.
+        delay: Duration,
+        /// How long.
+        down: Duration,
+    },
+    /// The next `n` client→member chunks reach the member, then their connection is
+    /// reset before any answer: writes with an unknown outcome.
+    Cut {
+        /// Which member.
+        target: Target,
+        /// How many connections to cut.
+        n: usize,
+    },
+    /// Every connection between the client and the member is reset.
+    Reset {
+        /// Which member.
+        target: Target,
+    },
+}
+
+impl Fault {
+    /// A fault drawn from `rng`.
+    pub fn draw(rng: &mut Rng) -> Self {
+        let target = if rng.below(2) == 0 {
+            Target::Leader
+        } else {
+            Target::Follower
+        };
+        let down = Duration::from_millis(2000 + rng.below(4000));
+        match rng.below(6) {
+            0 => Fault::Kill { target, down },
+            1 => Fault::Stop { target, down },
+            2 => Fault::Blackhole { target, down },
+            3 => Fault::Delay {
+                target,
+                delay: Duration::from_millis(20 + rng.below(180)),
+                down,
+            },
+            4 => Fault::Cut {
+                target,
+                n: 1 + rng.below(5) as usize,
+            },
+            _ => Fault::Reset { target },
+        }
+    }
+
+    fn target(self) -> Target {
+        match self {
+            Fault::Kill { target, .. }
+            | Fault::Stop { target, .. }
+            | Fault::Blackhole { target, .. }
+            | Fault::Delay { target, .. }
+            | Fault::Cut { target, .. }
+            | Fault::Reset { target } => target,
+        }
+    }
+
+    /// Injects the fault on `cluster` (whose members the client reaches through
+    /// `proxies`), holds it, heals it, and waits until every member is healthy again.
+    /// Returns the member it hit.
+    pub async fn inject(self, cluster: &EtcdCluster, proxies: &[FaultProxy]) -> usize {
+        let (leader, followers) = cluster.leader_and_followers().await;
+        let member = match self.target() {
+            Target::Leader => leader,
+            Target::Follower => followers.first().copied().unwrap_or(leader),
+        };
+        let server = cluster.member(member);
+        let proxy = &proxies[member];
+        match self {
+            Fault::Kill { down, .. } => {
+                server.kill();
+                tokio::time::sleep(down).await;
+                server.restart().await;
+            }
+            Fault::Stop { down, .. } => {
+                server.pause();
+                tokio::time::sleep(down).await;
+                server.resume();
+            }
+            Fault::Blackhole { down, .. } => {
+                proxy.set_mode(Mode::Blackhole).await;
+                tokio::time::sleep(down).await;
+                proxy.set_mode(Mode::Pass).await;
+            }
+            Fault::Delay { delay, down, .. } => {
+                proxy.set_mode(Mode::Delay(delay)).await;
+                tokio::time::sleep(down).await;
+                proxy.set_mode(Mode::Pass).await;
+            }
+            Fault::Cut { n, .. } => {
+                proxy.set_mode(Mode::CutAfterRequest { n }).await;
+                // The cuts happen as traffic flows; give it time, then stop cutting.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                proxy.set_mode(Mode::Pass).await;
+            }
+            Fault::Reset { .. } => {
+                proxy.set_mode(Mode::DropAll).await;
+                proxy.set_mode(Mode::Pass).await;
+            }
+        }
+        cluster.wait_ready().await;
+        member
+    }
+}
