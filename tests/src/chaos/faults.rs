@@ -62,7 +62,17 @@ pub enum Fault {
         /// Which member.
         target: Target,
     },
+    /// A follower is stopped while the others commit `entries` writes (outside the
+    /// checked keys, straight to a member), then continued: with the cluster's low
+    /// `--snapshot-count` it has to catch up from a snapshot (K12).
+    Lag {
+        /// How many writes it misses.
+        entries: usize,
+    },
 }
+
+/// Where [`Fault::Lag`] writes: outside every checked key range.
+pub const FILLER_PREFIX: &str = "/chaos-filler/";
 
 impl Fault {
     /// A fault drawn from `rng`.
@@ -73,7 +83,7 @@ impl Fault {
             Target::Follower
         };
         let down = Duration::from_millis(2000 + rng.below(4000));
-        match rng.below(6) {
+        match rng.below(7) {
             0 => Fault::Kill { target, down },
             1 => Fault::Stop { target, down },
             2 => Fault::Blackhole { target, down },
@@ -86,7 +96,9 @@ impl Fault {
                 target,
                 n: 1 + rng.below(5) as usize,
             },
-            _ => Fault::Reset { target },
+            5 => Fault::Reset { target },
+            // etcd keeps 5,000 entries behind a snapshot for slow followers: miss more.
+            _ => Fault::Lag { entries: 7_000 },
         }
     }
 
@@ -98,6 +110,7 @@ impl Fault {
             | Fault::Delay { target, .. }
             | Fault::Cut { target, .. }
             | Fault::Reset { target } => target,
+            Fault::Lag { .. } => Target::Follower,
         }
     }
 
@@ -143,8 +156,33 @@ impl Fault {
                 proxy.set_mode(Mode::DropAll).await;
                 proxy.set_mode(Mode::Pass).await;
             }
+            Fault::Lag { entries } => {
+                server.pause();
+                fill(&cluster.member(leader).client_url(), entries).await;
+                server.resume();
+            }
         }
         cluster.wait_ready().await;
         member
+    }
+}
+
+/// Commits `entries` small writes under [`FILLER_PREFIX`] through the member at `url`,
+/// eight at a time.
+async fn fill(url: &str, entries: usize) {
+    let kv = crate::clients::raw_kv(url);
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let kv = kv.clone();
+            tokio::spawn(async move {
+                for i in (t..entries).step_by(8) {
+                    // A failed write (an election) is simply one entry fewer.
+                    let _ = kv.put(format!("{FILLER_PREFIX}{}", i % 512), "x").await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
     }
 }

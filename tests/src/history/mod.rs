@@ -25,6 +25,7 @@
 //!     id: 1,
 //!     call: 0,
 //!     ret: Some(10),
+//!     elapsed: 10,
 //!     req: Request::Put(PutReq { key: "k".into(), value: "v1".into(), ..Default::default() }),
 //!     resp: Response::Put(PutResp { revision: 2, prev: None }),
 //! };

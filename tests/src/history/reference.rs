@@ -93,41 +93,56 @@ impl Reference {
         revision: i64,
         within: Duration,
     ) -> Result<Vec<RevisionRecord>, String> {
+        self.collect_from_majority(revision, within, false)
+            .await
+            .map(|(records, _)| records)
+    }
+
+    /// As [`collect`](Self::collect), but a member whose watch the server ended (its
+    /// revisions compacted, as etcd 3.4 and 3.5 may do to watches of a member that caught
+    /// up from a snapshot) is left out when `tolerate_ended` and a majority of members
+    /// are complete; the second value says which were left out and why.
+    pub async fn collect_from_majority(
+        self,
+        revision: i64,
+        within: Duration,
+        tolerate_ended: bool,
+    ) -> Result<(Vec<RevisionRecord>, Vec<String>), String> {
         let deadline = Instant::now() + within;
-        loop {
-            let behind: Vec<String> = self
-                .logs
-                .iter()
-                .zip(&self.urls)
-                .filter_map(|(log, url)| {
-                    let log = log.lock().unwrap_or_else(|p| p.into_inner());
-                    match &log.broken {
-                        Some(why) => Some(format!("{url}: {why}")),
-                        None if log.reached < revision => {
-                            Some(format!("{url}: at revision {}", log.reached))
-                        }
-                        None => None,
+        let (complete, left_out) = loop {
+            let mut complete = Vec::new();
+            let mut ended = Vec::new();
+            let mut behind = Vec::new();
+            for (i, (log, url)) in self.logs.iter().zip(&self.urls).enumerate() {
+                let log = log.lock().unwrap_or_else(|p| p.into_inner());
+                match &log.broken {
+                    Some(why) => ended.push(format!("{url}: {why}")),
+                    None if log.reached < revision => {
+                        behind.push(format!("{url}: at revision {}", log.reached))
                     }
-                })
-                .collect();
-            if behind.is_empty() {
-                break;
+                    None => complete.push(i),
+                }
             }
-            if Instant::now() >= deadline
-                || self.logs.iter().any(|l| l.lock().unwrap().broken.is_some())
-            {
+            let majority = complete.len() > self.urls.len() / 2;
+            if behind.is_empty() && (ended.is_empty() || (tolerate_ended && majority)) {
+                break (complete, ended);
+            }
+            let hopeless = !ended.is_empty() && !tolerate_ended;
+            if Instant::now() >= deadline || hopeless {
                 self.shut_down().await;
+                behind.extend(ended);
                 return Err(format!(
                     "reference watches did not reach revision {revision}: {}",
                     behind.join("; ")
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        };
         self.stop.store(true, Ordering::SeqCst);
-        let logs: Vec<BTreeMap<i64, RevisionRecord>> = self
-            .logs
+        let urls: Vec<String> = complete.iter().map(|&i| self.urls[i].clone()).collect();
+        let logs: Vec<BTreeMap<i64, RevisionRecord>> = complete
             .iter()
+            .map(|&i| &self.logs[i])
             .map(|l| {
                 let mut log = l.lock().unwrap_or_else(|p| p.into_inner());
                 std::mem::take(&mut log.records)
@@ -136,7 +151,6 @@ impl Reference {
                     .collect()
             })
             .collect();
-        let urls = self.urls.clone();
         self.shut_down().await;
         let mut merged = logs[0].clone();
         for (log, url) in logs.iter().zip(&urls).skip(1) {
@@ -162,7 +176,7 @@ impl Reference {
             }
         }
         hash_kv_agrees(&urls, revision).await?;
-        Ok(merged.into_values().collect())
+        Ok((merged.into_values().collect(), left_out))
     }
 
     async fn shut_down(self) {
