@@ -184,7 +184,16 @@ struct WatchState {
     fragments: Option<pb::WatchResponse>,
     /// Refused on auth grounds since it was last created, and retried with a new token.
     auth_retried: bool,
+    /// Compaction errors that did not concern the watch (see [`MAX_SPURIOUS_COMPACTIONS`]).
+    spurious_compactions: u8,
 }
+
+/// How often a watch is created again after a compaction error for revisions it no longer
+/// needs. etcd decides "compacted" when a watch's next revision is below the compaction
+/// revision; a member that caught up from a snapshot may nevertheless end watches whose
+/// next revision is above it (seen on 3.4.23 and 3.5.1). Such a watch lost nothing and is
+/// created again from its resume revision; only repeated refusals end it.
+const MAX_SPURIOUS_COMPACTIONS: u8 = 3;
 
 /// The stream, as far as it exists.
 enum Conn {
@@ -414,6 +423,7 @@ impl<S: WatchService> Mux<S> {
                         created: Some(created),
                         fragments: None,
                         auth_retried: false,
+                        spurious_compactions: 0,
                     },
                 );
                 self.queued.push_back(id);
@@ -567,6 +577,11 @@ impl<S: WatchService> Mux<S> {
         };
         if response.canceled {
             self.by_server.remove(&response.watch_id);
+            if response.compact_revision > 0
+                && self.spurious_compaction(id, response.compact_revision)
+            {
+                return;
+            }
             let error = if response.compact_revision > 0 {
                 Error::Compacted {
                     compact_revision: response.compact_revision,
@@ -623,6 +638,29 @@ impl<S: WatchService> Mux<S> {
     }
 
     /// A creation reply: matched with the oldest creation request in flight.
+    /// A compaction error for a watch whose resume revision is not compacted: create it
+    /// again from there (see [`MAX_SPURIOUS_COMPACTIONS`]). Returns whether it did.
+    fn spurious_compaction(&mut self, id: WatchId, compact_revision: i64) -> bool {
+        let Some(watch) = self.watches.get_mut(&id) else {
+            return false;
+        };
+        let unaffected = watch.next_rev > 0 && watch.next_rev >= compact_revision;
+        if !unaffected || watch.spurious_compactions >= MAX_SPURIOUS_COMPACTIONS {
+            return false;
+        }
+        watch.spurious_compactions += 1;
+        tracing::warn!(
+            %id,
+            compact_revision,
+            resume_from = watch.next_rev,
+            "the server ended a watch as compacted below its resume revision: creating it again"
+        );
+        watch.phase = Phase::Queued;
+        watch.fragments = None;
+        self.queued.push_back(id);
+        true
+    }
+
     fn created(&mut self, response: pb::WatchResponse) {
         let server_id = response.watch_id;
         let slot = match self.creating.pop_front() {

@@ -308,6 +308,53 @@ async fn compaction_ends_only_its_watch() {
     assert_eq!(revisions(b.next().await), vec![31]);
 }
 
+/// A compaction error for revisions the watch no longer needs (its resume revision is at
+/// or above the compaction) is the server's mistake: the watch is created again from its
+/// resume revision and nothing is lost; after three such errors it ends typed.
+#[tokio::test]
+async fn a_compaction_below_the_resume_revision_recreates_the_watch() {
+    let (watcher, mut streams) = fake();
+    let a = tokio::spawn({
+        let watcher = watcher.clone();
+        async move { watcher.watch("a").from_revision(2).await }
+    });
+    let (mut requests, tx) = streams.recv().await.unwrap();
+    next_request(&mut requests).await;
+    tx.send(Ok(created(0, 30))).unwrap();
+    let mut a = a.await.unwrap().unwrap();
+    tx.send(Ok(events(0, &[20, 21]))).unwrap();
+    assert_eq!(revisions(a.next().await), vec![20, 21]);
+    let compacted = |id| {
+        Ok(pb::WatchResponse {
+            header: header(40),
+            watch_id: id,
+            canceled: true,
+            compact_revision: 22,
+            ..Default::default()
+        })
+    };
+    for round in 0..3 {
+        tx.send(compacted(round)).unwrap();
+        // Created again from 22, on the same stream.
+        assert_eq!(
+            start_revision(next_request(&mut requests).await),
+            22,
+            "round {round}"
+        );
+        tx.send(Ok(created(round + 1, 40))).unwrap();
+    }
+    tx.send(Ok(events(3, &[22]))).unwrap();
+    assert_eq!(revisions(a.next().await), vec![22]);
+    // A fourth one ends the watch.
+    tx.send(compacted(3)).unwrap();
+    assert!(matches!(
+        a.next().await,
+        Some(Err(Error::Compacted {
+            compact_revision: 22
+        }))
+    ));
+}
+
 /// A watch refused on auth grounds gets a new token (the reauthentication hook, once), a
 /// new stream and one more creation; refused again, it ends typed. The other watch moves
 /// to the new stream without loss. Every creation asks for an id of its own.

@@ -221,6 +221,9 @@ async fn follow(
     log: Arc<Mutex<MemberLog>>,
     stop: Arc<AtomicBool>,
 ) {
+    // Compaction errors below the resume revision: the server's mistake (a member that
+    // caught up from a snapshot), answered by watching again.
+    let mut spurious = 0;
     while !stop.load(Ordering::SeqCst) {
         let next = log.lock().unwrap_or_else(|p| p.into_inner()).reached + 1;
         let request = pb::WatchRequest {
@@ -239,6 +242,13 @@ async fn follow(
             while let Ok(Some(message)) = stream.message().await {
                 let seen_at = origin.elapsed().as_nanos() as Nanos;
                 let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                if message.compact_revision != 0
+                    && message.compact_revision <= log.reached + 1
+                    && spurious < 5
+                {
+                    spurious += 1;
+                    break;
+                }
                 if message.canceled || message.compact_revision != 0 {
                     log.broken = Some(format!(
                         "watch ended: compact revision {}, reason {:?}",
