@@ -261,6 +261,61 @@ impl EtcdCluster {
         self.members.iter().map(EtcdServer::client_addr).collect()
     }
 
+    /// Replaces member `i` by a new, empty one with the same name, ports and peer URL
+    /// (reliability plan K11): removes it from the cluster through another member, wipes
+    /// its data, adds it again and starts it with `--initial-cluster-state=existing`; it
+    /// catches up from the leader. Returns the old and the new member IDs.
+    ///
+    /// # Panics
+    ///
+    /// When the cluster refuses the change or the new member does not become healthy.
+    pub async fn replace_member(&self, i: usize) -> (u64, u64) {
+        use etcd_proto::etcdserverpb::{
+            MemberAddRequest, MemberListRequest, MemberRemoveRequest, cluster_client::ClusterClient,
+        };
+        let other = self.client_urls()[(i + 1) % self.len()].clone();
+        let mut cluster = ClusterClient::new(crate::clients::channel(&other));
+        let peer = self.members[i].peer_url();
+        let members = cluster
+            .member_list(MemberListRequest { linearizable: true })
+            .await
+            .expect("list the members")
+            .into_inner()
+            .members;
+        let old = members
+            .iter()
+            .find(|m| m.peer_ur_ls.contains(&peer))
+            .unwrap_or_else(|| panic!("no member with peer URL {peer} in {members:?}"))
+            .id;
+        // etcd refuses a removal ("unhealthy cluster") until the members that remain have
+        // been connected for five seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match cluster.member_remove(MemberRemoveRequest { id: old }).await {
+                Ok(_) => break,
+                Err(status)
+                    if status.message().contains("unhealthy cluster")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(status) => panic!("remove the member: {status}"),
+            }
+        }
+        self.members[i].kill();
+        let added = cluster
+            .member_add(MemberAddRequest {
+                peer_ur_ls: vec![peer],
+                is_learner: false,
+            })
+            .await
+            .expect("add the member again")
+            .into_inner();
+        let new = added.member.map_or(0, |m| m.id);
+        self.members[i].rejoin_wiped().await;
+        (old, new)
+    }
+
     /// Waits until every running member is healthy.
     ///
     /// # Panics

@@ -55,6 +55,9 @@ pub struct EtcdServer {
     dir: TempDir,
     child: Mutex<Option<Child>>,
     last_pid: AtomicU32,
+    /// Started (again) as a new member of a running cluster
+    /// (`--initial-cluster-state=existing`).
+    joins: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for EtcdServer {
@@ -238,6 +241,7 @@ impl EtcdServer {
             dir,
             child: Mutex::new(None),
             last_pid: AtomicU32::new(0),
+            joins: std::sync::atomic::AtomicBool::new(false),
         };
         server.spawn_process()?;
         Ok(server)
@@ -269,7 +273,11 @@ impl EtcdServer {
             .arg(format!("--listen-peer-urls={}", url(spec.peer)))
             .arg(format!("--initial-advertise-peer-urls={}", url(spec.peer)))
             .arg(format!("--initial-cluster={}", spec.initial_cluster))
-            .arg("--initial-cluster-state=new")
+            .arg(if self.joins.load(Ordering::SeqCst) {
+                "--initial-cluster-state=existing"
+            } else {
+                "--initial-cluster-state=new"
+            })
             .arg(format!("--initial-cluster-token={}", spec.cluster_token))
             // etcd 3.4 defaults to capnslog, which ignores file log outputs.
             .arg("--logger=zap")
@@ -398,6 +406,27 @@ impl EtcdServer {
     /// Panics when etcd cannot be spawned or is not healthy in time.
     pub async fn restart(&self) {
         self.kill();
+        self.spawn_process().unwrap_or_else(|e| panic!("{e}"));
+        self.wait_ready().await;
+    }
+
+    /// Kills the member, wipes its data dir and starts it as a new member of the running
+    /// cluster (`--initial-cluster-state=existing`, same name, ports and peer URL), then
+    /// waits until it is healthy. The cluster must have removed the old member and added
+    /// the new one first: see [`EtcdCluster::replace_member`](crate::EtcdCluster::replace_member).
+    ///
+    /// # Panics
+    ///
+    /// When the data dir cannot be removed, etcd cannot be spawned or is not healthy in
+    /// time.
+    pub async fn rejoin_wiped(&self) {
+        self.kill();
+        let data = self.data_dir();
+        if data.exists() {
+            std::fs::remove_dir_all(&data)
+                .unwrap_or_else(|e| panic!("cannot wipe {}: {e}", data.display()));
+        }
+        self.joins.store(true, Ordering::SeqCst);
         self.spawn_process().unwrap_or_else(|e| panic!("{e}"));
         self.wait_ready().await;
     }

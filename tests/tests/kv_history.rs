@@ -11,6 +11,8 @@
 //! * K3: the leader is SIGKILLed at 3 s and restarted at 6 s.
 //! * K4: the leader is SIGSTOPped at 3 s for 4 s: calls in flight on it end at their
 //!   deadline, later calls go to the other members.
+//! * K11: a follower is replaced at 3 s (removed, wiped, added again with the same peer
+//!   URL, started as `existing`); the client's synced endpoints list it once.
 //!
 //! A failing run leaves its history in `target/chaos/<test>/`.
 
@@ -37,6 +39,7 @@ enum Fault {
     None,
     KillLeader,
     StopLeader,
+    ReplaceFollower,
 }
 
 async fn recorded_run(name: &str, fault: Fault, traffic: Duration) {
@@ -115,6 +118,18 @@ async fn recorded_run(name: &str, fault: Fault, traffic: Duration) {
             cluster.member(leader).pause();
             tokio::time::sleep(Duration::from_secs(4)).await;
             cluster.member(leader).resume();
+        }
+        Fault::ReplaceFollower => {
+            let follower = cluster.follower().await;
+            let (old, new) = cluster.replace_member(follower).await;
+            assert_ne!(old, new, "{name}: the member was replaced");
+            // The client's view of the membership follows: the replaced member's URL is
+            // listed once, under the new member.
+            let mut synced = client.sync_endpoints().await.expect("sync the endpoints");
+            synced.sort();
+            let mut urls = cluster.client_urls();
+            urls.sort();
+            assert_eq!(synced, urls, "{name}: endpoints after the replacement");
         }
     }
     if let Some(rest) = traffic.checked_sub(started.elapsed()) {
@@ -204,4 +219,9 @@ async fn k4_leader_paused_under_recorded_traffic() {
         Duration::from_secs(12),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k11_follower_replaced_under_recorded_traffic() {
+    recorded_run("k11_follower_replaced", Fault::ReplaceFollower, Duration::from_secs(12)).await;
 }

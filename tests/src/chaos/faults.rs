@@ -69,6 +69,9 @@ pub enum Fault {
         /// How many writes it misses.
         entries: usize,
     },
+    /// A follower is replaced: removed, wiped, added again with the same peer URL and
+    /// started as a new member (K11).
+    Replace,
 }
 
 /// Where [`Fault::Lag`] writes: outside every checked key range.
@@ -83,7 +86,7 @@ impl Fault {
             Target::Follower
         };
         let down = Duration::from_millis(2000 + rng.below(4000));
-        match rng.below(7) {
+        match rng.below(8) {
             0 => Fault::Kill { target, down },
             1 => Fault::Stop { target, down },
             2 => Fault::Blackhole { target, down },
@@ -98,7 +101,8 @@ impl Fault {
             },
             5 => Fault::Reset { target },
             // etcd keeps 5,000 entries behind a snapshot for slow followers: miss more.
-            _ => Fault::Lag { entries: 7_000 },
+            6 => Fault::Lag { entries: 7_000 },
+            _ => Fault::Replace,
         }
     }
 
@@ -110,7 +114,7 @@ impl Fault {
             | Fault::Delay { target, .. }
             | Fault::Cut { target, .. }
             | Fault::Reset { target } => target,
-            Fault::Lag { .. } => Target::Follower,
+            Fault::Lag { .. } | Fault::Replace => Target::Follower,
         }
     }
 
@@ -155,6 +159,9 @@ impl Fault {
             Fault::Reset { .. } => {
                 proxy.set_mode(Mode::DropAll).await;
                 proxy.set_mode(Mode::Pass).await;
+            }
+            Fault::Replace => {
+                cluster.replace_member(member).await;
             }
             Fault::Lag { entries } => {
                 server.pause();
