@@ -285,6 +285,32 @@ impl RecordedWatch {
         self.reached.load(Ordering::SeqCst) as i64
     }
 
+    /// Waits up to `within` until the watch has delivered everything up to `revision`
+    /// (an event or a progress notification of its own at or past it, or, for a watch
+    /// from now, its creation at or past it), without stopping it; returns whether it
+    /// did. For tests that must know a watch caught up before they inject the next fault.
+    ///
+    /// Unlike [`finish`](Self::finish), the creation revision of a watch with a start
+    /// revision does not count: it tells where the store was, not what was delivered.
+    pub async fn wait_reached(&self, revision: i64, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if delivered_up_to(&self.snapshot()) >= revision {
+                return true;
+            }
+            if self.task.is_finished() || Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A copy of what the watch recorded so far (its trace keeps growing until
+    /// [`finish`](Self::finish)).
+    pub fn snapshot(&self) -> WatchTrace {
+        self.trace.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Waits up to `within` for the watch to vouch for `revision` (an event or progress
     /// notification at or past it, or its end), then stops it and adds its trace to the
     /// history. A watch that did not get there is recorded as having to: the checker
@@ -303,6 +329,24 @@ impl RecordedWatch {
         trace.must_reach = Some(revision);
         self.recorder.lock().watches.push(trace);
     }
+}
+
+/// The last revision a trace has delivered everything up to (see
+/// [`RecordedWatch::wait_reached`]).
+fn delivered_up_to(trace: &WatchTrace) -> i64 {
+    let from_now = match trace.created_revision {
+        Some(created) if trace.start_revision == 0 => created,
+        _ => 0,
+    };
+    trace
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            WatchItem::Events { events, .. } => events.last().map(|e| e.kv.mod_revision),
+            WatchItem::Progress { revision, .. } => Some(*revision),
+            _ => None,
+        })
+        .fold(from_now, i64::max)
 }
 
 /// A lease being sampled.

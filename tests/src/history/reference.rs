@@ -85,6 +85,27 @@ impl Reference {
             .unwrap_or(0)
     }
 
+    /// Waits up to `within` for every member's log to be complete up to `revision`, and
+    /// keeps collecting; returns whether they all got there. For a test that compacts:
+    /// once the logs are past the compaction revision, the raw watches no longer need the
+    /// revisions it removes (a watch still replaying them would end as compacted).
+    pub async fn wait_reached(&self, revision: i64, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let all = self.logs.iter().all(|log| {
+                let log = log.lock().unwrap_or_else(|p| p.into_inner());
+                log.broken.is_none() && log.reached >= revision
+            });
+            if all {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Waits up to `within` for every member to be complete up to `revision`, stops, and
     /// returns the history, after checking that every member recorded the same one and
     /// that `HashKV` at `revision` agrees across members.
