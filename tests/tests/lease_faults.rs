@@ -94,15 +94,25 @@ async fn watch_acks(keeper: &KeepAlive, acks: &mut Acks, time: Duration) {
     }
 }
 
-/// L4 (port of `TestLeaseRenewLostQuorum`): TTL 4, the client on member A only; the two
-/// other members are stopped for 2 s. Keep-alive resumes after they are back and the lease
-/// survives: its key is never deleted (same create revision).
+/// L4 (port of `TestLeaseRenewLostQuorum`): TTL 4, the client on member A only; right after
+/// a renewal was acknowledged the two other members are stopped for 2 s. Keep-alive
+/// resumes after they are back, before the lease's deadline, and the lease survives: it is
+/// never reported lost, every gap between replies is below the TTL, and its key is never
+/// deleted (same create revision).
+///
+/// The members run with `--pre-vote=true` (3.5.1's default; 3.4.23 defaults to false).
+/// Without pre-vote the cut-off member A campaigns at ever higher terms while the others
+/// are stopped, and after SIGCONT its term deposes the leader and forces a new election:
+/// on 3.4.23 renewals through A then resumed about 2.1 s after SIGCONT in two trials of
+/// three (1–2 ms with pre-vote), about 4 s after the last renewal before the stop, past a
+/// TTL-4 deadline. The client then rightly reports `Expired`, which is L5's case; with
+/// pre-vote the old leader goes on and this test is deterministic.
 #[tokio::test]
 async fn l4_a_short_loss_of_quorum_is_survived() {
     let _serial = SERIAL.lock().await;
-    let cluster = EtcdCluster::start(3).await;
-    // A is a follower: with B and C stopped the leader is gone, and an election is
-    // needed after they are back (the longer path).
+    let cluster = EtcdCluster::builder(3).arg("--pre-vote=true").start().await;
+    // A is a follower: with B and C stopped the leader is gone, and A forwards its
+    // renewals to the leader once it is back.
     let (leader, followers) = cluster.leader_and_followers().await;
     let a = followers[0];
     let others: Vec<usize> = (0..3).filter(|&i| i != a).collect();
@@ -114,15 +124,19 @@ async fn l4_a_short_loss_of_quorum_is_survived() {
     kv.put(key.as_str(), "v").lease(id).await.unwrap();
     let created = created_at(&kv, &key).await.expect("the key exists");
 
-    // A probe on its own connection to A: when does the cluster renew a lease through
-    // A again after SIGCONT? That bounds what any client can do.
-    let probe = self::lessor(&url);
-    let probe_id = grant(&probe, secs(30.0)).await;
-
     let keeper = lessor.keep_alive(id).await.unwrap();
     let mut acks = Acks::default();
     watch_acks(&keeper, &mut acks, secs(1.5)).await;
 
+    // As Go's test: stop the quorum right after a reply.
+    let before = keeper.renewals();
+    while keeper.renewals() == before {
+        acks.sample(&keeper);
+        assert_eq!(keeper.loss(), None);
+        tokio::time::sleep(secs(0.002)).await;
+    }
+    acks.sample(&keeper);
+    let renewed = keeper.last_renewed().expect("renewed");
     for &m in &others {
         cluster.member(m).pause();
     }
@@ -132,60 +146,29 @@ async fn l4_a_short_loss_of_quorum_is_survived() {
         cluster.member(m).resume();
     }
     let resumed = Instant::now();
-    let probe_task = tokio::spawn(async move {
-        loop {
-            if let Ok(Ok(_)) =
-                tokio::time::timeout(secs(1.0), probe.keep_alive_once(probe_id)).await
-            {
-                return Instant::now();
-            }
-            tokio::time::sleep(secs(0.05)).await;
-        }
-    });
-    let last_before = keeper.last_renewed().expect("renewed before the stop");
-    let deadline = last_before + ttl;
-    // Sample until the keeper's deadline has safely passed (or it is lost).
-    let end = Instant::now() + secs(6.0);
-    while Instant::now() < end && keeper.loss().is_none() {
-        acks.sample(&keeper);
-        tokio::time::sleep(secs(0.01)).await;
-    }
-    let cluster_back = tokio::time::timeout(secs(15.0), probe_task)
-        .await
-        .expect("the cluster renews leases again")
-        .unwrap();
-    eprintln!(
-        "l4 (A = m{a}, leader was m{leader}): last reply {:?} before the stop; after SIGCONT the cluster renews through A in {:?}, the keeper's first reply {:?}; max gap {:?}, {} replies, loss {:?}",
-        stopped - last_before,
-        cluster_back - resumed,
-        acks.first_after(resumed),
-        acks.max_gap(),
-        acks.at.len(),
-        keeper.loss()
-    );
-    // The client must renew whenever the cluster can renew before the local deadline.
-    // When the election after SIGCONT takes longer than that (seen on 3.4, whose default
-    // is no pre-vote), `Expired` is the honest answer; it is accepted and reported.
-    if cluster_back + secs(1.0) >= deadline {
-        eprintln!(
-            "l4: the cluster was back only {:?} before the deadline; loss {:?} accepted",
-            deadline.saturating_duration_since(cluster_back),
-            keeper.loss()
+    // The renewal owed since the stop is acknowledged before the lease's deadline.
+    while acks.first_after(stopped).is_none() {
+        assert!(
+            Instant::now() < renewed + ttl,
+            "no renewal within the TTL of the last one: {keeper:?}"
         );
-        if keeper.loss().is_some() {
-            assert_eq!(keeper.loss(), Some(LossReason::Expired));
-            return;
-        }
-    } else {
-        assert_eq!(keeper.loss(), None, "the cluster was back in time");
+        assert_eq!(keeper.loss(), None);
+        acks.sample(&keeper);
+        tokio::time::sleep(secs(0.005)).await;
     }
-    let first = acks.first_after(resumed).expect("keep-alive resumed");
-    assert!(
-        resumed + first <= cluster_back + secs(2.0),
-        "renewed {first:?} after SIGCONT, the cluster was back after {:?}",
-        cluster_back - resumed
+    let back = stopped + acks.first_after(stopped).unwrap();
+    // Then renewals go on.
+    watch_acks(&keeper, &mut acks, secs(3.0)).await;
+    eprintln!(
+        "l4 (A = m{a}, leader m{leader}): stopped {:?} after a reply; first reply {:?} after SIGCONT; max gap {:?}, {} replies",
+        stopped - renewed,
+        back.saturating_duration_since(resumed),
+        acks.max_gap(),
+        acks.at.len()
     );
+    assert_eq!(keeper.loss(), None);
     assert!(acks.max_gap() < ttl, "{:?}", acks.max_gap());
+    assert!(acks.first_after(back).is_some(), "renewals go on");
     assert_eq!(created_at(&kv, &key).await, Some(created), "never deleted");
     let info = lessor.time_to_live(id).await.unwrap();
     assert!(info.ttl() > Duration::ZERO, "{info:?}");
@@ -228,8 +211,10 @@ async fn l5_a_long_loss_of_quorum_is_reported_as_possibly_expired() {
     );
     assert_eq!(reason, LossReason::Expired);
     assert!(!reason.is_known_gone());
+    // The deadline is the send time of the last acknowledged renewal + TTL, a round trip
+    // before its reply + TTL.
     assert!(
-        since_ack >= ttl && since_ack <= ttl + secs(1.0),
+        since_ack >= ttl - secs(0.2) && since_ack <= ttl + secs(1.0),
         "{since_ack:?}"
     );
     // The signal is final: the handle does not come back to life on its own.

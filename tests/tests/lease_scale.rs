@@ -1,9 +1,12 @@
-//! Issue 4's scale run: 10,000 leases kept alive by one lessor over one stream at TTL 10 s
-//! for a minute; none may be lost. Prints client CPU time and memory.
+//! Many leases kept alive by one lessor over one stream (issue 4): 2,000 leases of TTL 10 s
+//! held for 10 s, in the normal suite (about 15 s on 2 cores). None may be lost, every
+//! lease is renewed at least twice during the hold (TTL/3 = 3.3 s), and the renewals add up
+//! to at least 80 % of the expected rate. Prints client CPU time and memory.
 //!
-//! Takes about 90 s, so it is opt-in:
-//! `cargo test -p etcd-tests --test lease_scale -- --ignored --nocapture`.
-//! `LEASE_SCALE_N` and `LEASE_SCALE_SECS` change the lease count and the duration.
+//! The full scale run, 10,000 leases for a minute with CPU and memory targets, is the
+//! bench's `leases-10k` (`cargo xtask bench`, xtask/bench-runner/src/scale.rs), through
+//! `etcd_client::Client`. `LEASE_SCALE_N` and `LEASE_SCALE_SECS` run this test at another
+//! size, e.g. `LEASE_SCALE_N=10000 LEASE_SCALE_SECS=60`.
 
 use std::time::Duration;
 
@@ -44,10 +47,9 @@ fn rss_kib() -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "scale run of about 90 s; run with --ignored"]
-async fn ten_thousand_leases_over_one_stream() {
-    let n = env_or("LEASE_SCALE_N", 10_000) as usize;
-    let run = Duration::from_secs(env_or("LEASE_SCALE_SECS", 60));
+async fn many_leases_over_one_stream() {
+    let n = env_or("LEASE_SCALE_N", 2_000) as usize;
+    let run = Duration::from_secs(env_or("LEASE_SCALE_SECS", 10));
     let server = EtcdServer::start().await;
     let channel = Endpoint::from_shared(server.client_url())
         .unwrap()
@@ -78,13 +80,20 @@ async fn ten_thousand_leases_over_one_stream() {
     eprintln!("{n} keep-alives started in {:?}", started.elapsed());
 
     let cpu_before = cpu_time();
+    let before: Vec<u64> = keepers.iter().map(|k| k.renewals()).collect();
     let started = Instant::now();
     tokio::time::sleep(run).await;
     let cpu = cpu_time() - cpu_before;
     let lost = keepers.iter().filter(|k| k.loss().is_some()).count();
-    let renewals: u64 = keepers.iter().map(|k| k.renewals()).sum();
+    let during: Vec<u64> = keepers
+        .iter()
+        .zip(&before)
+        .map(|(k, b)| k.renewals() - b)
+        .collect();
+    let renewals: u64 = during.iter().sum();
+    let fewest = during.iter().copied().min().unwrap_or(0);
     eprintln!(
-        "{n} leases for {:?}: {lost} lost, {renewals} renewals ({:.0}/s); client CPU {:?} \
+        "{n} leases for {:?}: {lost} lost, {renewals} renewals ({:.0}/s, at least {fewest} each); client CPU {:?} \
          ({:.1} % of one core); RSS {} KiB before keep-alives, {} KiB now",
         started.elapsed(),
         renewals as f64 / started.elapsed().as_secs_f64(),
@@ -94,10 +103,22 @@ async fn ten_thousand_leases_over_one_stream() {
         rss_kib()
     );
     assert_eq!(lost, 0);
-    // Each lease renewed about every 3.3 s.
+    // Each lease renewed about every 3.3 s during the hold: at least twice in 10 s.
     let expected = n as f64 * run.as_secs_f64() / (10.0 / 3.0);
     assert!(
         renewals as f64 > expected * 0.8,
         "{renewals} < 80 % of {expected}"
     );
+    // A window of the hold's length holds at least this many periods of TTL/3 (3.33 s,
+    // plus a round trip).
+    let least = run.as_millis() as u64 / 3400;
+    assert!(
+        fewest >= least,
+        "a lease was renewed only {fewest} times in {run:?}"
+    );
+    // Every lease is still there.
+    let listed = lessor.list().await.unwrap();
+    let listed: std::collections::HashSet<i64> = listed.ids().iter().copied().collect();
+    let missing = keepers.iter().filter(|k| !listed.contains(&k.id())).count();
+    assert_eq!(missing, 0, "leases missing from the server's list");
 }
