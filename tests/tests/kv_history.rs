@@ -223,5 +223,10 @@ async fn k4_leader_paused_under_recorded_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn k11_follower_replaced_under_recorded_traffic() {
-    recorded_run("k11_follower_replaced", Fault::ReplaceFollower, Duration::from_secs(12)).await;
+    recorded_run(
+        "k11_follower_replaced",
+        Fault::ReplaceFollower,
+        Duration::from_secs(12),
+    )
+    .await;
 }

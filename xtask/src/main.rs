@@ -57,7 +57,8 @@ commands:
       Client reaching the cluster through fault proxies runs recorded traffic (the K1 mix
       of gets, puts, deletes and transactions by four tasks, two watches, a kept-alive
       lease with a key, a lock with fenced writes, compaction every second) while a seeded
-      schedule kills, stops, blackholes, delays, cuts and resets the leader or a follower.
+      schedule kills, stops, blackholes, delays, cuts and resets the leader or a follower,
+      makes a follower catch up from a snapshot, or replaces a follower by a new member.
       Then the history checker runs. The last line is
       `chaos: seed S, N ops (U unknown), F faults, A anomalies`; the exit status is 1 on
       any anomaly. History, reference, schedule and report: target/chaos/<seed>/.

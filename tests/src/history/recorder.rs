@@ -158,7 +158,11 @@ impl Recorder {
                         None => break,
                         Some(Ok(resp)) if resp.is_created() => {
                             trace.created_revision = Some(resp.revision());
-                            reached.fetch_max(resp.revision() as u64, Ordering::SeqCst);
+                            // A watch from now has nothing to deliver up to its creation;
+                            // one from a revision may still be replaying up to there.
+                            if trace.start_revision == 0 {
+                                reached.fetch_max(resp.revision() as u64, Ordering::SeqCst);
+                            }
                         }
                         Some(Ok(resp)) if resp.is_progress_notify() => {
                             // Only the watch's own notifications are exact bookmarks.
