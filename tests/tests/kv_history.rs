@@ -21,10 +21,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
+use etcd_tests::EtcdCluster;
 use etcd_tests::history::reference::PROGRESS_FLAG;
 use etcd_tests::history::workload::Workload;
-use etcd_tests::history::{self, Recorder, Reference, WatchSpec};
-use etcd_tests::{EtcdCluster, unique_prefix};
+use etcd_tests::history::{Proof, WatchSpec};
 
 /// Three-member clusters with second-scale thresholds: one at a time on two cores.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -45,16 +45,13 @@ enum Fault {
 async fn recorded_run(name: &str, fault: Fault, traffic: Duration) {
     let _serial = HEAVY.lock().await;
     let cluster = Arc::new(EtcdCluster::builder(3).arg(PROGRESS_FLAG).start().await);
-    let prefix = unique_prefix(name);
-    let workload = Arc::new(Workload::new(prefix.clone()));
-    let end = workload.range_end();
-    let recorder = Recorder::new();
-    let reference = Reference::start(
-        &cluster.client_urls(),
-        &prefix,
-        Some(&end),
-        recorder.origin(),
+    let proof = Proof::start(name, &cluster.client_urls());
+    let (prefix, end, recorder) = (
+        proof.prefix.clone(),
+        proof.end.clone(),
+        proof.recorder.clone(),
     );
+    let workload = Arc::new(Workload::new(prefix.clone()));
     let client = Client::builder(cluster.client_urls())
         .request_timeout(REQUEST_TIMEOUT)
         .connect()
@@ -147,24 +144,9 @@ async fn recorded_run(name: &str, fault: Fault, traffic: Duration) {
         .await
         .expect("read the last revision")
         .revision();
-    from_now.finish(last, Duration::from_secs(15)).await;
-    puts_only.finish(last, Duration::from_secs(15)).await;
-    let records = reference
-        .collect(last, Duration::from_secs(30))
-        .await
-        .expect("the server's history");
-
-    let history = recorder.history();
-    let report = history::check(&history, records.clone());
-    let dir = history::run_dir(name);
-    println!(
-        "{name}: {ran} operations, {report}(history in {})",
-        dir.display()
-    );
-    if !report.is_clean() {
-        history::dump(&dir, &history, &records, &report).expect("write the history");
-        panic!("{name}: the checker found anomalies:\n{report}");
-    }
+    let proved = proof.prove(vec![from_now, puts_only], last).await;
+    let (history, report) = (proved.history, proved.report);
+    println!("{name}: {ran} operations");
     assert!(ran >= 200, "{name}: only {ran} operations ran");
     assert!(
         history.ops.iter().filter(|op| op.ret.is_some()).count() >= 100,

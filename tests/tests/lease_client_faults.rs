@@ -60,7 +60,7 @@ use etcd_client::concurrency::{Session, SessionLoss};
 use etcd_client::lease::{KeepAlive, LossReason};
 use etcd_tests::history::model::{EventKind, PutReq, Request, Response, RevisionRecord};
 use etcd_tests::history::reference::PROGRESS_FLAG;
-use etcd_tests::history::{self, RecordedLease, Recorder, Reference};
+use etcd_tests::history::{Proof, RecordedLease};
 use etcd_tests::{EtcdCluster, FaultProxy, Mode, unique_prefix};
 use tokio::time::Instant;
 
@@ -201,36 +201,45 @@ async fn next_renewal(keeper: &KeepAlive, within: Duration) -> Instant {
     keeper.last_renewed().expect("renewed")
 }
 
-/// The recorded side of a checked test: the recorder, and the server's history of the
-/// test's keys collected by raw watches on every member.
+/// The recorded side of a checked test: a [`Proof`] over the test's keys, collected by
+/// raw watches on every member.
 struct Checked {
-    name: &'static str,
-    prefix: String,
+    proof: Proof,
     urls: Vec<String>,
-    recorder: Arc<Recorder>,
-    reference: Reference,
 }
 
-fn range_end(prefix: &str) -> String {
-    let mut end = prefix.as_bytes().to_vec();
-    *end.last_mut().expect("a non-empty prefix") += 1;
-    String::from_utf8(end).expect("an ASCII prefix")
+/// A lease granted, its key put with it (recorded), kept alive and sampled.
+struct Kept {
+    id: i64,
+    key: String,
+    /// The keep-alive, shared with the tasks that watch its replies.
+    keeper: Arc<KeepAlive>,
+    recorded: RecordedLease,
 }
 
 impl Checked {
-    /// Starts collecting the server's history of `unique_prefix(name)` on every member.
+    /// Starts collecting the server's history of a fresh prefix on every member.
     fn start(name: &'static str, cluster: &EtcdCluster) -> Self {
-        let prefix = unique_prefix(name);
-        let recorder = Recorder::new();
         let urls = cluster.client_urls();
-        let reference =
-            Reference::start(&urls, &prefix, Some(&range_end(&prefix)), recorder.origin());
         Self {
-            name,
-            prefix,
+            proof: Proof::start(name, &urls),
             urls,
-            recorder,
-            reference,
+        }
+    }
+
+    /// Grants a lease of `ttl` through `client`, puts a key under the prefix with it
+    /// (recorded), keeps it alive and samples it for the checker.
+    async fn keep_leased(&self, client: &Client, ttl: Duration) -> Kept {
+        let id = grant(client, ttl).await;
+        let key = format!("{}k", self.proof.prefix);
+        self.put_leased(client, &key, id).await;
+        let (sampled, keeper) = keep_alive(client, id).await;
+        let recorded = self.sample(sampled, &key);
+        Kept {
+            id,
+            key,
+            keeper,
+            recorded,
         }
     }
 
@@ -242,7 +251,7 @@ impl Checked {
             lease: id,
             prev_kv: false,
         });
-        match self.recorder.run(0, client.kv(), put).await {
+        match self.proof.recorder.run(0, client.kv(), put).await {
             Response::Put(_) => {}
             other => panic!("put of {key} with lease {id:x}: {other:?}"),
         }
@@ -250,7 +259,8 @@ impl Checked {
 
     /// Samples `keeper` for the checker; `key` is the key attached to it.
     fn sample(&self, keeper: KeepAlive, key: &str) -> RecordedLease {
-        self.recorder
+        self.proof
+            .recorder
             .lease(keeper, vec![key.to_owned()], SAMPLE_EVERY)
     }
 
@@ -261,28 +271,17 @@ impl Checked {
         for lease in leases {
             drop(lease.finish().await);
         }
-        let last = last_revision(&self.urls, &self.prefix).await;
-        let records = self
-            .reference
-            .collect(last, Duration::from_secs(20))
-            .await
-            .expect("the server's history");
-        let history = self.recorder.history();
-        let report = history::check(&history, records.clone());
-        let dir = history::run_dir(self.name);
-        eprintln!("{}: {report}(history in {})", self.name, dir.display());
-        if !report.is_clean() {
-            history::dump(&dir, &history, &records, &report).expect("write the history");
-            panic!("{}: the checker found anomalies:\n{report}", self.name);
-        }
-        assert_eq!(history.leases.len(), 1, "one lease sampled");
+        let last = last_revision(&self.urls, &self.proof.prefix).await;
+        let name = self.proof.name.clone();
+        let proved = self.proof.prove(Vec::new(), last).await;
+        let leases = &proved.history.leases;
+        assert_eq!(leases.len(), 1, "one lease sampled");
         assert!(
-            history.leases[0].samples.len() >= 10,
-            "{}: only {} samples",
-            self.name,
-            history.leases[0].samples.len()
+            leases[0].samples.len() >= 10,
+            "{name}: only {} samples",
+            leases[0].samples.len()
         );
-        records
+        proved.records
     }
 }
 
@@ -353,19 +352,26 @@ async fn keep_alive(client: &Client, id: i64) -> (KeepAlive, Arc<KeepAlive>) {
     (sampled, Arc::new(mine))
 }
 
+/// A three-member cluster, a proof over a fresh prefix, and a client of every member.
+async fn on_every_member(name: &'static str) -> (EtcdCluster, Checked, Client) {
+    let cluster = EtcdCluster::builder(3).arg(PROGRESS_FLAG).start().await;
+    let checked = Checked::start(name, &cluster);
+    let client = client(cluster.client_urls()).await;
+    (cluster, checked, client)
+}
+
 /// L1: no fault. TTL 5, kept alive for 12 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_a_lease_kept_alive_without_faults() {
     let _serial = SERIAL.lock().await;
-    let cluster = EtcdCluster::builder(3).arg(PROGRESS_FLAG).start().await;
-    let checked = Checked::start("l1_lease_no_fault", &cluster);
-    let client = client(cluster.client_urls()).await;
+    let (_cluster, checked, client) = on_every_member("l1_lease_no_fault").await;
     let ttl = secs(5.0);
-    let id = grant(&client, ttl).await;
-    let key = format!("{}k", checked.prefix);
-    checked.put_leased(&client, &key, id).await;
-    let (sampled, keeper) = keep_alive(&client, id).await;
-    let recorded = checked.sample(sampled, &key);
+    let Kept {
+        id,
+        key,
+        keeper,
+        recorded,
+    } = checked.keep_leased(&client, ttl).await;
     let acks = AckLog::start(Arc::clone(&keeper));
 
     tokio::time::sleep(secs(12.0)).await;
@@ -395,15 +401,14 @@ async fn l1_a_lease_kept_alive_without_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l2_the_lease_survives_a_leader_kill() {
     let _serial = SERIAL.lock().await;
-    let cluster = EtcdCluster::builder(3).arg(PROGRESS_FLAG).start().await;
-    let checked = Checked::start("l2_lease_leader_kill", &cluster);
-    let client = client(cluster.client_urls()).await;
+    let (cluster, checked, client) = on_every_member("l2_lease_leader_kill").await;
     let ttl = secs(5.0);
-    let id = grant(&client, ttl).await;
-    let key = format!("{}k", checked.prefix);
-    checked.put_leased(&client, &key, id).await;
-    let (sampled, keeper) = keep_alive(&client, id).await;
-    let recorded = checked.sample(sampled, &key);
+    let Kept {
+        id,
+        key,
+        keeper,
+        recorded,
+    } = checked.keep_leased(&client, ttl).await;
     let acks = AckLog::start(Arc::clone(&keeper));
 
     tokio::time::sleep(secs(3.0)).await;
@@ -482,11 +487,12 @@ async fn l3_the_stream_moves_off_a_blackholed_then_killed_member() {
     }
     let client = client(proxies.iter().map(FaultProxy::url).collect()).await;
     let ttl = secs(5.0);
-    let id = grant(&client, ttl).await;
-    let key = format!("{}k", checked.prefix);
-    checked.put_leased(&client, &key, id).await;
-    let (sampled, keeper) = keep_alive(&client, id).await;
-    let recorded = checked.sample(sampled, &key);
+    let Kept {
+        id,
+        key,
+        keeper,
+        recorded,
+    } = checked.keep_leased(&client, ttl).await;
     let acks = AckLog::start(Arc::clone(&keeper));
 
     // Phase 1: blackhole the member carrying the stream, for 8 s.
@@ -554,11 +560,12 @@ async fn l4_a_short_loss_of_quorum_is_survived() {
     let others: Vec<usize> = (0..3).filter(|&i| i != a).collect();
     let client = client(vec![cluster.member(a).client_url()]).await;
     let ttl = secs(4.0);
-    let id = grant(&client, ttl).await;
-    let key = format!("{}k", checked.prefix);
-    checked.put_leased(&client, &key, id).await;
-    let (sampled, keeper) = keep_alive(&client, id).await;
-    let recorded = checked.sample(sampled, &key);
+    let Kept {
+        id,
+        key,
+        keeper,
+        recorded,
+    } = checked.keep_leased(&client, ttl).await;
     let acks = AckLog::start(Arc::clone(&keeper));
 
     // As Go's TestLeaseRenewLostQuorum: stop the quorum right after a reply.
@@ -611,11 +618,12 @@ async fn l5_a_long_loss_of_quorum_is_reported_within_ttl_plus_one_second() {
     let others: Vec<usize> = (0..3).filter(|&i| i != a).collect();
     let client = client(vec![cluster.member(a).client_url()]).await;
     let ttl = secs(4.0);
-    let id = grant(&client, ttl).await;
-    let key = format!("{}k", checked.prefix);
-    checked.put_leased(&client, &key, id).await;
-    let (sampled, keeper) = keep_alive(&client, id).await;
-    let recorded = checked.sample(sampled, &key);
+    let Kept {
+        id,
+        key,
+        keeper,
+        recorded,
+    } = checked.keep_leased(&client, ttl).await;
     let session = Session::new(&client)
         .lease(id)
         .await

@@ -39,19 +39,17 @@ use etcd_client::Client;
 use etcd_client::watch::{Error as WatchError, Watch, WatchStream};
 use etcd_tests::clients::raw_kv;
 use etcd_tests::history::model::{
-    History, Nanos, PutReq, Request, Response, TxnOp, TxnReq, WatchItem, WatchTrace,
+    Nanos, PutReq, Request, Response, TxnOp, TxnReq, WatchItem, WatchTrace,
 };
 use etcd_tests::history::reference::PROGRESS_FLAG;
 use etcd_tests::history::workload::Workload;
-use etcd_tests::history::{self, RecordedWatch, Recorder, Reference, WatchSpec};
+use etcd_tests::history::{Proof, RecordedWatch, Recorder, WatchSpec, prefix_end};
 use etcd_tests::{EtcdCluster, EtcdServer, FaultProxy, Mode, unique_prefix};
 use futures::StreamExt;
 
 /// One test at a time: each runs its own members on two cores and measures timings.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// How long a recorded watch may take to vouch for the last revision at the end.
-const FINISH: Duration = Duration::from_secs(15);
 /// How long waiting for an observable condition may take before the test fails.
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -59,17 +57,38 @@ const WAIT: Duration = Duration::from_secs(10);
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// The end of the range of keys starting with `prefix`.
-fn prefix_end(prefix: &str) -> String {
-    let mut end = prefix.as_bytes().to_vec();
-    *end.last_mut().expect("a non-empty prefix") += 1;
-    String::from_utf8(end).expect("an ASCII prefix")
-}
-
 /// A three-member cluster whose members send progress notifications every 100 ms (the
 /// reference history needs them; several scenarios use them).
 async fn three_members() -> EtcdCluster {
     EtcdCluster::builder(3).arg(PROGRESS_FLAG).start().await
+}
+
+/// A three-member cluster whose follower A the watching client reaches through a proxy
+/// (its only endpoint), while the writing client uses the leader B; a proof over a fresh
+/// prefix collected on every member.
+struct Proxied {
+    cluster: EtcdCluster,
+    proxy: FaultProxy,
+    watching: Client,
+    writing: Client,
+    proof: Proof,
+}
+
+async fn proxied_follower(name: &str) -> Proxied {
+    let cluster = three_members().await;
+    let (b, followers) = cluster.leader_and_followers().await;
+    let a = followers[0];
+    let proxy = FaultProxy::start(cluster.member(a).client_addr()).await;
+    let watching = client([proxy.url()]).await;
+    let writing = client([cluster.member(b).client_url()]).await;
+    let proof = Proof::start(name, &cluster.client_urls());
+    Proxied {
+        cluster,
+        proxy,
+        watching,
+        writing,
+        proof,
+    }
 }
 
 /// A client as a user builds it, with default settings.
@@ -190,37 +209,6 @@ async fn revision_at(url: &str) -> i64 {
         .revision()
 }
 
-/// Stops the watches once they vouched for `last`, collects the server's history, checks
-/// everything, writes the history to the run's directory and returns it.
-///
-/// # Panics
-/// When the checker finds anything.
-async fn prove(
-    name: &str,
-    recorder: &Recorder,
-    reference: Reference,
-    watches: Vec<RecordedWatch>,
-    last: i64,
-) -> History {
-    // Concurrently: stalled watches cost one FINISH in all, not one each.
-    futures::future::join_all(watches.into_iter().map(|w| w.finish(last, FINISH))).await;
-    let records = reference
-        .collect(last, Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| panic!("{name}: the server's history: {e}"));
-    let history = recorder.history();
-    let report = history::check(&history, records.clone());
-    let dir = history::run_dir(name);
-    history::dump(&dir, &history, &records, &report).expect("write the history");
-    println!("{name}: {report}(history in {})", dir.display());
-    assert!(
-        report.is_clean(),
-        "{name}: the checker found anomalies (history in {}):\n{report}",
-        dir.display()
-    );
-    history
-}
-
 /// Every event a trace delivered: (received at, revision, key).
 fn delivered(trace: &WatchTrace) -> Vec<(Nanos, i64, String)> {
     trace
@@ -330,15 +318,9 @@ async fn w2_watches_on_a_killed_member_resume_elsewhere_without_gap_or_duplicate
     let watching = client([a, b, c].map(|i| proxies[i].url())).await;
     let writing = client([cluster.member(b).client_url()]).await;
 
-    let prefix = unique_prefix(name);
+    let proof = Proof::start(name, &cluster.client_urls());
+    let (prefix, recorder) = (proof.prefix.clone(), proof.recorder.clone());
     let workload = Arc::new(Workload::new(prefix.clone()));
-    let recorder = Recorder::new();
-    let reference = Reference::start(
-        &cluster.client_urls(),
-        &prefix,
-        Some(&prefix_end(&prefix)),
-        recorder.origin(),
-    );
     let mut first = 0;
     for i in 0..5 {
         let rev = put(
@@ -438,7 +420,7 @@ async fn w2_watches_on_a_killed_member_resume_elsewhere_without_gap_or_duplicate
     }
 
     let last = revision_at(&cluster.member(b).client_url()).await;
-    let history = prove(name, &recorder, reference, watches, last).await;
+    let history = proof.prove(watches, last).await.history;
     println!(
         "{name}: {ran} operations; delivery resumed {:?} s after the kill; stream moved to {moved_to:?}",
         delays.values().map(|d| secs(*d)).collect::<Vec<_>>()
@@ -473,20 +455,14 @@ async fn w2_watches_on_a_killed_member_resume_elsewhere_without_gap_or_duplicate
 async fn w3_a_reset_and_stalled_connection_delivers_everything_after_the_stall() {
     let _serial = SERIAL.lock().await;
     let name = "w3_client_reset_and_pause";
-    let cluster = three_members().await;
-    let (b, followers) = cluster.leader_and_followers().await;
-    let a = followers[0];
-    let proxy = FaultProxy::start(cluster.member(a).client_addr()).await;
-    let watching = client([proxy.url()]).await;
-    let writing = client([cluster.member(b).client_url()]).await;
-    let prefix = unique_prefix(name);
-    let recorder = Recorder::new();
-    let reference = Reference::start(
-        &cluster.client_urls(),
-        &prefix,
-        Some(&prefix_end(&prefix)),
-        recorder.origin(),
-    );
+    let Proxied {
+        cluster: _cluster,
+        proxy,
+        watching,
+        writing,
+        proof,
+    } = proxied_follower(name).await;
+    let (prefix, recorder) = (proof.prefix.clone(), proof.recorder.clone());
 
     let first = put(&recorder, 1, writing.kv(), format!("{prefix}start"), "s").await;
     let mut before = first;
@@ -542,7 +518,7 @@ async fn w3_a_reset_and_stalled_connection_delivers_everything_after_the_stall()
     let unpaused_at = recorder.now();
     proxy.set_mode(Mode::Pass).await;
 
-    let history = prove(name, &recorder, reference, vec![watch], last).await;
+    let history = proof.prove(vec![watch], last).await.history;
     let trace = &history.watches[0];
     assert_open(name, trace);
     let during: Vec<_> = delivered(trace)
@@ -578,18 +554,15 @@ async fn w4_resume_on_a_compacted_revision_is_a_terminal_typed_error() {
     let (a, c) = (followers[0], followers[1]);
     let watching = client([cluster.member(a).client_url()]).await;
     let writing = client([cluster.member(b).client_url()]).await;
-    let prefix = unique_prefix(name);
-    let recorder = Recorder::new();
     // Not on A: a raw watch on A would resume from a compacted revision after its restart.
-    let reference = Reference::start(
+    let proof = Proof::start(
+        name,
         &[
             cluster.member(b).client_url(),
             cluster.member(c).client_url(),
         ],
-        &prefix,
-        Some(&prefix_end(&prefix)),
-        recorder.origin(),
     );
+    let (prefix, recorder) = (proof.prefix.clone(), proof.recorder.clone());
     let mut revs = Vec::new();
     for i in 0..5 {
         revs.push(
@@ -629,14 +602,14 @@ async fn w4_resume_on_a_compacted_revision_is_a_terminal_typed_error() {
     }
     assert_eq!(last, 26);
     assert!(
-        reference.wait_reached(last, WAIT).await,
+        proof.reference().wait_reached(last, WAIT).await,
         "{name}: the reference watches are behind the compaction"
     );
     writing.kv().compact(15).await.expect("compact");
     recorder.record_compaction(15);
     cluster.member(a).restart().await;
 
-    let history = prove(name, &recorder, reference, vec![watch], last).await;
+    let history = proof.prove(vec![watch], last).await.history;
     let trace = &history.watches[0];
     let revisions: Vec<i64> = delivered(trace).iter().map(|(_, r, _)| *r).collect();
     match trace.items.last() {
@@ -676,15 +649,9 @@ async fn w5_progress_notifications_stay_bookmarks_across_connection_resets() {
     let proxies = proxies(&cluster).await;
     let watching = client(proxies.iter().map(FaultProxy::url)).await;
     let writing = client(cluster.client_urls()).await;
-    let prefix = unique_prefix(name);
+    let proof = Proof::start(name, &cluster.client_urls());
+    let (prefix, recorder) = (proof.prefix.clone(), proof.recorder.clone());
     let inside = format!("{prefix}in/");
-    let recorder = Recorder::new();
-    let reference = Reference::start(
-        &cluster.client_urls(),
-        &prefix,
-        Some(&prefix_end(&prefix)),
-        recorder.origin(),
-    );
     let watch = open(
         &recorder,
         &watching,
@@ -746,7 +713,7 @@ async fn w5_progress_notifications_stay_bookmarks_across_connection_resets() {
     let reset: u64 = proxies.iter().map(|p| p.stats().connections_reset).sum();
 
     let last = revision_at(&cluster.client_urls()[0]).await;
-    let history = prove(name, &recorder, reference, vec![watch], last).await;
+    let history = proof.prove(vec![watch], last).await.history;
     let trace = &history.watches[0];
     assert_open(name, trace);
     let progress: Vec<(Nanos, i64)> = trace
@@ -795,20 +762,14 @@ async fn w5_progress_notifications_stay_bookmarks_across_connection_resets() {
 async fn w6_a_from_now_watch_resumes_after_its_creation_revision() {
     let _serial = SERIAL.lock().await;
     let name = "w6_client_from_now_resume";
-    let cluster = three_members().await;
-    let (b, followers) = cluster.leader_and_followers().await;
-    let a = followers[0];
-    let proxy = FaultProxy::start(cluster.member(a).client_addr()).await;
-    let watching = client([proxy.url()]).await;
-    let writing = client([cluster.member(b).client_url()]).await;
-    let prefix = unique_prefix(name);
-    let recorder = Recorder::new();
-    let reference = Reference::start(
-        &cluster.client_urls(),
-        &prefix,
-        Some(&prefix_end(&prefix)),
-        recorder.origin(),
-    );
+    let Proxied {
+        cluster: _cluster,
+        proxy,
+        watching,
+        writing,
+        proof,
+    } = proxied_follower(name).await;
+    let (prefix, recorder) = (proof.prefix.clone(), proof.recorder.clone());
 
     let h = put(&recorder, 1, writing.kv(), format!("{prefix}a"), "before").await;
     let watch = open(&recorder, &watching, spec(&prefix)).await;
@@ -830,7 +791,7 @@ async fn w6_a_from_now_watch_resumes_after_its_creation_revision() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.set_mode(Mode::Pass).await;
 
-    let history = prove(name, &recorder, reference, vec![watch], rc).await;
+    let history = proof.prove(vec![watch], rc).await.history;
     let trace = &history.watches[0];
     assert_open(name, trace);
     let revisions: Vec<i64> = delivered(trace).iter().map(|(_, r, _)| *r).collect();
@@ -843,7 +804,8 @@ async fn w6_a_from_now_watch_resumes_after_its_creation_revision() {
 // ---------------------------------------------------------------------------------------
 
 /// W7: a future watch (start = current + 20, progress notifications on) through a client
-/// with all three members, carried by follower A. Follower C is SIGSTOPped for 4 s while
+/// with all three members, carried by member A (where the client started). Follower C (not
+/// A) is SIGSTOPped for 4 s while
 /// writes go on through the leader B (past the start), and the watch delivers them from A.
 /// Then A and B refuse the client, so the stream can only resume on C, which is continued
 /// once the client's reconnect is waiting on it. C is proven behind at that point: a
@@ -857,21 +819,11 @@ async fn w7_a_future_watch_resumed_on_a_lagging_member() {
     let name = "w7_client_lagging_member";
     let cluster = three_members().await;
     let (b, followers) = cluster.leader_and_followers().await;
-    let (a, c) = (followers[0], followers[1]);
     let proxies = proxies(&cluster).await;
-    let watching = client([a, b, c].map(|i| proxies[i].url())).await;
+    let watching = client(proxies.iter().map(FaultProxy::url)).await;
     let writing = client([cluster.member(b).client_url()]).await;
-    // A raw client on C through a proxy of its own: the proxy shows when a probe was sent.
-    let probe_proxy = FaultProxy::start(cluster.member(c).client_addr()).await;
-    let probe = raw_kv(&probe_proxy.url());
-    let prefix = unique_prefix(name);
-    let recorder = Recorder::new();
-    let reference = Reference::start(
-        &cluster.client_urls(),
-        &prefix,
-        Some(&prefix_end(&prefix)),
-        recorder.origin(),
-    );
+    let proof = Proof::start(name, &cluster.client_urls());
+    let (prefix, recorder) = (proof.prefix.clone(), proof.recorder.clone());
 
     let current = put(&recorder, 1, writing.kv(), format!("{prefix}k"), "first").await;
     let start = current + 20;
@@ -885,7 +837,19 @@ async fn w7_a_future_watch_resumed_on_a_lagging_member() {
         },
     )
     .await;
-    assert_eq!(carriers(&proxies), vec![a], "{name}: stream not on m{a}");
+    // The client starts at a random member: A is the one carrying the stream, C a
+    // follower that does not.
+    let carrier = carriers(&proxies);
+    assert_eq!(carrier.len(), 1, "{name}: the stream is on {carrier:?}");
+    let a = carrier[0];
+    let c = followers
+        .iter()
+        .copied()
+        .find(|&f| f != a)
+        .expect("a follower");
+    // A raw client on C through a proxy of its own: the proxy shows when a probe was sent.
+    let probe_proxy = FaultProxy::start(cluster.member(c).client_addr()).await;
+    let probe = raw_kv(&probe_proxy.url());
     // C is in step before it stops (the probe's connection is made now).
     let c_before = probe
         .get(prefix.as_str())
@@ -971,7 +935,7 @@ async fn w7_a_future_watch_resumed_on_a_lagging_member() {
         )
         .await;
     }
-    let history = prove(name, &recorder, reference, vec![watch], last).await;
+    let history = proof.prove(vec![watch], last).await.history;
     let trace = &history.watches[0];
     assert_open(name, trace);
     let events = delivered(trace);
@@ -1208,18 +1172,15 @@ async fn w9_three_hundred_watches_half_cancelled_survive_a_reset() {
     let proxy = FaultProxy::start(cluster.member(a).client_addr()).await;
     let watching = client([proxy.url()]).await;
     let writing = client([cluster.member(b).client_url()]).await;
-    let prefix = unique_prefix(name);
-    let recorder = Recorder::new();
     // Not on A, whose watcher gauge must count the client's watches only.
-    let reference = Reference::start(
+    let proof = Proof::start(
+        name,
         &[
             cluster.member(b).client_url(),
             cluster.member(c).client_url(),
         ],
-        &prefix,
-        Some(&prefix_end(&prefix)),
-        recorder.origin(),
     );
+    let (prefix, recorder) = (proof.prefix.clone(), proof.recorder.clone());
 
     let start = put(&recorder, 1, writing.kv(), format!("{prefix}start"), "s").await;
     let sub = |i: usize| format!("{prefix}{i:03}/");
@@ -1288,7 +1249,7 @@ async fn w9_three_hundred_watches_half_cancelled_survive_a_reset() {
     wait_watchers(&url_a, 150).await;
     assert!(proxy.stats().connections_reset >= 1, "{name}: no reset");
 
-    let history = prove(name, &recorder, reference, survivors, last).await;
+    let history = proof.prove(survivors, last).await.history;
     for trace in &history.watches {
         assert_open(name, trace);
         assert_eq!(delivered(trace).len(), 2, "{name}: watch on {}", trace.key);

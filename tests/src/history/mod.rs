@@ -38,6 +38,7 @@
 mod anomaly;
 pub mod lease;
 pub mod model;
+mod proof;
 mod recorder;
 pub mod reference;
 mod replay;
@@ -52,6 +53,7 @@ pub mod workload;
 mod tests;
 
 pub use anomaly::{Anomaly, Report};
+pub use proof::{Proof, Proved, prefix_end};
 pub use recorder::{RecordedLease, RecordedWatch, Recorder, WatchSpec};
 pub use reference::Reference;
 pub use replay::Replay;

@@ -59,10 +59,7 @@ impl Workload {
 
     /// The end of the prefix's range (for watches and the reference).
     pub fn range_end(&self) -> String {
-        let mut end = self.prefix.clone().into_bytes();
-        let last = end.last_mut().expect("a non-empty prefix");
-        *last += 1;
-        String::from_utf8(end).expect("an ASCII prefix")
+        super::prefix_end(&self.prefix)
     }
 
     fn key(&self, rng: &mut Rng) -> String {
