@@ -301,6 +301,11 @@ async fn k5(setup: &K5) -> K5Run {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let calls = traffic.stop(tasks).await;
     traffic.check_writes(client.kv()).await;
+    // The watch rode the blackhole out: it neither failed nor ended.
+    if watched.is_finished() {
+        watched.await.expect("the watch failed");
+        panic!("the watch stream ended during K5");
+    }
     watched.abort();
     let run = K5Run {
         calls,

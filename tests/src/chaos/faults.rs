@@ -176,7 +176,7 @@ impl Fault {
 
 /// Commits `entries` small writes under [`FILLER_PREFIX`] through the member at `url`,
 /// eight at a time.
-async fn fill(url: &str, entries: usize) {
+pub async fn fill(url: &str, entries: usize) {
     let kv = crate::clients::raw_kv(url);
     let tasks: Vec<_> = (0..8)
         .map(|t| {
