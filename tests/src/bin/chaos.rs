@@ -2,6 +2,9 @@
 //! `etcd_tests::chaos`) against the etcd that `ETCD_BIN` names (else `etcd` on `PATH`).
 //! Prints its summary as the last line and exits with 1 when the checker found anomalies.
 //! `cargo xtask chaos` runs it with the etcd version chosen.
+//!
+//! `chaos --recheck DIR` checks a run kept in `DIR` (`history.json`, `reference.json`)
+//! again, with the checker as it is now.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +12,12 @@ use std::time::Duration;
 use etcd_tests::chaos::{self, Config};
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, dir] = args.as_slice()
+        && flag == "--recheck"
+    {
+        return recheck(std::path::Path::new(dir));
+    }
     let mut config = Config {
         seed: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -54,6 +63,25 @@ fn main() -> ExitCode {
     );
     println!("{}", outcome.summary(config.seed));
     if outcome.report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Checks a kept run again.
+fn recheck(dir: &std::path::Path) -> ExitCode {
+    let read = |name: &str| {
+        std::fs::read(dir.join(name))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+    };
+    let history: etcd_tests::history::model::History =
+        serde_json::from_slice(&read("history.json")).expect("a history");
+    let records: Vec<etcd_tests::history::model::RevisionRecord> =
+        serde_json::from_slice(&read("reference.json")).expect("a reference history");
+    let report = etcd_tests::history::check(&history, records);
+    println!("{report}");
+    if report.is_clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -256,6 +256,7 @@ fn explain_revisions(
     report: &mut Report,
 ) {
     let foreign = |key: &str| history.foreign.iter().any(|p| key.starts_with(p.as_str()));
+    delete_candidates.sort_by_key(|&index| history.ops[index].call);
     let mut claims: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
     for p in placed.iter().filter(|p| p.writes) {
         claims
@@ -282,9 +283,12 @@ fn explain_revisions(
         }
         let all_deletes = record.events.iter().all(|e| e.kind == EventKind::Delete);
         if all_deletes {
+            // Only a write called before the server applied the revision can explain it
+            // (the reference saw it after it was applied); of those, the earliest called.
             let found = delete_candidates
                 .iter()
                 .enumerate()
+                .filter(|&(_, &index)| history.ops[index].call <= record.seen_at)
                 .find_map(|(at, &index)| {
                     let txn = as_txn(&history.ops[index].req);
                     [true, false]
@@ -293,7 +297,7 @@ fn explain_revisions(
                         .map(|branch| (at, index, branch))
                 });
             if let Some((at, index, branch)) = found {
-                delete_candidates.swap_remove(at);
+                delete_candidates.remove(at);
                 report.unknown_applied += 1;
                 placed.push(Placed {
                     op: index,

@@ -798,3 +798,30 @@ fn writes_of_multi_key_transactions_count_for_each_key() {
         |a| matches!(a, Anomaly::NotLinearizable { key, .. } if key == "b"),
     );
 }
+
+#[test]
+fn an_unknown_delete_explains_only_revisions_applied_after_its_call() {
+    let mut s = Server::new();
+    let r1 = s.put("a", "c0-1");
+    // Applied (seen by the reference at 3 µs) by the first unknown delete, called at 0.
+    s.delete("a");
+    let r3 = s.put("a", "c0-2");
+    let kv3 = s.kv("a");
+    let delete = || {
+        Request::Delete(DeleteReq {
+            key: "a".into(),
+            ..DeleteReq::default()
+        })
+    };
+    let ops = vec![
+        op(1, 0, Some(1), put_req("a", "c0-1"), put_ok(r1)),
+        // Called after the delete was applied: it did not apply (the key is back).
+        op(2, 10_000, None, delete(), unknown()),
+        op(3, 0, None, delete(), unknown()),
+        op(4, 5_000, Some(6_000), put_req("a", "c0-2"), put_ok(r3)),
+        op(5, 20_000, Some(21_000), get_req("a"), get_ok(r3, kv3)),
+    ];
+    let report = run(ops, &s);
+    assert_clean(&report);
+    assert_eq!(report.unknown_applied, 1);
+}
