@@ -129,6 +129,16 @@ impl Default for RequestSeen {
     }
 }
 
+/// The payload length a 9-byte frame header announces.
+fn payload_len(head: &[u8]) -> usize {
+    usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2])
+}
+
+/// Whether a frame header starts a request frame: DATA, HEADERS or CONTINUATION.
+fn is_request(head: &[u8]) -> bool {
+    matches!(head[3], 0x0 | 0x1 | 0x9)
+}
+
 impl RequestSeen {
     /// Follows `bytes`, the next ones written to the socket.
     pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
@@ -147,10 +157,8 @@ impl RequestSeen {
                 self.head_len += n;
                 if self.head_len == 9 {
                     self.head_len = 0;
-                    let [a, b, c, kind, ..] = self.head;
-                    self.payload_left = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
-                    // DATA, HEADERS, CONTINUATION.
-                    self.seen = matches!(kind, 0x0 | 0x1 | 0x9);
+                    self.payload_left = payload_len(&self.head);
+                    self.seen = is_request(&self.head);
                 }
                 n
             };
@@ -182,11 +190,10 @@ impl RequestSeen {
             let Some(head) = bytes.get(at..at + 9) else {
                 return at;
             };
-            if matches!(head[3], 0x0 | 0x1 | 0x9) {
+            if is_request(head) {
                 return at;
             }
-            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-            at = (at + 9 + len).min(bytes.len());
+            at = (at + 9 + payload_len(head)).min(bytes.len());
         }
         at
     }

@@ -386,6 +386,13 @@ pub struct RevisionRecord {
     pub events: Vec<Event>,
 }
 
+impl History {
+    /// Whether `key` lies under one of the [`foreign`](Self::foreign) prefixes.
+    pub fn is_foreign(&self, key: &str) -> bool {
+        self.foreign.iter().any(|p| key.starts_with(p.as_str()))
+    }
+}
+
 impl Request {
     /// True when the request can change state.
     pub fn is_write(&self) -> bool {

@@ -86,9 +86,8 @@ fn put_values(ops: &[TxnOp]) -> impl Iterator<Item = &str> {
 
 /// Places every operation; records what does not fit in `report`.
 pub(crate) fn place(history: &History, replay: &Replay, report: &mut Report) -> Vec<Placed> {
-    let foreign = |key: &str| history.foreign.iter().any(|p| key.starts_with(p.as_str()));
     for (value, landings) in replay.repeated_values() {
-        if landings.iter().all(|(_, key)| foreign(key)) {
+        if landings.iter().all(|(_, key)| history.is_foreign(key)) {
             continue;
         }
         report.anomalies.push(Anomaly::DuplicateWrite {
@@ -255,7 +254,6 @@ fn explain_revisions(
     mut delete_candidates: Vec<usize>,
     report: &mut Report,
 ) {
-    let foreign = |key: &str| history.foreign.iter().any(|p| key.starts_with(p.as_str()));
     delete_candidates.sort_by_key(|&index| history.ops[index].call);
     let mut claims: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
     for p in placed.iter().filter(|p| p.writes) {
@@ -277,7 +275,7 @@ fn explain_revisions(
             continue;
         }
         let rev = record.revision;
-        if record.events.iter().all(|e| foreign(&e.kv.key)) {
+        if record.events.iter().all(|e| history.is_foreign(&e.kv.key)) {
             report.foreign += 1;
             continue;
         }
