@@ -323,7 +323,11 @@ async fn failed_opens_back_off_and_renewal_resumes() {
     // Break the stream by stalling it, then refuse the next three opens.
     fake.state().refuse_opens = 3;
     fake.state().mode = Mode::Stall;
-    tokio::time::sleep(secs(2.5)).await;
+    // Once the broken stream is being reopened (the first refusal), the member answers
+    // again: the backoff is jittered, so wait for the event, not for a fixed time.
+    while fake.state().opens < 2 {
+        tokio::time::sleep(secs(0.01)).await;
+    }
     fake.state().mode = Mode::Reply;
     tokio::time::sleep(secs(12.0)).await;
     assert_eq!(keeper.loss(), None);
