@@ -394,11 +394,13 @@ async fn w2_watches_on_a_killed_member_resume_elsewhere_without_gap_or_duplicate
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = recorder.now();
     cluster.member(a).kill();
-    // Every watch delivers again: the first batch received after the kill.
+    // Every watch delivers again: the first event committed after the kill, which the
+    // dead member cannot have sent (events already in flight from it do not count).
+    let dead_from = revision_at(&cluster.member(b).client_url()).await;
     let resumed_after = |w: &RecordedWatch| {
         delivered(&w.snapshot())
             .into_iter()
-            .find(|(at, _, _)| *at > killed_at)
+            .find(|(_, revision, _)| *revision > dead_from)
             .map(|(at, _, _)| at - killed_at)
     };
     wait_for("every watch to deliver after the kill", WAIT, || {
