@@ -53,6 +53,10 @@ struct Store {
     most_in_flight: AtomicUsize,
     /// Keep-alive requests received.
     keep_alives: AtomicUsize,
+    /// Puts received, and how many of the next ones are refused as etcd refuses writes
+    /// when its applied index trails its committed one by too much.
+    puts: AtomicUsize,
+    busy: AtomicUsize,
     next_lease: AtomicI64,
     /// The snapshot's data (without its sha256 trailer).
     snapshot: Bytes,
@@ -78,6 +82,8 @@ impl Store {
             in_flight: AtomicUsize::new(0),
             most_in_flight: AtomicUsize::new(0),
             keep_alives: AtomicUsize::new(0),
+            puts: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
             next_lease: AtomicI64::new(1000),
             snapshot: snapshot.into(),
         })
@@ -240,6 +246,12 @@ service! {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        self.0.puts.fetch_add(1, Ordering::SeqCst);
+        let busy = self.0.busy.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if busy.is_ok() {
+            // etcd's wire form: code Unknown, its message (rejected before proposal).
+            return Err(Status::unknown("etcdserver: too many requests"));
+        }
         let mut state = self.0.state.lock().unwrap();
         Ok(Response::new(
             state.put(request.into_inner(), &self.0.events),
@@ -548,6 +560,7 @@ over_both_transports!(
     lease_keep_alive_bidi_stream,
     many_concurrent_calls_queue_for_streams,
     graceful_shutdown_with_calls_in_flight,
+    too_many_requests_is_retried_with_backoff,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -805,4 +818,51 @@ async fn graceful_shutdown_with_calls_in_flight(transport: Http2Transport) {
         Some(&b"new"[..])
     );
     drop(server);
+}
+
+/// E4: etcd refuses a write with `too many requests` before proposing it. Through `Client`
+/// with its default retry policy: the refusal is typed `TooManyRequests`, certainly not
+/// applied, and retried with backoff, so a put refused twice succeeds once; a put refused
+/// every time ends after the policy's retries with the typed error.
+async fn too_many_requests_is_retried_with_backoff(transport: Http2Transport) {
+    let server = Server::start(Store::new(Duration::ZERO)).await;
+    let client = Client::builder([server.url()])
+        .http2_transport(transport)
+        .connect()
+        .await
+        .expect("client");
+    let kv = client.kv();
+    let before = kv.put("busy/k", "0").await.unwrap().revision();
+
+    server.store.busy.store(2, Ordering::SeqCst);
+    let sent = server.store.puts.load(Ordering::SeqCst);
+    let put = kv
+        .put("busy/k", "1")
+        .await
+        .expect("retried past the refusals");
+    assert_eq!(put.revision(), before + 1, "applied once");
+    assert_eq!(server.store.puts.load(Ordering::SeqCst) - sent, 3);
+
+    let policy = RetryPolicy::default();
+    server.store.busy.store(usize::MAX, Ordering::SeqCst);
+    let sent = server.store.puts.load(Ordering::SeqCst);
+    let started = tokio::time::Instant::now();
+    let error = kv.put("busy/k", "2").await.expect_err("refused every time");
+    let (tries, took) = (
+        server.store.puts.load(Ordering::SeqCst) - sent,
+        started.elapsed(),
+    );
+    assert_eq!(
+        error.server_kind(),
+        Some(etcd_client::ServerErrorKind::TooManyRequests),
+        "{error:?}"
+    );
+    assert_eq!(error.applied(), Applied::No, "{error:?}");
+    assert_eq!(tries, 1 + policy.max_retries as usize, "{error:?}");
+    assert!(
+        took >= policy.initial_backoff * policy.max_retries,
+        "{tries} tries in {took:?}: no backoff"
+    );
+    server.store.busy.store(0, Ordering::SeqCst);
+    assert_eq!(kv.get("busy/k").await.unwrap().value(), Some(&b"1"[..]));
 }

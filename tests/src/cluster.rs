@@ -270,6 +270,21 @@ impl EtcdCluster {
     ///
     /// When the cluster refuses the change or the new member does not become healthy.
     pub async fn replace_member(&self, i: usize) -> (u64, u64) {
+        self.rejoin(i, false).await
+    }
+
+    /// Replaces member `i` by an empty learner (a non-voting member that only replicates)
+    /// with the same name, ports and peer URL, as [`replace_member`](Self::replace_member)
+    /// does with a voter. Returns the old and the new member IDs.
+    ///
+    /// # Panics
+    ///
+    /// When the cluster refuses the change or the learner does not become healthy.
+    pub async fn replace_with_learner(&self, i: usize) -> (u64, u64) {
+        self.rejoin(i, true).await
+    }
+
+    async fn rejoin(&self, i: usize, is_learner: bool) -> (u64, u64) {
         use etcd_proto::etcdserverpb::{
             MemberAddRequest, MemberListRequest, MemberRemoveRequest, cluster_client::ClusterClient,
         };
@@ -306,7 +321,7 @@ impl EtcdCluster {
         let added = cluster
             .member_add(MemberAddRequest {
                 peer_ur_ls: vec![peer],
-                is_learner: false,
+                is_learner,
             })
             .await
             .expect("add the member again")

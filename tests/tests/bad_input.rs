@@ -1,33 +1,50 @@
-//! Every bad input reachable on one member gets its exact typed error, nothing is sent when
-//! the client can tell in advance, and the client keeps working afterwards.
+//! E1/E2: every bad input reachable on one member gets its exact typed error through `Client`;
+//! nothing is sent when the client can tell in advance, a refusal the server gives is sent once
+//! (never retried), and the client keeps working afterwards.
 
 use std::time::Duration;
 
 use etcd_client::kv::{Compare, Delete, Op, Txn};
 use etcd_client::proto::etcdserverpb as pb;
-use etcd_client::{Error, InvalidRequest, ServerErrorKind};
-use etcd_core::Kv;
+use etcd_client::{Client, Error, InvalidRequest, ServerErrorKind};
 use etcd_core::grpc::GrpcKv;
-use etcd_core::kv::{KvLimits, KvService};
-use etcd_tests::counting::{CallCounter, Counting};
+use etcd_core::kv::KvLimits;
+use etcd_tests::counting::CallCounter;
 use etcd_tests::{EtcdServer, shared_server, unique_prefix};
-use tonic::transport::Channel;
 use tower::ServiceExt;
 
-/// A KV client whose every gRPC call is counted.
-fn counted_kv(url: &str) -> (Kv<GrpcKv<Counting<Channel>>>, CallCounter) {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .unwrap()
-        .connect_lazy();
+/// A `Client` as a user builds it, with every gRPC call it makes counted. The client
+/// is returned too: it owns the connection's background tasks.
+async fn counted_kv(url: &str) -> (etcd_client::Kv, CallCounter, Client) {
     let counter = CallCounter::new();
-    let transport = tower::ServiceBuilder::new()
+    let client = Client::builder([url.to_owned()])
         .layer(counter.layer())
-        .service(channel);
-    (Kv::new(GrpcKv::new(transport)), counter)
+        .request_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connect");
+    (client.kv().clone(), counter, client)
+}
+
+/// Runs `call` and asserts the server refused it with `kind` after exactly one RPC: a
+/// refusal the server gave is final, never retried.
+async fn refused_once<T: std::fmt::Debug>(
+    calls: &CallCounter,
+    kind: ServerErrorKind,
+    call: impl std::future::IntoFuture<Output = Result<T, Error>>,
+) -> Error {
+    let before = calls.total();
+    let result = call.await;
+    let sent = calls.total() - before;
+    let error = result.expect_err("the server refuses");
+    assert_eq!(error.server_kind(), Some(kind), "{error:?}");
+    assert_eq!(sent, 1, "{kind:?} was sent {sent} times: {error:?}");
+    assert!(!error.is_outcome_unknown(), "{error:?}");
+    error
 }
 
 /// Asserts the client still reads and writes after an error.
-async fn still_works<S: KvService>(kv: &Kv<S>, prefix: &str) {
+async fn still_works(kv: &etcd_client::Kv, prefix: &str) {
     let key = format!("{prefix}alive");
     kv.put(&key, "yes").await.expect("put after an error");
     assert_eq!(
@@ -52,7 +69,7 @@ fn server_kind<T: std::fmt::Debug>(result: Result<T, Error>) -> ServerErrorKind 
 
 #[tokio::test]
 async fn empty_keys_are_refused_before_sending() {
-    let (kv, calls) = counted_kv(&shared_server().client_url());
+    let (kv, calls, _client) = counted_kv(&shared_server().client_url()).await;
     let p = unique_prefix("empty_key");
     assert_eq!(refused(kv.get("").await), InvalidRequest::EmptyKey);
     assert_eq!(refused(kv.put("", "v").await), InvalidRequest::EmptyKey);
@@ -97,7 +114,7 @@ async fn the_server_agrees_that_empty_keys_are_invalid() {
 
 #[tokio::test]
 async fn put_option_conflicts() {
-    let (kv, calls) = counted_kv(&shared_server().client_url());
+    let (kv, calls, _client) = counted_kv(&shared_server().client_url()).await;
     let p = unique_prefix("put_options");
     let key = format!("{p}k");
     assert_eq!(
@@ -114,14 +131,18 @@ async fn put_option_conflicts() {
     );
     assert_eq!(calls.total(), 0, "nothing was sent");
     // ignore_value / ignore_lease on a key that does not exist: the server's "key not found".
-    assert_eq!(
-        server_kind(kv.put(&key, "").ignore_value().await),
-        ServerErrorKind::KeyNotFound
-    );
-    assert_eq!(
-        server_kind(kv.put(&key, "v").ignore_lease().await),
-        ServerErrorKind::KeyNotFound
-    );
+    refused_once(
+        &calls,
+        ServerErrorKind::KeyNotFound,
+        kv.put(&key, "").ignore_value(),
+    )
+    .await;
+    refused_once(
+        &calls,
+        ServerErrorKind::KeyNotFound,
+        kv.put(&key, "v").ignore_lease(),
+    )
+    .await;
     // The same conflicts sent raw reach the server's own checks.
     let channel = tonic::transport::Endpoint::from_shared(shared_server().client_url())
         .unwrap()
@@ -152,7 +173,7 @@ async fn put_option_conflicts() {
 
 #[tokio::test]
 async fn too_many_txn_ops() {
-    let (kv, calls) = counted_kv(&shared_server().client_url());
+    let (kv, calls, _client) = counted_kv(&shared_server().client_url()).await;
     let p = unique_prefix("too_many_ops");
     let puts = |n: usize| {
         (0..n)
@@ -195,16 +216,18 @@ async fn too_many_txn_ops() {
     assert!(ok.succeeded());
     // With the client's limit raised past the server's, the server refuses.
     let lax = kv.clone().with_limits(KvLimits { max_txn_ops: 1000 });
-    assert_eq!(
-        server_kind(lax.txn().then(puts(129)).await),
-        ServerErrorKind::TooManyOps
-    );
+    refused_once(
+        &calls,
+        ServerErrorKind::TooManyOps,
+        lax.txn().then(puts(129)),
+    )
+    .await;
     still_works(&kv, &p).await;
 }
 
 #[tokio::test]
 async fn duplicate_keys_in_a_txn() {
-    let (kv, calls) = counted_kv(&shared_server().client_url());
+    let (kv, calls, _client) = counted_kv(&shared_server().client_url()).await;
     let p = unique_prefix("duplicates");
     let k = format!("{p}k");
     let dup = |r| matches!(refused(r), InvalidRequest::DuplicateKey { .. });
@@ -248,26 +271,19 @@ async fn duplicate_keys_in_a_txn() {
 #[tokio::test]
 async fn future_and_compacted_revisions() {
     let server = EtcdServer::start().await;
-    let (kv, _) = counted_kv(&server.client_url());
+    let (kv, calls, _client) = counted_kv(&server.client_url()).await;
     let r1 = kv.put("k", "1").await.unwrap().revision();
     let r2 = kv.put("k", "2").await.unwrap().revision();
-    assert_eq!(
-        server_kind(kv.get("k").revision(r2 + 10).await),
-        ServerErrorKind::FutureRevision
-    );
+    refused_once(
+        &calls,
+        ServerErrorKind::FutureRevision,
+        kv.get("k").revision(r2 + 10),
+    )
+    .await;
     kv.compact(r2).await.unwrap();
-    assert_eq!(
-        server_kind(kv.get("k").revision(r1).await),
-        ServerErrorKind::Compacted
-    );
-    assert_eq!(
-        server_kind(kv.compact(r1).await),
-        ServerErrorKind::Compacted
-    );
-    assert_eq!(
-        server_kind(kv.compact(r2 + 10).await),
-        ServerErrorKind::FutureRevision
-    );
+    refused_once(&calls, ServerErrorKind::Compacted, kv.get("k").revision(r1)).await;
+    refused_once(&calls, ServerErrorKind::Compacted, kv.compact(r1)).await;
+    refused_once(&calls, ServerErrorKind::FutureRevision, kv.compact(r2 + 10)).await;
     let e = kv.get("k").revision(r1).await.unwrap_err();
     assert!(
         !e.is_outcome_unknown(),
@@ -278,44 +294,45 @@ async fn future_and_compacted_revisions() {
 
 #[tokio::test]
 async fn requests_too_large() {
-    let (kv, _) = counted_kv(&shared_server().client_url());
+    let (kv, calls, _client) = counted_kv(&shared_server().client_url()).await;
     let p = unique_prefix("too_large");
     // Default --max-request-bytes is 1.5 MiB; gRPC refuses anything over that + 512 KiB.
     let just_over = vec![b'x'; 1536 * 1024 + 100];
-    let e = kv.put(format!("{p}a"), just_over).await.unwrap_err();
-    assert_eq!(
-        e.server_kind(),
-        Some(ServerErrorKind::RequestTooLarge),
-        "{e}"
-    );
-    assert!(!e.is_outcome_unknown());
+    refused_once(
+        &calls,
+        ServerErrorKind::RequestTooLarge,
+        kv.put(format!("{p}a"), just_over),
+    )
+    .await;
+    // Past gRPC's own limit the server answers `ResourceExhausted`, mapped the same way.
     let far_over = vec![b'x'; 2560 * 1024];
-    let e = kv.put(format!("{p}b"), far_over).await.unwrap_err();
-    assert_eq!(
-        e.server_kind(),
-        Some(ServerErrorKind::RequestTooLarge),
-        "{e}"
-    );
+    refused_once(
+        &calls,
+        ServerErrorKind::RequestTooLarge,
+        kv.put(format!("{p}b"), far_over),
+    )
+    .await;
     still_works(&kv, &p).await;
 }
 
 #[tokio::test]
 async fn unknown_lease() {
-    let (kv, _) = counted_kv(&shared_server().client_url());
+    let (kv, calls, _client) = counted_kv(&shared_server().client_url()).await;
     let p = unique_prefix("unknown_lease");
-    let e = kv
-        .put(format!("{p}k"), "v")
-        .lease(0x7ead_beef)
-        .await
-        .unwrap_err();
-    assert_eq!(e.server_kind(), Some(ServerErrorKind::LeaseNotFound));
-    let txn = kv
-        .txn()
-        .then([Op::from(
+    refused_once(
+        &calls,
+        ServerErrorKind::LeaseNotFound,
+        kv.put(format!("{p}k"), "v").lease(0x7ead_beef),
+    )
+    .await;
+    refused_once(
+        &calls,
+        ServerErrorKind::LeaseNotFound,
+        kv.txn().then([Op::from(
             etcd_client::kv::Put::new(format!("{p}k"), "v").lease(0x7ead_beef),
-        )])
-        .await;
-    assert_eq!(server_kind(txn), ServerErrorKind::LeaseNotFound);
+        )]),
+    )
+    .await;
     assert!(
         kv.get(format!("{p}k")).await.unwrap().kvs().is_empty(),
         "nothing was written"
@@ -326,7 +343,7 @@ async fn unknown_lease() {
 #[tokio::test]
 async fn eight_mebibyte_range_succeeds() {
     // gRPC clients commonly refuse responses over 4 MiB; ours has no such ceiling.
-    let (kv, _) = counted_kv(&shared_server().client_url());
+    let (kv, _calls, _client) = counted_kv(&shared_server().client_url()).await;
     let p = unique_prefix("big_range");
     let value = vec![b'v'; 1024 * 1024];
     for i in 0..8 {

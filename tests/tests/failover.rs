@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use etcd_client::{Applied, Client, Error};
 use etcd_tests::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
 
+/// One cluster test at a time: each measures failover timings on a 2-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// An endpoint where nothing listens: a low port (1, 2, ..), which no server of the
 /// harness can take meanwhile (they get ephemeral ports) the way a freed ephemeral port can
 /// be handed to a server that another test starts while the client retries.
@@ -66,6 +69,7 @@ async fn only_dead_endpoints_give_a_typed_never_sent_error() {
 /// leader also needs retries of reads refused during the election: see the retry layer.)
 #[tokio::test]
 async fn calls_move_off_a_killed_member() {
+    let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
     let client = Client::connect(cluster.client_urls()).await.unwrap();
     let kv = client.kv();
@@ -159,6 +163,7 @@ async fn an_invalid_endpoint_is_a_typed_error() {
 /// may fail only with an unknown outcome (it is never resent).
 #[tokio::test]
 async fn killing_the_leader_is_ridden_out_by_retries() {
+    let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
     let client = Client::builder(cluster.client_urls())
         .request_timeout(Duration::from_secs(15))
@@ -201,6 +206,7 @@ async fn killing_the_leader_is_ridden_out_by_retries() {
 /// budget; after a restart the same client works again without being rebuilt.
 #[tokio::test]
 async fn the_same_client_recovers_after_the_whole_cluster_restarts() {
+    let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
     let client = Client::connect(cluster.client_urls()).await.unwrap();
     client.kv().put("k", "before").await.unwrap();
@@ -258,6 +264,7 @@ const NO_LEADER_WITHIN: Duration = Duration::from_secs(6);
 
 #[tokio::test]
 async fn require_leader_fails_fast_with_no_leader() {
+    let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
     let a = cluster.member(0);
     let client = Client::builder([a.client_url()])

@@ -179,16 +179,22 @@ async fn watch_member(cluster: &EtcdCluster, proxies: &[FaultProxy], key: &str) 
         .map(|p| p.stats().bytes_server_to_client)
         .collect();
     direct.kv().put(key, vec![b'x'; 64 * 1024]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let grown: Vec<u64> = proxies
-        .iter()
-        .zip(&before)
-        .map(|(p, b)| p.stats().bytes_server_to_client - b)
-        .collect();
-    let member = grown
-        .iter()
-        .position(|&g| g >= 64 * 1024)
-        .unwrap_or_else(|| panic!("no proxy carried the watch event: {grown:?}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (grown, member) = loop {
+        let grown: Vec<u64> = proxies
+            .iter()
+            .zip(&before)
+            .map(|(p, b)| p.stats().bytes_server_to_client - b)
+            .collect();
+        if let Some(member) = grown.iter().position(|&g| g >= 64 * 1024) {
+            break (grown, member);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no proxy carried the watch event: {grown:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(
         grown.iter().filter(|&&g| g >= 64 * 1024).count(),
         1,

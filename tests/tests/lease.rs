@@ -14,6 +14,7 @@ use etcd_core::stream::RequestStream;
 use etcd_core::{Kv, ServerErrorKind};
 use etcd_lease::{Error, KeepAlive, Lessor, LossReason};
 use etcd_tests::clients::{channel, raw_kv as kv};
+use etcd_tests::counting::CallCounter;
 use etcd_tests::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -160,20 +161,37 @@ async fn a_chosen_id_is_granted_once() {
     lessor.revoke(id).await.unwrap();
 }
 
-/// L7: each bad input gives its exact typed error.
+/// Counts the RPCs `call` makes and asserts it made exactly one: a refusal by the server is
+/// final, never retried.
+async fn sent_once<T>(calls: &CallCounter, call: impl std::future::IntoFuture<Output = T>) -> T {
+    let before = calls.total();
+    let out = call.await;
+    assert_eq!(calls.total() - before, 1, "sent more than once");
+    out
+}
+
+/// L7, through `Client` as a user builds it: each bad input gives its exact typed error,
+/// a server's refusal is sent once, a local refusal not at all.
 #[tokio::test]
 async fn l7_error_table() {
-    let url = shared_server().client_url();
-    let (lessor, kv) = (lessor(&url), kv(&url));
+    let calls = CallCounter::new();
+    let client = etcd_client::Client::builder([shared_server().client_url()])
+        .layer(calls.layer())
+        .connect()
+        .await
+        .unwrap();
+    let (lessor, kv) = (client.lease(), client.kv());
 
     // Below the minimum TTL: raised by the server.
     let short = lessor.grant(secs(1.0)).await.unwrap();
     assert!(short.ttl() >= secs(2.0), "{short:?}");
     // Too long.
-    let e = lessor
-        .grant(Duration::from_secs(etcd_lease::MAX_TTL_SECS as u64 + 1))
-        .await
-        .unwrap_err();
+    let e = sent_once(
+        &calls,
+        lessor.grant(Duration::from_secs(etcd_lease::MAX_TTL_SECS as u64 + 1)),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         e.server_kind(),
         Some(ServerErrorKind::LeaseTtlTooLarge),
@@ -181,20 +199,24 @@ async fn l7_error_table() {
     );
 
     let unknown = fresh_id();
-    let e = lessor.revoke(unknown).await.unwrap_err();
+    let e = sent_once(&calls, lessor.revoke(unknown)).await.unwrap_err();
     assert_eq!(
         e.server_kind(),
         Some(ServerErrorKind::LeaseNotFound),
         "{e:?}"
     );
     assert!(e.is_not_found());
-    let e = lessor.time_to_live(unknown).await.unwrap_err();
+    let e = sent_once(&calls, lessor.time_to_live(unknown))
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, Error::NotFound { id } if id == unknown),
         "{e:?}"
     );
     let key = format!("{}k", unique_prefix("l7"));
-    let e = kv.put(key, "v").lease(unknown).await.unwrap_err();
+    let e = sent_once(&calls, kv.put(key, "v").lease(unknown))
+        .await
+        .unwrap_err();
     assert_eq!(
         e.server_kind(),
         Some(ServerErrorKind::LeaseNotFound),
@@ -211,6 +233,7 @@ async fn l7_error_table() {
     assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
 
     // Refused locally.
+    let before = calls.total();
     for e in [
         lessor.grant(secs(5.0)).id(-7).await.unwrap_err(),
         lessor.grant(Duration::ZERO).await.unwrap_err(),
@@ -219,6 +242,7 @@ async fn l7_error_table() {
     ] {
         assert!(e.invalid_request().is_some(), "{e:?}");
     }
+    assert_eq!(calls.total(), before, "a local refusal sends nothing");
     lessor.revoke(short.id()).await.unwrap();
 }
 

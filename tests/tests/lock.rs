@@ -23,6 +23,23 @@ async fn session(client: &Client) -> Session {
         .unwrap()
 }
 
+/// Waits (up to 5 s) until exactly `count` lock keys are under `name`: a waiter has
+/// queued, or a cancelled or failed one has removed its key.
+async fn wait_for_keys(client: &Client, name: &str, count: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = keys_under(client, name).await.len();
+        if now == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {now} keys under {name}, expected {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn keys_under(client: &Client, prefix: &str) -> Vec<(String, i64)> {
     client
         .kv()
@@ -105,12 +122,7 @@ async fn x2_waiter_whose_lease_is_revoked_fails_promptly() {
         let name = name.clone();
         tokio::spawn(async move { b.lock(&name).await })
     };
-    // B is queued.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while keys_under(&client, &name).await.len() < 2 {
-        assert!(Instant::now() < deadline, "B never queued");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_keys(&client, &name, 2, "B queues").await;
     let revoked_at = Instant::now();
     other.lease().revoke(b.lease_id()).await.unwrap();
     let result = tokio::time::timeout(Duration::from_secs(5), waiter)
@@ -150,7 +162,7 @@ async fn x2_waiter_fails_when_its_session_is_lost() {
         let name = name.clone();
         tokio::spawn(async move { b.lock(&name).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_keys(&client, &name, 2, "B queues").await;
     let t = Instant::now();
     b.orphan();
     let result = tokio::time::timeout(Duration::from_secs(2), waiter)
@@ -162,9 +174,7 @@ async fn x2_waiter_fails_when_its_session_is_lost() {
         other => panic!("expected SessionExpired, got {other:?}"),
     }
     eprintln!("x2_lost: failed {:?} after orphan", t.elapsed());
-    // The failed waiter removed its key.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(keys_under(&client, &name).await.len(), 1);
+    wait_for_keys(&client, &name, 1, "the failed waiter removes its key").await;
     a.close().await.unwrap();
 }
 
@@ -208,23 +218,9 @@ async fn cancelled_waiter_and_dropped_guard_clean_up() {
     let held = a.lock(&name).await.unwrap();
     let timed_out = tokio::time::timeout(Duration::from_millis(300), b.lock(&name)).await;
     assert!(timed_out.is_err(), "B waits");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while keys_under(&client, &name).await.len() != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the cancelled waiter's key stayed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_keys(&client, &name, 1, "the cancelled waiter removes its key").await;
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !keys_under(&client, &name).await.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the dropped guard did not unlock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_keys(&client, &name, 0, "the dropped guard unlocks").await;
     let g = b.mutex(&name).try_lock().await.unwrap();
     g.unlock().await.unwrap();
 }
@@ -251,11 +247,7 @@ async fn waiters_acquire_in_queue_order() {
             s.close().await.unwrap();
         }));
         // Queue them in a known order.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while keys_under(&client, &name).await.len() < i + 2 {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for_keys(&client, &name, i + 2, "the next waiter queues").await;
     }
     held.unlock().await.unwrap();
     for t in tasks {
@@ -423,7 +415,7 @@ async fn server_side_lock_service() {
         let (name, lease) = (name.clone(), b.lease_id());
         tokio::spawn(async move { client.lock_service().lock(name.as_str(), lease).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_keys(&client, &name, 2, "the second lock queues").await;
     assert!(!waiter.is_finished(), "the second lock waits");
     client.lock_service().unlock(held.key).await.unwrap();
     let second = tokio::time::timeout(Duration::from_secs(5), waiter)

@@ -636,6 +636,70 @@ async fn w4_resume_on_a_compacted_revision_is_a_terminal_typed_error() {
     }
 }
 
+/// W12: a watch created from a compacted revision, through `Client`: its first and only
+/// item is the terminal `Compacted` naming the compaction revision, the stream then ends,
+/// and a watch on the same stream created afterwards delivers.
+#[tokio::test]
+async fn w12_a_watch_from_a_compacted_revision_ends_at_once_with_compacted() {
+    let server = EtcdServer::start().await;
+    let client = client([server.client_url()]).await;
+    let kv = client.kv();
+    let prefix = unique_prefix("w12");
+    let mut first = 0;
+    for i in 0..5 {
+        let rev = kv
+            .put(format!("{prefix}k"), format!("{i}"))
+            .await
+            .unwrap()
+            .revision();
+        if first == 0 {
+            first = rev;
+        }
+    }
+    let current = kv
+        .put(format!("{prefix}k"), "now")
+        .await
+        .unwrap()
+        .revision();
+    kv.compact(current).await.unwrap();
+
+    let mut old = client
+        .watch(prefix.as_str())
+        .prefix()
+        .from_revision(first + 1)
+        .await
+        .expect("the watch is created; its refusal arrives on the stream");
+    match tokio::time::timeout(WAIT, old.next())
+        .await
+        .expect("an answer")
+    {
+        Some(Err(WatchError::Compacted { compact_revision })) => {
+            assert_eq!(compact_revision, current);
+        }
+        other => panic!("w12: expected Compacted, got {other:?}"),
+    }
+    let end = tokio::time::timeout(WAIT, old.next())
+        .await
+        .expect("the end");
+    assert!(
+        end.is_none(),
+        "w12: the stream goes on after Compacted: {end:?}"
+    );
+
+    let mut fresh = client.watch(prefix.as_str()).prefix().await.unwrap();
+    let rev = kv
+        .put(format!("{prefix}k"), "after")
+        .await
+        .unwrap()
+        .revision();
+    let got = tokio::time::timeout(WAIT, fresh.next())
+        .await
+        .expect("an event")
+        .expect("the stream is open")
+        .expect("no error");
+    assert_eq!(got.events()[0].kv().mod_revision(), rev);
+}
+
 // ---------------------------------------------------------------------------------------
 // W5
 // ---------------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ use futures::StreamExt;
 use tonic::transport::Channel;
 use watch_check::*;
 
+/// One cluster test at a time: each measures failover timings on a 2-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const LONG: Duration = Duration::from_secs(20);
 
 /// A watch service over every member, trying `first` first.
@@ -50,6 +53,7 @@ fn record(mut stream: WatchStream) -> Log {
 /// resumes quickly on another member.
 #[tokio::test]
 async fn w2_watches_resume_on_another_member_when_theirs_is_killed() {
+    let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
     let urls = cluster.client_urls();
     // A is a follower, so that writes through B go on while it is down (killing the
@@ -205,6 +209,7 @@ async fn w2_watches_resume_on_another_member_when_theirs_is_killed() {
 /// plain watch on the same member stays open; after the quorum is back, watches work.
 #[tokio::test]
 async fn w11_require_leader_watch_ends_with_no_leader() {
+    let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
     let urls = cluster.client_urls();
     let a = &urls[0];

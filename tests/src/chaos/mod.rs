@@ -79,6 +79,8 @@ impl Outcome {
 /// Logical client ids of the tasks that are not K1 workers.
 const LEASE_CLIENT: u32 = 50;
 const LOCK_CLIENT: u32 = 60;
+/// Sessions competing for the one lock, each a client of its own in the history.
+const LOCK_HOLDERS: u32 = 2;
 const WATCH_CLIENT: u32 = 70;
 const WORKERS: u32 = 4;
 
@@ -108,6 +110,7 @@ pub async fn run(config: &Config) -> Outcome {
         recorder.origin(),
     ));
     recorder.set_foreign(vec![format!("{prefix}locks/")]);
+    recorder.set_locks(vec![lock_name(&prefix)]);
     let client = Client::builder(proxies.iter().map(FaultProxy::url))
         .request_timeout(Duration::from_secs(2))
         .connect()
@@ -163,12 +166,15 @@ pub async fn run(config: &Config) -> Outcome {
         prefix.clone(),
         Arc::clone(&stop),
     )));
-    tasks.push(tokio::spawn(lock_task(
-        Arc::clone(&recorder),
-        client.clone(),
-        prefix.clone(),
-        Arc::clone(&stop),
-    )));
+    for holder in 0..LOCK_HOLDERS {
+        tasks.push(tokio::spawn(lock_task(
+            Arc::clone(&recorder),
+            client.clone(),
+            prefix.clone(),
+            Arc::clone(&stop),
+            LOCK_CLIENT + holder,
+        )));
+    }
     tasks.push(tokio::spawn(compactor(
         Arc::clone(&recorder),
         client.clone(),
@@ -286,10 +292,21 @@ async fn lease_task(
     }
 }
 
-/// Takes a lock over and over and writes under it, fenced by the lock key's creation
-/// revision.
-async fn lock_task(recorder: Arc<Recorder>, client: Client, prefix: String, stop: Arc<AtomicBool>) {
-    let name = format!("{prefix}locks/lk");
+/// The lock the lock tasks compete for.
+fn lock_name(prefix: &str) -> String {
+    format!("{prefix}locks/lk")
+}
+
+/// Takes the lock over and over (competing with the other lock tasks) and writes under it,
+/// fenced by the lock key's creation revision, as history client `id`.
+async fn lock_task(
+    recorder: Arc<Recorder>,
+    client: Client,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    id: u32,
+) {
+    let name = lock_name(&prefix);
     let mut n = 0u64;
     'sessions: while !stop.load(Ordering::SeqCst) {
         let Ok(session) = Session::new(&client).ttl(Duration::from_secs(5)).await else {
@@ -315,12 +332,12 @@ async fn lock_task(recorder: Arc<Recorder>, client: Client, prefix: String, stop
                 }],
                 success: vec![TxnOp::Put(PutReq {
                     key: format!("{prefix}fenced"),
-                    value: format!("c{LOCK_CLIENT}-{n}"),
+                    value: format!("c{id}-{n}"),
                     ..PutReq::default()
                 })],
                 failure: vec![],
             });
-            let answer = recorder.run(LOCK_CLIENT, client.kv(), fenced).await;
+            let answer = recorder.run(id, client.kv(), fenced).await;
             let _ = guard.unlock().await;
             let pause = if matches!(answer, Response::Failed { .. }) {
                 100

@@ -92,6 +92,14 @@ pub enum Anomaly {
         /// How.
         detail: String,
     },
+    /// A fenced write under a lock was not made by the lock's holder, or fencing tokens
+    /// went back.
+    Lock {
+        /// The operation.
+        op: u64,
+        /// How.
+        detail: String,
+    },
 }
 
 impl fmt::Display for Anomaly {
@@ -140,6 +148,7 @@ impl fmt::Display for Anomaly {
             Anomaly::Watch { watch, detail } => write!(f, "watch {watch}: {detail}"),
             Anomaly::Reference { detail } => write!(f, "reference history: {detail}"),
             Anomaly::Lease { lease, detail } => write!(f, "lease {lease:x}: {detail}"),
+            Anomaly::Lock { op, detail } => write!(f, "lock: op {op}: {detail}"),
         }
     }
 }
@@ -159,6 +168,8 @@ pub struct Report {
     pub expiries: usize,
     /// Revisions that only changed foreign keys.
     pub foreign: usize,
+    /// Fenced writes under a lock checked against the lock's holder.
+    pub fenced: usize,
     /// Keys whose search ran out of budget (neither proved nor refuted).
     pub inconclusive: Vec<String>,
     /// Findings explained by known bugs of the etcd server under test (not anomalies of
@@ -184,6 +195,9 @@ impl fmt::Display for Report {
             self.expiries,
             self.anomalies.len()
         )?;
+        if self.fenced > 0 {
+            writeln!(f, "{} fenced writes made by the lock's holder", self.fenced)?;
+        }
         for bug in &self.server_bugs {
             writeln!(f, "suspected server bug: {bug}")?;
         }

@@ -15,7 +15,9 @@
 //! 3. searches for a linearization of each key's operations as a register, independent of
 //!    reported revisions, within a step budget ([`wgl`]);
 //! 4. validates every watch ([`watch`]) and
-//! 5. every kept-alive lease ([`lease`]).
+//! 5. every kept-alive lease ([`lease`]) and
+//! 6. every fenced write under a lock the history names: made by the lock's holder at its
+//!    revision, with fencing tokens that never go back.
 //!
 //! ```
 //! use etcd_tests::history::{self, model::*};
@@ -37,6 +39,7 @@
 
 mod anomaly;
 pub mod lease;
+mod lock;
 pub mod model;
 mod proof;
 mod recorder;
@@ -98,5 +101,6 @@ pub fn check(history: &History, records: Vec<RevisionRecord>) -> Report {
     wgl::check(history, &placed, &mut report);
     watch::check(history, &replay, &mut report);
     lease::check(history, &replay, &placed, &mut report);
+    lock::check(history, &replay, &placed, &mut report);
     report
 }

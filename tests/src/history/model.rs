@@ -25,6 +25,10 @@ pub struct History {
     /// explain them.
     #[serde(default)]
     pub foreign: Vec<String>,
+    /// Locks whose fenced writes are checked: a lock `N` is held by the key under `N/` with
+    /// the lowest create revision, and fenced writes compare that key's create revision.
+    #[serde(default)]
+    pub locks: Vec<String>,
 }
 
 /// One call of a client: when it was made, when it returned, what it asked and what came

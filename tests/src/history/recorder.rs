@@ -55,6 +55,11 @@ impl Recorder {
         self.lock().foreign = prefixes;
     }
 
+    /// Names locks whose fenced writes the checker proves (see [`History::locks`]).
+    pub fn set_locks(&self, names: Vec<String>) {
+        self.lock().locks = names;
+    }
+
     /// Notes a compaction the workload made.
     pub fn record_compaction(&self, revision: i64) {
         self.lock().compactions.push(revision);

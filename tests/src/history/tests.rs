@@ -825,3 +825,65 @@ fn an_unknown_delete_explains_only_revisions_applied_after_its_call() {
     assert_clean(&report);
     assert_eq!(report.unknown_applied, 1);
 }
+
+/// A fenced write: put `value` under "f" if the lock key `key` still has create revision
+/// `token`; acknowledged at `revision`.
+fn fenced(id: u64, at: u64, key: &str, token: i64, value: &str, revision: i64) -> Op {
+    let txn = Request::Txn(TxnReq {
+        compares: vec![Compare {
+            key: key.into(),
+            target: CompareTarget::Create(token),
+            op: CompareOp::Equal,
+        }],
+        success: vec![TxnOp::Put(PutReq {
+            key: "f".into(),
+            value: value.into(),
+            ..PutReq::default()
+        })],
+        failure: vec![],
+    });
+    let answer = Response::Txn(TxnResp {
+        revision,
+        succeeded: true,
+        results: vec![TxnResult::Put(PutResp::default())],
+    });
+    op(id, at, Some(at + 1), txn, answer)
+}
+
+fn run_locked(ops: Vec<Op>, server: &Server) -> Report {
+    let history = History {
+        ops,
+        foreign: vec!["lk/".into()],
+        locks: vec!["lk".into()],
+        ..History::default()
+    };
+    check(&history, server.records.clone())
+}
+
+#[test]
+fn fenced_writes_are_made_by_the_lock_holder() {
+    // A holds the lock (the lowest key), B queues behind it.
+    let mut s = Server::new();
+    let a = s.put("lk/a", "");
+    let b = s.put("lk/b", "");
+    let r4 = s.put("f", "c1-1");
+    s.delete("lk/a");
+    let r6 = s.put("f", "c2-1");
+    let ops = vec![
+        fenced(1, 4_000, "lk/a", a, "c1-1", r4),
+        fenced(2, 6_000, "lk/b", b, "c2-1", r6),
+    ];
+    let report = run_locked(ops, &s);
+    assert_clean(&report);
+    assert_eq!(report.fenced, 2);
+
+    // B writes while A still holds the lock: its lock() returned too early.
+    let mut s = Server::new();
+    s.put("lk/a", "");
+    let b = s.put("lk/b", "");
+    let r4 = s.put("f", "c2-1");
+    let ops = vec![fenced(2, 4_000, "lk/b", b, "c2-1", r4)];
+    assert_flags(&run_locked(ops, &s), "a write by a waiter", |x| {
+        matches!(x, Anomaly::Lock { op: 2, .. })
+    });
+}
