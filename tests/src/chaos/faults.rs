@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use etcd_proto::etcdserverpb::alarm_request::AlarmAction;
+use etcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use serde::Serialize;
 
 use crate::history::workload::Rng;
@@ -72,6 +74,16 @@ pub enum Fault {
     /// A follower is replaced: removed, wiped, added again with the same peer URL and
     /// started as a new member (K11).
     Replace,
+    /// The cluster raises the NoSpace alarm for the leader (E3) and disarms it after
+    /// `down`: meanwhile every request that could grow the database (puts, transactions
+    /// that put, on 3.5 every transaction, lease grants) is refused with `database space
+    /// exceeded`, certainly not applied. The alarm is raised through the Alarm API, which
+    /// puts the cluster in the same refusing state as a backend over its quota, without
+    /// writing the quota full first.
+    NoSpace {
+        /// How long the alarm stays raised.
+        down: Duration,
+    },
 }
 
 /// Where [`Fault::Lag`] writes: outside every checked key range.
@@ -86,7 +98,7 @@ impl Fault {
             Target::Follower
         };
         let down = Duration::from_millis(2000 + rng.below(4000));
-        match rng.below(8) {
+        match rng.below(9) {
             0 => Fault::Kill { target, down },
             1 => Fault::Stop { target, down },
             2 => Fault::Blackhole { target, down },
@@ -102,6 +114,7 @@ impl Fault {
             5 => Fault::Reset { target },
             // etcd keeps 5,000 entries behind a snapshot for slow followers: miss more.
             6 => Fault::Lag { entries: 7_000 },
+            7 => Fault::NoSpace { down },
             _ => Fault::Replace,
         }
     }
@@ -115,6 +128,7 @@ impl Fault {
             | Fault::Cut { target, .. }
             | Fault::Reset { target } => target,
             Fault::Lag { .. } | Fault::Replace => Target::Follower,
+            Fault::NoSpace { .. } => Target::Leader,
         }
     }
 
@@ -168,9 +182,49 @@ impl Fault {
                 fill(&cluster.member(leader).client_url(), entries).await;
                 server.resume();
             }
+            Fault::NoSpace { down } => {
+                let url = server.client_url();
+                alarm(&url, AlarmAction::Activate).await;
+                tokio::time::sleep(down).await;
+                alarm(&url, AlarmAction::Deactivate).await;
+            }
         }
         cluster.wait_ready().await;
         member
+    }
+}
+
+/// Raises or disarms the NoSpace alarm of the member at `url`, through that member,
+/// retrying while the cluster elects a leader.
+async fn alarm(url: &str, action: AlarmAction) {
+    use etcd_proto::etcdserverpb::{AlarmRequest, AlarmType, StatusRequest};
+    let mut maintenance = MaintenanceClient::new(crate::clients::channel(url));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let result = async {
+            let member = maintenance
+                .status(StatusRequest {})
+                .await?
+                .into_inner()
+                .header
+                .map_or(0, |h| h.member_id);
+            maintenance
+                .alarm(AlarmRequest {
+                    action: action as i32,
+                    member_id: member,
+                    alarm: AlarmType::Nospace as i32,
+                })
+                .await
+        }
+        .await;
+        match result {
+            Ok(_) => return,
+            Err(status) if std::time::Instant::now() < deadline => {
+                eprintln!("chaos: alarm {action:?} failed ({status}); trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(status) => panic!("chaos: alarm {action:?}: {status}"),
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! Seeded chaos runs: a cluster, a `Client` reaching it through fault proxies, concurrent
-//! recorded traffic (the K1 mix, watches, a kept-alive lease with a key, a lock with fenced
-//! writes, compaction), a seeded schedule of faults (kills, stops, blackholes, delays, cuts,
-//! resets, a follower that falls behind and catches up from a snapshot, a follower replaced
-//! by a new member), and at the end the history checker.
+//! recorded traffic (the K1 mix, watches, a kept-alive lease with a key, two sessions
+//! competing for a lock with fenced writes, compaction), a seeded schedule of faults (kills,
+//! stops, blackholes, delays, cuts, resets, a follower that falls behind and catches up from
+//! a snapshot, a follower replaced by a new member, the NoSpace alarm), and at the end the
+//! history checker.
 //!
 //! `cargo xtask chaos` runs [`run`] through the `chaos` binary of this crate. Everything a
 //! run did is kept in `target/chaos/<seed>/`: `history.json` and `reference.json` (check
