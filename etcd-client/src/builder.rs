@@ -29,6 +29,8 @@ pub struct ClientBuilder {
     auth: AuthSettings,
     /// The HTTP/2 of plain-text members, when chosen here.
     http2: Option<Http2Transport>,
+    /// The lease keep-alive's timing, when chosen here.
+    lease_keep_alive: Option<etcd_lease::KeepAliveConfig>,
 }
 
 impl ClientBuilder {
@@ -48,6 +50,7 @@ impl ClientBuilder {
             auto_sync: None,
             auth: AuthSettings::default(),
             http2: None,
+            lease_keep_alive: None,
         }
     }
 
@@ -149,6 +152,16 @@ impl ClientBuilder {
     /// write that timed out may still have been applied. Default: none.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.layers.request_timeout = Some(timeout);
+        self
+    }
+
+    /// The timing of lease keep-alives (first-reply and stall timeouts, reconnect
+    /// backoff; default: [`KeepAliveConfig::default`](etcd_lease::KeepAliveConfig)).
+    /// Unless `config` sets its own
+    /// [`start_timeout`](etcd_lease::KeepAliveConfig::start_timeout), starting a
+    /// keep-alive is bounded by the [request timeout](Self::request_timeout).
+    pub fn lease_keep_alive(mut self, config: etcd_lease::KeepAliveConfig) -> Self {
+        self.lease_keep_alive = Some(config);
         self
     }
 
@@ -261,6 +274,7 @@ impl ClientBuilder {
             auth,
             auto_sync,
             http2,
+            lease_keep_alive,
         } = self;
         let variable = std::env::var_os(HTTP2_VARIABLE);
         let variable = variable.as_ref().map(|v| v.to_string_lossy());
@@ -279,8 +293,10 @@ impl ClientBuilder {
             .set_authenticator(members.failover(GrpcAuth::new));
         // Starting a keep-alive or a watch is bounded by the request timeout; the streams
         // themselves are not.
-        let mut keep_alive_config = etcd_lease::KeepAliveConfig::default();
-        keep_alive_config.start_timeout = layers.request_timeout;
+        let mut keep_alive_config = lease_keep_alive.unwrap_or_default();
+        if keep_alive_config.start_timeout.is_none() {
+            keep_alive_config.start_timeout = layers.request_timeout;
+        }
         // One stack per etcd service, over the same connections.
         let mut client = Client {
             kv: etcd_core::Kv::new(stack(&members, GrpcKv::new, &layers)).with_limits(limits),

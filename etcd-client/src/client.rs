@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use etcd_core::Result;
 use etcd_core::grpc::{GrpcAuth, GrpcCluster, GrpcKv, GrpcLease, GrpcWatch};
-use etcd_watch::{GroupEvents, Watch, WatchGroup};
+use etcd_watch::{GroupEvents, Watch};
 
 use crate::builder::ClientBuilder;
 use crate::endpoints::Endpoints;
@@ -24,6 +24,10 @@ pub type Lessor = etcd_lease::Lessor<Stack<GrpcLease<Transport>>>;
 /// The watch handle of a [`Client`]: all of the client's watches share one stream, which
 /// is resumed on another member, without loss or duplicates, when it breaks.
 pub type Watcher = etcd_watch::Watcher<Stack<GrpcWatch<Transport>>>;
+
+/// Several watches of a [`Client`] whose responses reach one consumer, from
+/// [`Client::watcher`]: added and cancelled by ID, on the client's one watch stream.
+pub type WatchGroup = etcd_watch::WatchGroup<Stack<GrpcWatch<Transport>>>;
 
 /// The cluster membership handle of a [`Client`]: calls spread over the members, with
 /// failover (membership changes are forwarded to the leader by whichever member answers).
@@ -149,7 +153,7 @@ impl Client {
 
     /// One watcher carrying several range watches, added and cancelled by ID, whose events
     /// all reach one consumer tagged with their watch ID.
-    pub fn watcher(&self) -> (WatchGroup<Stack<GrpcWatch<Transport>>>, GroupEvents) {
+    pub fn watcher(&self) -> (WatchGroup, GroupEvents) {
         self.watcher.group()
     }
 

@@ -58,7 +58,7 @@ pub mod stack;
 mod tls;
 
 pub use builder::ClientBuilder;
-pub use client::{Auth, Client, Cluster, Kv, Lessor, Watcher};
+pub use client::{Auth, Client, Cluster, Kv, Lessor, WatchGroup, Watcher};
 pub use endpoint::Http2Transport;
 #[doc(inline)]
 pub use etcd_core::{
@@ -71,6 +71,7 @@ pub use etcd_lease as lease;
 pub use etcd_proto as proto;
 /// Watches, multiplexed over one stream and resumed after failures (the `etcd-watch` crate).
 pub use etcd_watch as watch;
+pub use etcd_watch::{GroupEvents, WatchStream};
 pub use maintenance::Maintenance;
 pub use member_transport::MemberTransport;
 pub use session::{AuthSession, Credentials};

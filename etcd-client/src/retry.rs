@@ -24,8 +24,19 @@ use tracing::Instrument;
 
 use crate::failover::Resend;
 
-/// How calls are retried and how long they may take.
+/// How calls are retried and how long they may take. Start from
+/// [`RetryPolicy::default`] (or [`never`](RetryPolicy::never)) and change what you need
+/// with the `with_*` methods; the fields are public to read.
+///
+/// ```
+/// use std::time::Duration;
+/// let policy = etcd_client::retry::RetryPolicy::default()
+///     .with_max_retries(3)
+///     .with_backoff(Duration::from_millis(50), Duration::from_secs(1));
+/// assert_eq!(policy.max_retries, 3);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// The most times a call is sent again after its first attempt.
     pub max_retries: u32,
@@ -54,6 +65,19 @@ impl RetryPolicy {
             max_retries: 0,
             ..Self::default()
         }
+    }
+
+    /// The same policy with at most `retries` resends after the first attempt.
+    pub fn with_max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// The same policy with pauses starting at `initial` and doubling up to `max`.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
     }
 
     /// The pause before retry number `retry` (from 0): `initial_backoff * 2^retry`, at

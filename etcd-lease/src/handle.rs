@@ -59,6 +59,7 @@ impl fmt::Display for LossReason {
 /// stream by one background task. Dropping the handle stops renewing the lease (it then
 /// expires after its TTL); so does revoking it through the lessor. Several handles may
 /// keep the same lease alive; it is renewed until the last one is dropped.
+#[must_use = "dropping it stops renewing the lease"]
 pub struct KeepAlive {
     id: i64,
     generation: u64,

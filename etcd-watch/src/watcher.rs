@@ -330,6 +330,7 @@ impl Drop for CancelOnDrop {
 /// exactly once across stream failures. The stream ends after an error (compaction, a
 /// server-side cancel, no leader), which is terminal. Dropping it cancels the watch on the
 /// server at once.
+#[must_use = "dropping it cancels the watch"]
 pub struct WatchStream {
     id: WatchId,
     rx: mpsc::Receiver<Item>,
@@ -399,6 +400,7 @@ impl<S: WatchService> Drop for GroupInner<S> {
 ///
 /// Cheap to clone. Dropping the last clone cancels the group's watches; the events stream
 /// then ends once it has delivered what was waiting.
+#[must_use = "dropping it cancels its watches"]
 pub struct WatchGroup<S: WatchService> {
     inner: Arc<GroupInner<S>>,
 }
@@ -463,6 +465,7 @@ impl<S: WatchService> WatchGroup<S> {
 
 /// The consumer of a [`WatchGroup`]: every response of every watch of the group, tagged
 /// with its watch's id. An error ends only the watch it is tagged with.
+#[must_use = "its events are only delivered through it"]
 pub struct GroupEvents {
     rx: mpsc::Receiver<GroupItem>,
 }

@@ -215,7 +215,9 @@ async fn too_many_txn_ops() {
         .unwrap();
     assert!(ok.succeeded());
     // With the client's limit raised past the server's, the server refuses.
-    let lax = kv.clone().with_limits(KvLimits { max_txn_ops: 1000 });
+    let lax = kv
+        .clone()
+        .with_limits(KvLimits::default().with_max_txn_ops(1000));
     refused_once(
         &calls,
         ServerErrorKind::TooManyOps,

@@ -578,3 +578,28 @@ async fn the_facade_grants_keeps_alive_and_revokes() {
     assert_eq!(keeper.lost().await, LossReason::Revoked);
     assert!(client.kv().get(&key).await.unwrap().kvs().is_empty());
 }
+
+/// The keep-alive's timing is set on the facade's builder; its start stays bounded by the
+/// request timeout unless the configuration bounds it itself; leases are kept alive with it.
+#[tokio::test]
+async fn keep_alive_timing_is_set_on_the_client_builder() {
+    let mut config = etcd_lease::KeepAliveConfig::default();
+    config.ack_timeout = Duration::from_millis(400);
+    let client = etcd_client::Client::builder([shared_server().client_url()])
+        .request_timeout(Duration::from_secs(3))
+        .lease_keep_alive(config)
+        .connect()
+        .await
+        .unwrap();
+    let used = client.lease().config();
+    assert_eq!(used.ack_timeout, Duration::from_millis(400));
+    assert_eq!(used.start_timeout, Some(Duration::from_secs(3)));
+
+    let lease = client.lease().grant(secs(2.0)).await.unwrap();
+    let kept = client.lease().keep_alive(lease.id()).await.unwrap();
+    tokio::time::sleep(secs(3.0)).await;
+    assert!(kept.loss().is_none(), "{:?}", kept.loss());
+    let ttl = client.lease().time_to_live(lease.id()).await.unwrap();
+    assert!(ttl.ttl() > Duration::ZERO, "{ttl:?}");
+    client.lease().revoke(lease.id()).await.unwrap();
+}

@@ -285,6 +285,7 @@ impl ObserveState {
 /// candidate key is gone (session lost, resigned elsewhere), they change nothing. Fence
 /// the leader's own writes with [`is_leader`](Self::is_leader). Dropping the handle
 /// resigns in the background.
+#[must_use = "dropping it resigns at once"]
 pub struct Leadership {
     session: Session,
     prefix: Bytes,

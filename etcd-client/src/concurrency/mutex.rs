@@ -124,7 +124,25 @@ pub(crate) fn prefixed(name: Bytes) -> Bytes {
 /// only while the lock key is still the one this guard acquired.
 ///
 /// Dropping the guard unlocks in the background (fenced, so it never deletes a newer
-/// lock); [`unlock`](Self::unlock) does it now and reports the outcome.
+/// lock); [`unlock`](Self::unlock) does it now and reports the outcome. Keep it for as
+/// long as the lock must be held:
+///
+/// ```no_run
+/// # async fn f(session: etcd_client::concurrency::Session) -> etcd_client::concurrency::Result<()> {
+/// let _guard = session.lock("config").await?;
+/// // ... the lock is held until `_guard` goes out of scope.
+/// # Ok(()) }
+/// ```
+///
+/// A guard left unused is a warning (`unused_must_use`): this would lock and unlock at once.
+///
+/// ```compile_fail
+/// # #![deny(unused_must_use)]
+/// # async fn f(session: etcd_client::concurrency::Session) -> etcd_client::concurrency::Result<()> {
+/// session.lock("config").await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping the guard unlocks at once"]
 pub struct LockGuard {
     session: Session,
     key: Bytes,

@@ -32,6 +32,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// not enough to be safe: see the [module documentation](super) on fencing.
 ///
 /// Cheap to clone; clones share the lease.
+#[must_use = "dropping the last clone lets the lease expire"]
 #[derive(Clone)]
 pub struct Session {
     inner: Arc<Inner>,

@@ -61,8 +61,10 @@ crate::service::service_alias! {
 }
 
 /// Limits the client checks before sending, so that a request the server would refuse is
-/// refused locally with an explanation and never sent.
+/// refused locally with an explanation and never sent. Start from [`KvLimits::default`]
+/// and change what you need with the `with_*` methods; the fields are public to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KvLimits {
     /// The most compares, or operations in one branch, a transaction may hold: the server's
     /// `--max-txn-ops` (128 unless the cluster sets it otherwise).
@@ -72,6 +74,15 @@ pub struct KvLimits {
 impl Default for KvLimits {
     fn default() -> Self {
         Self { max_txn_ops: 128 }
+    }
+}
+
+impl KvLimits {
+    /// The same limits with at most `ops` compares, or operations in one branch, per
+    /// transaction.
+    pub fn with_max_txn_ops(mut self, ops: usize) -> Self {
+        self.max_txn_ops = ops;
+        self
     }
 }
 
