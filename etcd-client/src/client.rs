@@ -158,7 +158,7 @@ impl Client {
     }
 
     /// Asks the server for a progress notification on every watch of this client.
-    pub async fn watch_progress(&self) -> std::result::Result<(), etcd_watch::Error> {
+    pub async fn watch_progress(&self) -> Result<()> {
         self.watcher.request_progress().await
     }
 

@@ -5,6 +5,9 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use crate::lease::LossReason;
+use crate::lock::SessionLoss;
+
 /// A boxed error as produced by tower stacks.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -41,6 +44,59 @@ pub enum Error {
     /// The server's answer could not be interpreted.
     #[error("unexpected response: {0}")]
     Protocol(Cow<'static, str>),
+    /// A lease is gone, or may be: the server said it does not exist, no keep-alive was
+    /// acknowledged in time, it was revoked through this client, or its keep-alive task
+    /// stopped. [`LossReason::is_known_gone`] tells "gone" from "may be gone".
+    #[error("lease {id:x} {reason}")]
+    LeaseLost {
+        /// The lease.
+        id: i64,
+        /// Why it is no longer kept alive.
+        reason: LossReason,
+    },
+    /// The revision a watch had to continue from was compacted away: events between the
+    /// last delivered one and `compact_revision` can no longer be delivered. Re-read the
+    /// current state (a get at the latest revision) and watch again from its revision + 1.
+    /// Terminal for the watch.
+    #[error("the watch's next revision was compacted (compact revision {compact_revision})")]
+    WatchCompacted {
+        /// The revision the history was compacted to; the oldest revision still watchable.
+        compact_revision: i64,
+    },
+    /// The server canceled a watch or refused to create it (for example: permission
+    /// denied, or an invalid range); [`server_kind`](Error::server_kind) classifies the
+    /// reason. Terminal for the watch.
+    #[error("watch canceled by the server: {reason}")]
+    WatchCanceled {
+        /// The server's reason, as sent.
+        reason: String,
+    },
+    /// A watch stream opened with require-leader lost its member's leader. Terminal for
+    /// the watch.
+    #[error("the member serving the watch has no leader (etcdserver: no leader)")]
+    WatchNoLeader,
+    /// A session's lease is gone, or a waiter's key in a lock or election queue is: the
+    /// waiter fails with this instead of waiting for others (and never acquires
+    /// afterwards). `loss` is the session's reason, or `None` when the key itself vanished
+    /// (its lease was revoked or expired on the server before the session noticed, or
+    /// someone deleted the key).
+    #[error("session of lease {lease_id:x} expired{}", match .loss { Some(l) => format!(" ({l})"), None => " (its key is gone)".to_owned() })]
+    SessionExpired {
+        /// The session's lease.
+        lease_id: i64,
+        /// The session's reason, when it knows one.
+        loss: Option<SessionLoss>,
+    },
+    /// A lock's `try_lock`: another session holds the lock.
+    #[error("the lock is held by another session (key {owner:?})")]
+    Locked {
+        /// The holder's key.
+        owner: Bytes,
+    },
+    /// A fenced election write failed: the leadership's key was deleted or recreated, so
+    /// it no longer leads.
+    #[error("not the leader: the leadership key was deleted or recreated")]
+    NotLeader,
 }
 
 /// Whether a request that failed may still have taken effect on the server.
@@ -88,6 +144,15 @@ impl Error {
             Error::Server(e) => e.applied(),
             Error::Timeout | Error::Protocol(_) => Applied::Unknown,
             Error::Transport { applied, .. } => *applied,
+            // Refusals and endings of leases, watches, locks and elections: the call they
+            // end changed nothing (a lock waiter's key is removed, a fenced write refused).
+            Error::LeaseLost { .. }
+            | Error::WatchCompacted { .. }
+            | Error::WatchCanceled { .. }
+            | Error::WatchNoLeader
+            | Error::SessionExpired { .. }
+            | Error::Locked { .. }
+            | Error::NotLeader => Applied::No,
         }
     }
 
@@ -112,12 +177,45 @@ impl Error {
         }
     }
 
-    /// The server error kind, when etcd answered with an error.
+    /// The server error kind, when etcd answered with an error: an error status, or the
+    /// reason it canceled a watch with (for example
+    /// [`ServerErrorKind::PermissionDenied`] for a watch on a key the user may not read).
     pub fn server_kind(&self) -> Option<ServerErrorKind> {
+        self.server_error().map(|e| e.kind())
+    }
+
+    /// The server's error behind this one: an error status as sent, or a watch's cancel
+    /// reason (`rpc error: code = PermissionDenied desc = etcdserver: permission denied`,
+    /// or a bare `etcdserver: ...` message) parsed and classified like a status.
+    pub fn server_error(&self) -> Option<ServerError> {
         match self {
-            Error::Server(e) => Some(e.kind()),
+            Error::Server(e) => Some(e.clone()),
+            Error::WatchCanceled { reason } => Some(crate::status::parse_cancel_reason(reason)),
             _ => None,
         }
+    }
+
+    /// The compact revision, when a watch ended because its next revision was compacted.
+    pub fn compact_revision(&self) -> Option<i64> {
+        match self {
+            Error::WatchCompacted { compact_revision } => Some(*compact_revision),
+            _ => None,
+        }
+    }
+
+    /// True when the server said a lease does not exist: a keep-alive reply with TTL 0 or
+    /// a time-to-live of -1 ([`Error::LeaseLost`] with [`LossReason::NotFound`]), or an
+    /// error status (`etcdserver: requested lease not found`, for example from a revoke).
+    pub fn is_lease_not_found(&self) -> bool {
+        match self {
+            Error::LeaseLost { reason, .. } => *reason == LossReason::NotFound,
+            _ => self.server_kind() == Some(ServerErrorKind::LeaseNotFound),
+        }
+    }
+
+    /// True for [`Error::SessionExpired`].
+    pub fn is_session_expired(&self) -> bool {
+        matches!(self, Error::SessionExpired { .. })
     }
 
     /// The reason a request was rejected locally, when it was.

@@ -7,6 +7,8 @@
 //! failover service over several members, a tower stack over either, or a scripted fake in
 //! tests implements them just as well.
 
+use std::fmt;
+
 use etcd_proto::etcdserverpb as pb;
 
 use crate::idempotency::Idempotency;
@@ -59,5 +61,48 @@ impl Idempotency for pb::LeaseTimeToLiveRequest {
 impl Idempotency for pb::LeaseLeasesRequest {
     fn is_read_only(&self) -> bool {
         true
+    }
+}
+
+/// Why a lease is no longer kept alive.
+///
+/// Two classes, told apart by [`LossReason::is_known_gone`]: the server *said* the lease is
+/// gone ([`NotFound`](LossReason::NotFound), [`Revoked`](LossReason::Revoked)), or the
+/// client could not renew it in time and the lease *may* be gone
+/// ([`Expired`](LossReason::Expired), [`Halted`](LossReason::Halted)). In the second
+/// case the lease can outlive the signal: a newly elected leader refreshes every lease, so
+/// re-check with a time-to-live call before relying on
+/// either answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LossReason {
+    /// No keep-alive was acknowledged before the local deadline (the send time of the last
+    /// acknowledged renewal + TTL; the server restarted the TTL no earlier than that send):
+    /// the lease possibly expired while the cluster was unreachable.
+    Expired,
+    /// The server answered a keep-alive with TTL 0: the lease expired or was revoked
+    /// elsewhere.
+    NotFound,
+    /// The lease was revoked through this client.
+    Revoked,
+    /// The keep-alive task stopped (its runtime shut down); the lease is no longer renewed.
+    Halted,
+}
+
+impl LossReason {
+    /// True when the server confirmed the lease is gone; false when it only may be gone.
+    pub fn is_known_gone(self) -> bool {
+        matches!(self, LossReason::NotFound | LossReason::Revoked)
+    }
+}
+
+impl fmt::Display for LossReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LossReason::Expired => "possibly expired: no keep-alive acknowledged in time",
+            LossReason::NotFound => "not found on the server",
+            LossReason::Revoked => "revoked",
+            LossReason::Halted => "keep-alive task stopped",
+        })
     }
 }

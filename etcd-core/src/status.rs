@@ -1021,3 +1021,83 @@ mod tests {
         assert!(matches!(e, Error::Timeout));
     }
 }
+
+/// A cancel reason as a server error: gRPC's `rpc error: code = <Code> desc = <message>`
+/// text, or a bare message (code `Unknown`).
+pub(crate) fn parse_cancel_reason(reason: &str) -> ServerError {
+    let parsed = reason
+        .strip_prefix("rpc error: code = ")
+        .and_then(|rest| rest.split_once(" desc = "));
+    match parsed {
+        Some((code, message)) => ServerError::new(code_named(code.trim()), message),
+        None => ServerError::new(tonic::Code::Unknown, reason),
+    }
+}
+
+/// The gRPC code of the name Go's `codes.Code.String` gives it.
+fn code_named(name: &str) -> tonic::Code {
+    use tonic::Code;
+    match name {
+        "OK" => Code::Ok,
+        "Canceled" => Code::Cancelled,
+        "InvalidArgument" => Code::InvalidArgument,
+        "DeadlineExceeded" => Code::DeadlineExceeded,
+        "NotFound" => Code::NotFound,
+        "AlreadyExists" => Code::AlreadyExists,
+        "PermissionDenied" => Code::PermissionDenied,
+        "ResourceExhausted" => Code::ResourceExhausted,
+        "FailedPrecondition" => Code::FailedPrecondition,
+        "Aborted" => Code::Aborted,
+        "OutOfRange" => Code::OutOfRange,
+        "Unimplemented" => Code::Unimplemented,
+        "Internal" => Code::Internal,
+        "Unavailable" => Code::Unavailable,
+        "DataLoss" => Code::DataLoss,
+        "Unauthenticated" => Code::Unauthenticated,
+        _ => Code::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod cancel_reason_tests {
+    use crate::{Error, ServerErrorKind};
+
+    #[test]
+    fn cancel_reasons_are_classified() {
+        let kind = |reason: &str| {
+            Error::WatchCanceled {
+                reason: reason.into(),
+            }
+            .server_kind()
+        };
+        // etcd 3.5.1 (a forbidden key, or an expired token)
+        assert_eq!(
+            kind("rpc error: code = PermissionDenied desc = etcdserver: permission denied"),
+            Some(ServerErrorKind::PermissionDenied)
+        );
+        assert_eq!(
+            kind("etcdserver: permission denied"),
+            Some(ServerErrorKind::PermissionDenied)
+        );
+        // etcd 3.4.23
+        assert_eq!(
+            kind("rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"),
+            Some(ServerErrorKind::InvalidAuthToken)
+        );
+        assert_eq!(
+            kind(
+                "rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old"
+            ),
+            Some(ServerErrorKind::AuthOldRevision)
+        );
+        let parsed = Error::WatchCanceled {
+            reason: "rpc error: code = Unauthenticated desc = something new".into(),
+        }
+        .server_error()
+        .unwrap();
+        assert_eq!(parsed.code(), tonic::Code::Unauthenticated);
+        assert_eq!(parsed.message(), "something new");
+        assert_eq!(kind("watch creation refused"), Some(ServerErrorKind::Other));
+        assert_eq!(Error::WatchNoLeader.server_kind(), None);
+    }
+}

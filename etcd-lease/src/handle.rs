@@ -6,52 +6,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::error::{Error, Result};
+use crate::LossReason;
+use crate::error::{self, Result};
 use crate::keep_alive::{Command, Status};
 use crate::response::secs;
-
-/// Why a lease is no longer kept alive.
-///
-/// Two classes, told apart by [`LossReason::is_known_gone`]: the server *said* the lease is
-/// gone ([`NotFound`](LossReason::NotFound), [`Revoked`](LossReason::Revoked)), or the
-/// client could not renew it in time and the lease *may* be gone
-/// ([`Expired`](LossReason::Expired), [`Halted`](LossReason::Halted)). In the second
-/// case the lease can outlive the signal: a newly elected leader refreshes every lease, so
-/// re-check with [`Lessor::time_to_live`](crate::Lessor::time_to_live) before relying on
-/// either answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum LossReason {
-    /// No keep-alive was acknowledged before the local deadline (the send time of the last
-    /// acknowledged renewal + TTL; the server restarted the TTL no earlier than that send):
-    /// the lease possibly expired while the cluster was unreachable.
-    Expired,
-    /// The server answered a keep-alive with TTL 0: the lease expired or was revoked
-    /// elsewhere.
-    NotFound,
-    /// The lease was revoked through this client.
-    Revoked,
-    /// The keep-alive task stopped (its runtime shut down); the lease is no longer renewed.
-    Halted,
-}
-
-impl LossReason {
-    /// True when the server confirmed the lease is gone; false when it only may be gone.
-    pub fn is_known_gone(self) -> bool {
-        matches!(self, LossReason::NotFound | LossReason::Revoked)
-    }
-}
-
-impl fmt::Display for LossReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LossReason::Expired => "possibly expired: no keep-alive acknowledged in time",
-            LossReason::NotFound => "not found on the server",
-            LossReason::Revoked => "revoked",
-            LossReason::Halted => "keep-alive task stopped",
-        })
-    }
-}
 
 /// A lease kept alive in the background, from [`Lessor::keep_alive`](crate::Lessor::keep_alive).
 ///
@@ -124,9 +82,9 @@ impl KeepAlive {
             .status
             .wait_for(|s| s.renewals > 0 || s.lost.is_some())
             .await
-            .map_err(|_| Error::Halted)?;
+            .map_err(|_| error::halted(self.id))?;
         match status.lost {
-            Some(reason) => Err(Error::from_loss(self.id, reason)),
+            Some(reason) => Err(error::lost(self.id, reason)),
             None => Ok(()),
         }
     }
@@ -185,8 +143,10 @@ impl LeaseGuard {
                 id: self.keep_alive.id,
                 reply: Some(reply),
             })
-            .map_err(|_| Error::Halted)?;
-        answer.await.map_err(|_| Error::Halted)?
+            .map_err(|_| error::halted(self.keep_alive.id))?;
+        answer
+            .await
+            .map_err(|_| error::halted(self.keep_alive.id))?
     }
 }
 

@@ -36,7 +36,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::LossReason;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::response::secs;
 use crate::{LeaseKeepAliveService, LeaseService};
 
@@ -65,7 +65,7 @@ pub struct KeepAliveConfig {
     /// How long starting a keep-alive ([`Lessor::keep_alive`](crate::Lessor::keep_alive)
     /// awaited, until the server's first reply) and a one-off renewal
     /// ([`Lessor::keep_alive_once`](crate::Lessor::keep_alive_once)) may take. Past it the
-    /// call fails with [`etcd_core::Error::Timeout`] (as [`Error::Core`]) and the lease is
+    /// call fails with [`etcd_core::Error::Timeout`] and the lease is
     /// not kept alive. A keep-alive once started is never bounded by it. `None` (the
     /// default): only [`first_ack_timeout`](Self::first_ack_timeout) applies. The
     /// `etcd-client` facade sets the client's request timeout.
@@ -128,7 +128,7 @@ impl RevokeOutcome {
     pub(crate) fn of<T>(result: &Result<T>) -> Self {
         match result {
             Ok(_) => RevokeOutcome::Revoked,
-            Err(e) if e.is_not_found() => RevokeOutcome::NotFound,
+            Err(e) if e.is_lease_not_found() => RevokeOutcome::NotFound,
             Err(_) => RevokeOutcome::Failed,
         }
     }
@@ -454,7 +454,7 @@ where
                         .oneshot(pb::LeaseRevokeRequest { id })
                         .await
                         .map(drop)
-                        .map_err(|e| Error::Core(CoreError::from_boxed(e.into())));
+                        .map_err(|e| CoreError::from_boxed(e.into()));
                     let outcome = RevokeOutcome::of(&result);
                     if let Err(e) = &result {
                         tracing::debug!(lease = id, error = %e, "revoke on drop failed");

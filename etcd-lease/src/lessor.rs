@@ -11,7 +11,8 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tower::{Service, ServiceExt};
 
-use crate::error::{Error, Result};
+use crate::LossReason;
+use crate::error::{self, Result};
 use crate::handle::KeepAlive;
 use crate::keep_alive::{self, Command, KeepAliveConfig, RevokeOutcome};
 use crate::response::{
@@ -125,7 +126,7 @@ where
     ///
     /// An unknown lease fails with
     /// [`ServerErrorKind::LeaseNotFound`](etcd_core::ServerErrorKind::LeaseNotFound)
-    /// ([`Error::is_not_found`]).
+    /// ([`Error::is_lease_not_found`](crate::Error::is_lease_not_found)).
     pub fn revoke(&self, id: i64) -> impl Future<Output = Result<RevokeResponse>> + Send + 'static {
         let service = self.service.clone();
         let keeper = self.running_keeper();
@@ -136,8 +137,7 @@ where
             }
             let result = call(service, pb::LeaseRevokeRequest { id })
                 .await
-                .map(RevokeResponse::from)
-                .map_err(Error::from);
+                .map(RevokeResponse::from);
             if let Some(keeper) = &keeper {
                 let outcome = RevokeOutcome::of(&result);
                 let _ = keeper.send(Command::RevokeDone { id, outcome });
@@ -147,7 +147,7 @@ where
     }
 
     /// Asks how long lease `id` has left; add [`TimeToLive::keys`] for its keys. Await the
-    /// builder to send it. An unknown or expired lease fails with [`Error::NotFound`].
+    /// builder to send it. An unknown or expired lease fails with [`Error::LeaseLost`](crate::Error::LeaseLost) ([`LossReason::NotFound`]).
     pub fn time_to_live(&self, id: i64) -> TimeToLive<S> {
         TimeToLive {
             service: self.service.clone(),
@@ -164,7 +164,7 @@ where
     /// Renews lease `id` once and returns the TTL granted. The request goes over the
     /// lessor's one keep-alive stream (opened if needed, and sent again on a new stream if
     /// that one breaks), so a renewal costs one message each way, not a stream. An unknown
-    /// or expired lease fails with [`Error::NotFound`]; no reply within
+    /// or expired lease fails with [`Error::LeaseLost`](crate::Error::LeaseLost) ([`LossReason::NotFound`]); no reply within
     /// [`KeepAliveConfig::first_ack_timeout`](crate::KeepAliveConfig::first_ack_timeout)
     /// (or [`start_timeout`](crate::KeepAliveConfig::start_timeout), when shorter) fails
     /// with a timeout.
@@ -186,11 +186,11 @@ where
             let (reply, answer) = oneshot::channel();
             commands
                 .send(Command::Once { id, reply })
-                .map_err(|_| Error::Halted)?;
+                .map_err(|_| error::halted(id))?;
             match tokio::time::timeout(timeout, answer).await {
-                Err(_) => Err(CoreError::Timeout.into()),
-                Ok(Err(_)) => Err(Error::Halted),
-                Ok(Ok(reply)) if reply.ttl <= 0 => Err(Error::NotFound { id }),
+                Err(_) => Err(CoreError::Timeout),
+                Ok(Err(_)) => Err(error::halted(id)),
+                Ok(Ok(reply)) if reply.ttl <= 0 => Err(error::lost(id, LossReason::NotFound)),
                 Ok(Ok(reply)) => Ok(reply.into()),
             }
         }
@@ -201,11 +201,11 @@ where
     /// sets an interval.
     ///
     /// Awaiting the builder waits for the server's first reply, so an unknown lease fails
-    /// at once with [`Error::NotFound`], and the handle knows the granted TTL. No reply
+    /// at once with [`Error::LeaseLost`](crate::Error::LeaseLost) ([`LossReason::NotFound`]), and the handle knows the granted TTL. No reply
     /// within [`KeepAliveConfig::start_timeout`](crate::KeepAliveConfig::start_timeout)
     /// fails with [`etcd_core::Error::Timeout`]; none within
     /// [`first_ack_timeout`](crate::KeepAliveConfig::first_ack_timeout) with
-    /// [`Error::Expired`]. All leases
+    /// [`Error::LeaseLost`](crate::Error::LeaseLost) ([`LossReason::Expired`]). All leases
     /// of a lessor (and its clones) are renewed over one `LeaseKeepAlive` stream, reopened
     /// when it breaks or stalls.
     pub fn keep_alive(&self, id: i64) -> KeepAliveBuilder<S> {
@@ -336,7 +336,7 @@ where
             let response = call(service, request).await?;
             // etcd answers an unknown lease with TTL -1, not with an error.
             if response.ttl < 0 {
-                return Err(Error::NotFound { id });
+                return Err(error::lost(id, LossReason::NotFound));
             }
             Ok(response.into())
         })
@@ -395,8 +395,8 @@ where
             let (reply, registration) = oneshot::channel();
             commands
                 .send(Command::Register { id, every, reply })
-                .map_err(|_| Error::Halted)?;
-            let registration = registration.await.map_err(|_| Error::Halted)?;
+                .map_err(|_| error::halted(id))?;
+            let registration = registration.await.map_err(|_| error::halted(id))?;
             let mut handle =
                 KeepAlive::new(id, registration.generation, registration.status, commands);
             match lessor.config.start_timeout {

@@ -50,8 +50,9 @@ mod lessor;
 mod response;
 
 pub use error::{Error, Result};
+pub use etcd_core::lease::LossReason;
 pub use etcd_core::lease::{LeaseKeepAliveService, LeaseService};
-pub use handle::{KeepAlive, LeaseGuard, LossReason};
+pub use handle::{KeepAlive, LeaseGuard};
 pub use keep_alive::KeepAliveConfig;
 pub use lessor::{Grant, KeepAliveBuilder, Lessor, MAX_TTL_SECS, TimeToLive};
 pub use response::{KeepAliveResponse, Lease, LeasesResponse, RevokeResponse, TimeToLiveResponse};

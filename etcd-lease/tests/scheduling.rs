@@ -383,13 +383,40 @@ async fn an_unknown_lease_fails_keep_alive_at_once() {
     let lessor = Lessor::new(fake.clone());
     let started = Instant::now();
     let e = lessor.keep_alive(77).await.unwrap_err();
-    assert!(matches!(e, Error::NotFound { id: 77 }), "{e:?}");
-    assert!(e.is_not_found());
+    assert!(
+        matches!(
+            e,
+            Error::LeaseLost {
+                id: 77,
+                reason: LossReason::NotFound
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.is_lease_not_found());
     assert!(started.elapsed() < secs(0.1));
     let e = lessor.keep_alive_once(77).await.unwrap_err();
-    assert!(matches!(e, Error::NotFound { id: 77 }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::LeaseLost {
+                id: 77,
+                reason: LossReason::NotFound
+            }
+        ),
+        "{e:?}"
+    );
     let e = lessor.time_to_live(77).await.unwrap_err();
-    assert!(matches!(e, Error::NotFound { id: 77 }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::LeaseLost {
+                id: 77,
+                reason: LossReason::NotFound
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -400,7 +427,16 @@ async fn an_unreachable_server_fails_the_first_keep_alive_after_the_first_ack_ti
     let lessor = Lessor::new(fake.clone());
     let started = Instant::now();
     let e = lessor.keep_alive(5).await.unwrap_err();
-    assert!(matches!(e, Error::Expired { id: 5 }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::LeaseLost {
+                id: 5,
+                reason: LossReason::Expired
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(started.elapsed(), config.first_ack_timeout);
 }
 
@@ -414,11 +450,11 @@ async fn a_start_timeout_bounds_only_the_start_of_a_keep_alive() {
     fake.state().mode = Mode::Stall;
     let started = Instant::now();
     let e = lessor.keep_alive(id).await.unwrap_err();
-    assert!(matches!(e, Error::Core(CoreError::Timeout)), "{e:?}");
+    assert!(matches!(e, CoreError::Timeout), "{e:?}");
     assert_eq!(started.elapsed(), secs(2.0));
     let started = Instant::now();
     let e = lessor.keep_alive_once(id).await.unwrap_err();
-    assert!(matches!(e, Error::Core(CoreError::Timeout)), "{e:?}");
+    assert!(matches!(e, CoreError::Timeout), "{e:?}");
     assert_eq!(started.elapsed(), secs(2.0));
     // Once started, a keep-alive outlives the start timeout.
     fake.state().mode = Mode::Reply;
@@ -473,7 +509,16 @@ async fn one_off_renewals_share_the_one_stream() {
         assert_eq!(lessor.keep_alive_once(b).await.unwrap().ttl(), secs(6.0));
     }
     let e = lessor.keep_alive_once(77).await.unwrap_err();
-    assert!(matches!(e, Error::NotFound { id: 77 }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::LeaseLost {
+                id: 77,
+                reason: LossReason::NotFound
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(
         fake.state().opens,
         1,

@@ -55,11 +55,11 @@
 //!   at or below the last delivered one, or below the start revision (a server re-sending
 //!   history), are dropped. The stream does not see the break. Attempts are spaced by an exponential backoff (20 ms to 2 s by default).
 //! * When the resume revision has been compacted, the watch ends with
-//!   [`Error::Compacted`] carrying the compact revision; the other watches go on.
+//!   [`Error::WatchCompacted`] carrying the compact revision; the other watches go on.
 //! * Creation replies are matched to requests in the order they were sent, never by id.
 //! * Dropping a [`WatchStream`] cancels the watch on the server at once.
 //! * With a require-leader service (`GrpcWatch::require_leader(true)`), watches end with
-//!   [`Error::NoLeader`] when their member loses its leader.
+//!   [`Error::WatchNoLeader`] when their member loses its leader.
 //!
 //! # Backpressure
 //!
@@ -79,7 +79,7 @@ mod mux;
 mod options;
 mod watcher;
 
-pub use error::Error;
+pub use error::{Error, Result};
 pub use etcd_core::kv::KeyValue;
 pub use event::{Event, EventKind, WatchId, WatchResponse};
 pub use options::Watch;

@@ -519,7 +519,7 @@ impl<S: WatchService> Mux<S> {
             tracing::info!("watch stream closed: the member has no leader");
             let ids: Vec<WatchId> = self.watches.keys().copied().collect();
             for id in ids {
-                self.end(id, Error::NoLeader);
+                self.end(id, Error::WatchNoLeader);
             }
             self.queued.clear();
             return;
@@ -583,11 +583,11 @@ impl<S: WatchService> Mux<S> {
                 return;
             }
             let error = if response.compact_revision > 0 {
-                Error::Compacted {
+                Error::WatchCompacted {
                     compact_revision: response.compact_revision,
                 }
             } else {
-                Error::Canceled {
+                Error::WatchCanceled {
                     reason: response.cancel_reason,
                 }
             };
@@ -686,7 +686,7 @@ impl<S: WatchService> Mux<S> {
             } else {
                 response.cancel_reason
             };
-            let error = Error::Canceled { reason };
+            let error = Error::WatchCanceled { reason };
             if self.reauth.is_some()
                 && crate::error::is_auth_refusal(error.server_kind())
                 && let Some(watch) = self.watches.get_mut(&id)

@@ -120,7 +120,10 @@ async fn a_refused_creation_with_id_zero_does_not_touch_watch_zero() {
     }))
     .unwrap();
     let refused = second.await.unwrap().unwrap_err();
-    assert!(matches!(refused, Error::Canceled { .. }), "{refused:?}");
+    assert!(
+        matches!(refused, Error::WatchCanceled { .. }),
+        "{refused:?}"
+    );
 
     tx.send(Ok(events(0, &[11]))).unwrap();
     assert_eq!(revisions(first.next().await), vec![11]);
@@ -299,7 +302,7 @@ async fn compaction_ends_only_its_watch() {
     .unwrap();
     assert!(matches!(
         a.next().await,
-        Some(Err(Error::Compacted {
+        Some(Err(Error::WatchCompacted {
             compact_revision: 25
         }))
     ));
@@ -349,7 +352,7 @@ async fn a_compaction_below_the_resume_revision_recreates_the_watch() {
     tx.send(compacted(3)).unwrap();
     assert!(matches!(
         a.next().await,
-        Some(Err(Error::Compacted {
+        Some(Err(Error::WatchCompacted {
             compact_revision: 22
         }))
     ));
@@ -440,7 +443,7 @@ async fn the_create_timeout_bounds_creation_only() {
     let (mut requests, _tx) = streams.recv().await.unwrap();
     assert_eq!(start_revision(next_request(&mut requests).await), 0);
     let e = unanswered.await.unwrap().unwrap_err();
-    assert!(matches!(e, Error::Core(etcd_core::Error::Timeout)), "{e:?}");
+    assert!(matches!(e, etcd_core::Error::Timeout), "{e:?}");
     assert_eq!(started.elapsed(), Duration::from_secs(2));
 
     // The next watch (on a new stream: the abandoned one closed with its last watch) is

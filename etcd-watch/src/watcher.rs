@@ -145,7 +145,7 @@ impl<S: WatchService> Watcher<S> {
     /// Bounds the creation of each watch ([`Watch`] awaited, [`WatchGroup::add`]), from the
     /// request until the server's created reply, by `timeout`: when no member answers in
     /// time the watch is dropped and creation fails with
-    /// [`etcd_core::Error::Timeout`] (as [`Error::Core`]). A watch once created is never
+    /// [`etcd_core::Error::Timeout`]. A watch once created is never
     /// bounded: its stream is resumed, however long that takes. `None` (the default) waits
     /// for as long as it takes. The `etcd-client` facade sets the client's request timeout.
     /// Call it before the first watch.
@@ -165,7 +165,7 @@ impl<S: WatchService> Watcher<S> {
     /// says "permission denied" for an expired token too), `reauth` is called, the stream
     /// is opened again (the token travels with the stream; the other watches resume on the
     /// new one without loss) and the watch is created once more. A watch refused again
-    /// ends with [`Error::Canceled`], whose [`server_kind`](Error::server_kind) tells why.
+    /// ends with [`Error::WatchCanceled`], whose [`server_kind`](Error::server_kind) tells why.
     /// A stream broken by an auth error is reopened after `reauth` too. The `etcd-client`
     /// facade sets this when it has credentials. Call it before the first watch.
     pub fn with_reauthentication(self, reauth: Reauthenticate) -> Self {
@@ -233,8 +233,8 @@ impl<S: WatchService> Watcher<S> {
         self.shared
             .commands()
             .send(Command::Progress { done })
-            .map_err(|_| Error::closed())?;
-        rx.await.map_err(|_| Error::closed())
+            .map_err(|_| crate::error::closed())?;
+        rx.await.map_err(|_| crate::error::closed())
     }
 
     /// Starts a watch and waits for its creation.
@@ -249,7 +249,7 @@ impl<S: WatchService> Watcher<S> {
                 sink,
                 created,
             })
-            .map_err(|_| Error::closed())?;
+            .map_err(|_| crate::error::closed())?;
         let guard = CancelOnDrop::new(id, self.shared.commands().clone());
         let reply = match self.shared.config.create_timeout {
             None => rx.await,
@@ -257,7 +257,7 @@ impl<S: WatchService> Watcher<S> {
             // trying to create on some member.
             Some(limit) => match tokio::time::timeout(limit, rx).await {
                 Ok(reply) => reply,
-                Err(_) => return Err(Error::Core(etcd_core::Error::Timeout)),
+                Err(_) => return Err(etcd_core::Error::Timeout),
             },
         };
         match reply {
@@ -269,7 +269,7 @@ impl<S: WatchService> Watcher<S> {
                 guard.disarm();
                 Err(error)
             }
-            Err(_) => Err(Error::closed()),
+            Err(_) => Err(crate::error::closed()),
         }
     }
 }
@@ -448,8 +448,8 @@ impl<S: WatchService> WatchGroup<S> {
                 id,
                 done: Some(done),
             })
-            .map_err(|_| Error::closed())?;
-        rx.await.map_err(|_| Error::closed())
+            .map_err(|_| crate::error::closed())?;
+        rx.await.map_err(|_| crate::error::closed())
     }
 
     /// Asks for a progress notification for every watch of the watcher's stream (see

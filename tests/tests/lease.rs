@@ -145,7 +145,7 @@ async fn grant_put_inspect_list_and_revoke() {
     assert_eq!(created_at(&kv, &key).await, None, "revoke deletes the key");
     assert!(matches!(
         lessor.time_to_live(lease.id()).await.unwrap_err(),
-        Error::NotFound { id } if id == lease.id()
+        Error::LeaseLost { id, reason: LossReason::NotFound } if id == lease.id()
     ));
     assert!(!lessor.list().await.unwrap().ids().contains(&lease.id()));
 }
@@ -205,12 +205,12 @@ async fn l7_error_table() {
         Some(ServerErrorKind::LeaseNotFound),
         "{e:?}"
     );
-    assert!(e.is_not_found());
+    assert!(e.is_lease_not_found());
     let e = sent_once(&calls, lessor.time_to_live(unknown))
         .await
         .unwrap_err();
     assert!(
-        matches!(e, Error::NotFound { id } if id == unknown),
+        matches!(e, Error::LeaseLost { id, reason: LossReason::NotFound } if id == unknown),
         "{e:?}"
     );
     let key = format!("{}k", unique_prefix("l7"));
@@ -225,12 +225,21 @@ async fn l7_error_table() {
     let started = Instant::now();
     let e = lessor.keep_alive(unknown).await.unwrap_err();
     assert!(
-        matches!(e, Error::NotFound { id } if id == unknown),
+        matches!(e, Error::LeaseLost { id, reason: LossReason::NotFound } if id == unknown),
         "{e:?}"
     );
     assert!(started.elapsed() < secs(1.0), "{:?}", started.elapsed());
     let e = lessor.keep_alive_once(unknown).await.unwrap_err();
-    assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::LeaseLost {
+                reason: LossReason::NotFound,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 
     // Refused locally.
     let before = calls.total();

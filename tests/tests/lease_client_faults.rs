@@ -669,7 +669,7 @@ async fn l5_a_long_loss_of_quorum_is_reported_within_ttl_plus_one_second() {
     let verdict = loop {
         match tokio::time::timeout(secs(2.0), client.lease().time_to_live(id)).await {
             Ok(Ok(info)) => break Some(info.ttl()),
-            Ok(Err(e)) if e.is_not_found() => break None,
+            Ok(Err(e)) if e.is_lease_not_found() => break None,
             other => {
                 assert!(
                     resumed.elapsed() < secs(15.0),
@@ -702,7 +702,7 @@ async fn l5_a_long_loss_of_quorum_is_reported_within_ttl_plus_one_second() {
             );
             client.lease().revoke(id).await.unwrap();
         }
-        Err(e) => assert!(e.is_not_found(), "{e:?}"),
+        Err(e) => assert!(e.is_lease_not_found(), "{e:?}"),
     }
     drop(session);
 
@@ -811,7 +811,10 @@ async fn l6_only_revoked_leases_end_and_the_others_go_on() {
     }
     for id in [keepers[1].id(), keepers[2].id()] {
         let gone = admin.lease().time_to_live(id).await;
-        assert!(matches!(&gone, Err(e) if e.is_not_found()), "{gone:?}");
+        assert!(
+            matches!(&gone, Err(e) if e.is_lease_not_found()),
+            "{gone:?}"
+        );
     }
     admin.lease().revoke(keepers[0].id()).await.unwrap();
 }

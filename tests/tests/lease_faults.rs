@@ -230,7 +230,10 @@ async fn l5_a_long_loss_of_quorum_is_reported_as_possibly_expired() {
     let verdict = loop {
         match lessor.time_to_live(id).await {
             Ok(info) => break format!("alive, TTL {:?}", info.ttl()),
-            Err(Error::NotFound { .. }) => break "expired (not found)".to_owned(),
+            Err(Error::LeaseLost {
+                reason: LossReason::NotFound,
+                ..
+            }) => break "expired (not found)".to_owned(),
             Err(e) if Instant::now() < deadline => {
                 eprintln!("time-to-live after SIGCONT failed: {e}");
                 tokio::time::sleep(secs(0.2)).await;
@@ -253,7 +256,7 @@ async fn l5_a_long_loss_of_quorum_is_reported_as_possibly_expired() {
             assert!(again.renewals() >= 1);
             lessor.revoke(id).await.unwrap();
         }
-        Err(e) => assert!(e.is_not_found(), "{e:?}"),
+        Err(e) => assert!(e.is_lease_not_found(), "{e:?}"),
     }
 }
 
@@ -353,6 +356,9 @@ async fn l6_a_lease_revoked_while_its_member_was_stopped_is_reported() {
     }
     assert!(matches!(
         client.time_to_live(revoked).await,
-        Err(Error::NotFound { .. })
+        Err(Error::LeaseLost {
+            reason: LossReason::NotFound,
+            ..
+        })
     ));
 }

@@ -358,7 +358,7 @@ async fn session_close_orphan_and_callers_lease() {
             .lease()
             .time_to_live(lease)
             .await
-            .is_err_and(|e| e.is_not_found())
+            .is_err_and(|e| e.is_lease_not_found())
     );
     drop(g);
 
@@ -386,10 +386,7 @@ async fn session_close_orphan_and_callers_lease() {
 
     // An unknown lease is refused.
     let err = Session::new(&client).lease(lease).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::Lease(e) if e.is_not_found()),
-        "{err:?}"
-    );
+    assert!(err.is_lease_not_found(), "{err:?}");
 }
 
 /// The server-side Lock service: the same queue and keys as the client-side mutex.

@@ -45,10 +45,7 @@ async fn a_watch_on_an_unreachable_member_times_out_then_works() {
         .await
         .expect_err("no member answers");
     let took = started.elapsed();
-    assert!(
-        matches!(&e, etcd_watch::Error::Core(c) if is_timeout(c)),
-        "{e:?}"
-    );
+    assert!(is_timeout(&e), "{e:?}");
     assert!(
         took >= REQUEST_TIMEOUT - Duration::from_millis(50),
         "{took:?}"
@@ -62,10 +59,7 @@ async fn a_watch_on_an_unreachable_member_times_out_then_works() {
         .await
         .expect_err("no member answers");
     let took = started.elapsed();
-    assert!(
-        matches!(&e, etcd_watch::Error::Core(c) if is_timeout(c)),
-        "{e:?}"
-    );
+    assert!(is_timeout(&e), "{e:?}");
     assert!(took < BOUND, "adding a watch took {took:?} to fail");
 
     // Reachable again: the same client watches, and the established watch is not ended
@@ -108,10 +102,7 @@ async fn a_keep_alive_on_an_unreachable_member_times_out_then_works() {
         .await
         .expect_err("no member answers");
     let took = started.elapsed();
-    assert!(
-        matches!(&e, etcd_lease::Error::Core(c) if is_timeout(c)),
-        "{e:?}"
-    );
+    assert!(is_timeout(&e), "{e:?}");
     assert!(
         took >= REQUEST_TIMEOUT - Duration::from_millis(50),
         "{took:?}"

@@ -673,7 +673,7 @@ async fn w12_a_watch_from_a_compacted_revision_ends_at_once_with_compacted() {
         .await
         .expect("an answer")
     {
-        Some(Err(WatchError::Compacted { compact_revision })) => {
+        Some(Err(WatchError::WatchCompacted { compact_revision })) => {
             assert_eq!(compact_revision, current);
         }
         other => panic!("w12: expected Compacted, got {other:?}"),
@@ -1493,7 +1493,7 @@ async fn w11_a_require_leader_watch_ends_with_no_leader_and_a_plain_one_stays() 
     let took = paused.elapsed();
     println!("{name}: NoLeader after {took:?}");
     assert!(
-        matches!(item, Some(Err(WatchError::NoLeader))),
+        matches!(item, Some(Err(WatchError::WatchNoLeader))),
         "{name}: expected NoLeader, got {item:?}"
     );
     assert!(rl.next().await.is_none(), "{name}: the watch goes on");

@@ -229,7 +229,7 @@ async fn w11_require_leader_watch_ends_with_no_leader() {
         .await
         .expect("no NoLeader in time");
     let took = paused.elapsed();
-    assert!(matches!(item, Some(Err(Error::NoLeader))), "{item:?}");
+    assert!(matches!(item, Some(Err(Error::WatchNoLeader))), "{item:?}");
     assert!(rl.next().await.is_none());
     eprintln!("w11: NoLeader after {took:?}");
     // The plain watch is still open and silent.

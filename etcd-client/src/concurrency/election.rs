@@ -21,7 +21,7 @@ use crate::Client;
 /// with the lowest create revision.
 ///
 /// ```no_run
-/// # async fn example(session: etcd_client::concurrency::Session) -> Result<(), etcd_client::concurrency::Error> {
+/// # async fn example(session: etcd_client::concurrency::Session) -> etcd_client::Result<()> {
 /// use futures_util::StreamExt;
 /// let election = session.election("elections/leader");
 /// let leadership = election.campaign("node-1").await?;   // resolves when elected
@@ -243,8 +243,8 @@ impl ObserveState {
                         }
                     }
                 }
-                Some(Err(etcd_watch::Error::Compacted { .. })) | None => self.watch = None,
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(etcd_watch::Error::WatchCompacted { .. })) | None => self.watch = None,
+                Some(Err(e)) => return Err(e),
             }
         }
     }

@@ -61,82 +61,17 @@ mod queue;
 mod session;
 mod stm;
 
-use etcd_lease::LossReason;
-
 pub use election::{Election, Leadership, Observe, leader, observe};
 pub use mutex::{LockGuard, Mutex};
 pub use session::{DEFAULT_TTL, Session, SessionBuilder};
 pub use stm::{Isolation, Stm, StmTxn};
 
 /// Why a [`Session`] no longer keeps its lease alive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SessionLoss {
-    /// The lease was lost: see the [`LossReason`] (expired, possibly, when the cluster was
-    /// unreachable for a TTL; not found or revoked when the server said so).
-    Lease(LossReason),
-    /// [`Session::close`] was called: the lease is revoked.
-    Closed,
-    /// [`Session::orphan`] was called: the lease is no longer renewed and expires after
-    /// its TTL.
-    Orphaned,
-}
-
-impl std::fmt::Display for SessionLoss {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SessionLoss::Lease(reason) => write!(f, "lease {reason}"),
-            SessionLoss::Closed => f.write_str("session closed"),
-            SessionLoss::Orphaned => f.write_str("session orphaned"),
-        }
-    }
-}
-
-/// What can go wrong with a session, a lock or an election.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The session is gone, or its key in the queue is: a waiter fails with this instead of
-    /// waiting for others (and never acquires afterwards). `loss` is the session's reason,
-    /// or `None` when the queue key itself vanished (its lease was revoked or expired on
-    /// the server before the session noticed, or someone deleted the key).
-    #[error("session of lease {lease_id:x} expired{}", match .loss { Some(l) => format!(" ({l})"), None => " (its key is gone)".to_owned() })]
-    SessionExpired {
-        /// The session's lease.
-        lease_id: i64,
-        /// The session's reason, when it knows one.
-        loss: Option<SessionLoss>,
-    },
-    /// [`Mutex::try_lock`]: another session holds the lock.
-    #[error("the lock is held by another session (key {owner:?})")]
-    Locked {
-        /// The holder's key.
-        owner: bytes::Bytes,
-    },
-    /// A fenced election write failed: this leadership's key was deleted or recreated, so
-    /// it no longer leads.
-    #[error("not the leader: the leadership key was deleted or recreated")]
-    NotLeader,
-    /// A KV call failed.
-    #[error(transparent)]
-    Etcd(#[from] etcd_core::Error),
-    /// Granting the session's lease, or keeping it alive, failed.
-    #[error(transparent)]
-    Lease(#[from] etcd_lease::Error),
-    /// A watch failed (other than by compaction, which is handled by re-reading).
-    #[error(transparent)]
-    Watch(#[from] etcd_watch::Error),
-}
-
-impl Error {
-    /// True for [`Error::SessionExpired`].
-    pub fn is_session_expired(&self) -> bool {
-        matches!(self, Error::SessionExpired { .. })
-    }
-}
-
-/// `Result` with the concurrency [`Error`] as the default error type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use etcd_core::lock::SessionLoss;
+/// What can go wrong with a session, a lock or an election: the one
+/// [`Error`] of the client, whose [`Error::SessionExpired`],
+/// [`Error::Locked`] and [`Error::NotLeader`] are this module's own.
+pub use etcd_core::{Error, Result};
 
 /// The server-side Lock service of a [`Client`](crate::Client) (a second API to the same
 /// locks as [`Mutex`], run by etcd): calls spread over the members with failover, in the

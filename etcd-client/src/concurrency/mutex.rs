@@ -22,7 +22,7 @@ use super::{Error, Result, Session};
 /// [module documentation](super)).
 ///
 /// ```no_run
-/// # async fn example(session: etcd_client::concurrency::Session) -> Result<(), etcd_client::concurrency::Error> {
+/// # async fn example(session: etcd_client::concurrency::Session) -> etcd_client::Result<()> {
 /// use etcd_client::kv::Op;
 /// let mutex = session.mutex("locks/db");
 /// let guard = mutex.lock().await?;

@@ -82,7 +82,7 @@ pub(crate) async fn enqueue(session: &Session, prefix: &Bytes, value: Bytes) -> 
 }
 
 fn protocol(message: &'static str) -> Error {
-    Error::Etcd(etcd_core::Error::Protocol(message.into()))
+    Error::Protocol(message.into())
 }
 
 /// Waits until no key under `prefix` has a create revision below `revision` (the
@@ -160,8 +160,8 @@ async fn predecessors_gone(session: &Session, prefix: &Bytes, revision: i64) -> 
             match deletes.next().await {
                 Some(Ok(resp)) if !resp.events().is_empty() => break,
                 Some(Ok(_)) => {}
-                Some(Err(etcd_watch::Error::Compacted { .. })) | None => break,
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(etcd_watch::Error::WatchCompacted { .. })) | None => break,
+                Some(Err(e)) => return Err(e),
             }
         }
     }

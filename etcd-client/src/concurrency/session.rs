@@ -62,7 +62,7 @@ impl Session {
     /// [`DEFAULT_TTL`]) and await the builder.
     ///
     /// ```no_run
-    /// # async fn example(client: etcd_client::Client) -> Result<(), etcd_client::concurrency::Error> {
+    /// # async fn example(client: etcd_client::Client) -> etcd_client::Result<()> {
     /// use std::time::Duration;
     /// let session = etcd_client::concurrency::Session::new(&client)
     ///     .ttl(Duration::from_secs(10))
@@ -120,8 +120,8 @@ impl Session {
         self.end(SessionLoss::Closed);
         match self.inner.client.lease().revoke(self.inner.lease_id).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) if e.is_lease_not_found() => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -217,8 +217,8 @@ impl SessionBuilder {
 
     /// Uses an existing lease instead of granting one: the session keeps it alive, and
     /// [`Session::close`] revokes it. Awaiting fails with
-    /// [`etcd_lease::Error::NotFound`] (inside [`Error::Lease`]) when the lease does not
-    /// exist.
+    /// [`Error::LeaseLost`] ([`LossReason::NotFound`](crate::lease::LossReason::NotFound))
+    /// when the lease does not exist.
     pub fn lease(mut self, lease_id: i64) -> Self {
         self.lease = Some(lease_id);
         self
@@ -243,7 +243,7 @@ impl IntoFuture for SessionBuilder {
                     if granted {
                         let _ = lessor.revoke(lease_id).await;
                     }
-                    return Err(e.into());
+                    return Err(e);
                 }
             };
             let ttl = keep_alive.ttl();

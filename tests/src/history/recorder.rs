@@ -186,7 +186,9 @@ impl Recorder {
                             }
                             trace.items.push(WatchItem::Events { at, events });
                         }
-                        Some(Err(etcd_client::watch::Error::Compacted { compact_revision })) => {
+                        Some(Err(etcd_client::watch::Error::WatchCompacted {
+                            compact_revision,
+                        })) => {
                             trace.items.push(WatchItem::Compacted {
                                 at,
                                 compact_revision,
