@@ -11,9 +11,9 @@
 //! ([`RequestSeen`]). The commonest cause is an endpoint whose scheme does not match the
 //! port: `http://` on a port that serves TLS, whose server reads the client's first
 //! bytes, sees no TLS handshake and hangs up, or `https://` on a plain-text port. Such
-//! failures get an error that says so: [`SILENT_CLOSE`], which `etcd-core` classifies as
-//! a transport error that did not apply, before a request was written, and
-//! [`closed_after_request`] (outcome unknown) after.
+//! failures get an error that says so: [`SILENT_CLOSE`], marked
+//! `etcd_core::transport::NeverSent` (a transport error that did not apply) before a
+//! request was written, and [`closed_after_request`] (outcome unknown) after.
 //!
 //! A write that fails because the server hung up is reported by the next read instead:
 //! HTTP/2 gives its streams a bare "broken pipe" for a failed write, but the reason for a
@@ -36,8 +36,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tower::Service;
 
-/// What a connection closed before the server said anything reports. `etcd-core`'s
-/// classification of transport errors recognises it.
+/// What a connection closed before the server said anything reports (for people;
+/// `etcd-core` recognises such a failure by the `NeverSent` mark it carries).
 pub(crate) const SILENT_CLOSE: &str = "the server closed the connection before sending a byte";
 
 /// Connects over TCP like tonic does, and watches each connection (see the module docs).
@@ -284,10 +284,10 @@ impl Watched {
 pub(crate) fn silent_close(kind: io::ErrorKind, tls: bool) -> io::Error {
     io::Error::new(
         kind,
-        format!(
+        etcd_core::transport::NeverSent::new(format!(
             "{SILENT_CLOSE} (the request was not processed; {})",
             scheme_hint(tls)
-        ),
+        )),
     )
 }
 

@@ -113,8 +113,9 @@ pub enum Applied {
 
 impl Error {
     /// Recovers a typed error from whatever a tower stack produced: an [`Error`], a
-    /// `tonic::Status`, a tower timeout, or anything else (treated as a transport failure
-    /// with an unknown outcome).
+    /// `tonic::Status`, a tower timeout, or anything else (a transport failure: never sent
+    /// when it carries [`NeverSent`](crate::transport::NeverSent), else with an unknown
+    /// outcome unless a well-known cause says otherwise).
     pub fn from_boxed(error: BoxError) -> Self {
         let error = match error.downcast::<Error>() {
             Ok(e) => return *e,
@@ -127,11 +128,9 @@ impl Error {
         if error.is::<tower::timeout::error::Elapsed>() {
             return Error::Timeout;
         }
-        Error::Transport {
-            message: error.to_string().into(),
-            applied: Applied::Unknown,
-            source: Some(error),
-        }
+        // Anything else failed below gRPC: classified as a transport failure, never sent
+        // when it carries the transport's mark (or a foreign error says so).
+        Error::from(tonic::Status::from_error(error))
     }
 
     /// Whether a write that failed with this error may have been applied by the server.

@@ -492,23 +492,23 @@ fn transport_failure(status: &tonic::Status) -> Option<(Applied, Option<String>)
                 applied = Applied::No;
             }
         }
+        // A transport of ours (or anyone's) that knows its request was never sent says so
+        // with the type, and its message explains.
+        if crate::transport::is_never_sent(err) {
+            applied = Applied::No;
+            explained.get_or_insert_with(|| err.to_string());
+        }
+        // Diagnosis of foreign errors, by their wording: hyper and tonic connect errors,
+        // and hyper's cancel of a request still queued when its connection closed (it was
+        // never written).
         let text = err.to_string();
-        // hyper cancels a request that was still queued when its connection closed:
-        // it was never written.
         if text.contains("tcp connect error")
             || text.contains("TLS handshake timeout")
             || text.contains("operation was canceled")
-            || text.contains("the request was not sent")
             || text.contains("error trying to connect")
             || text.contains("dns error")
         {
             applied = Applied::No;
-        }
-        // etcd-client's plain-text connector: the server hung up before its HTTP/2
-        // preface, so it acted on no request (a TLS port, or a server going away).
-        if text.contains("the server closed the connection before sending a byte") {
-            applied = Applied::No;
-            explained.get_or_insert(text.clone());
         }
         // A server that hangs up on a TLS handshake: a plain-text port, or a server or
         // proxy going away. Nothing was sent.
@@ -990,11 +990,22 @@ mod tests {
 
     #[test]
     fn a_connection_closed_before_the_server_spoke_never_applied() {
-        for text in [
-            "the server closed the connection before sending a byte (...)",
-            "tls handshake eof",
+        use crate::transport::NeverSent;
+        let marked = |text: &str| {
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, NeverSent::new(text))
+        };
+        for (text, io) in [
+            // Our connector marks it: the type decides, whatever the words.
+            (
+                "the server closed the connection early",
+                marked("the server closed the connection early"),
+            ),
+            // rustls' words for a server hanging up on the handshake (a foreign error).
+            (
+                "tls handshake eof",
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "tls handshake eof"),
+            ),
         ] {
-            let io = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, text);
             let e = Error::from(tonic::Status::from_error(Box::new(io)));
             assert!(!e.is_tls(), "{text}: {e:?}");
             match &e {
@@ -1009,6 +1020,23 @@ mod tests {
     }
 
     #[test]
+    fn our_own_words_without_the_mark_leave_the_outcome_open() {
+        // The classification of our transports' errors reads the type: the same words
+        // without the mark say nothing about whether the request was sent.
+        for text in [
+            "the request was not sent: GOAWAY",
+            "the server closed the connection before sending a byte",
+        ] {
+            let io = std::io::Error::other(text);
+            let e = Error::from(tonic::Status::from_error(Box::new(io)));
+            assert_eq!(e.applied(), Applied::Unknown, "{text}: {e:?}");
+        }
+        let marked = crate::transport::NeverSent::new("stream refused");
+        let e = Error::from(tonic::Status::from_error(Box::new(marked)));
+        assert_eq!(e.applied(), Applied::No, "{e:?}");
+    }
+
+    #[test]
     fn boxed_errors_are_recovered() {
         let e = Error::from_boxed(Box::new(Error::Timeout));
         assert!(matches!(e, Error::Timeout));
@@ -1019,6 +1047,10 @@ mod tests {
         assert_eq!(e.server_kind(), Some(ServerErrorKind::LeaseNotFound));
         let e = Error::from_boxed(Box::new(tower::timeout::error::Elapsed::new()));
         assert!(matches!(e, Error::Timeout));
+        let e = Error::from_boxed(Box::new(crate::transport::NeverSent::new("refused")));
+        assert_eq!(e.applied(), Applied::No, "{e:?}");
+        let e = Error::from_boxed("something broke".into());
+        assert_eq!(e.applied(), Applied::Unknown, "{e:?}");
     }
 }
 

@@ -1,5 +1,6 @@
-//! The errors of the direct HTTP/2 channel. Their messages carry the phrases by which
-//! `etcd-core` tells whether a failed request may have reached the server.
+//! The errors of the direct HTTP/2 channel. Those of requests that never reached the
+//! server are wrapped in `etcd_core::transport::NeverSent` where calls fail, which is how
+//! `etcd-core` knows they may be sent again; the messages are for people.
 
 use std::io;
 use std::sync::Arc;

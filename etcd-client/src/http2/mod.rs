@@ -183,7 +183,10 @@ async fn call(
     // replaced once: the request was not sent on it.
     let mut closing = 0;
     let stream = loop {
-        let live = shared.connection().await?;
+        let live = shared
+            .connection()
+            .await
+            .map_err(|e| Box::new(etcd_core::transport::NeverSent::new(e)) as BoxError)?;
         let mut queued = Queued {
             conn: &live.conn,
             ticket: None,

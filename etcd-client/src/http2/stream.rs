@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 use tonic::body::Body;
 
 use super::conn::{BodyPart, Conn, Failure};
+use etcd_core::transport::NeverSent;
+
 use super::error::{NotSent, StreamError};
 
 /// A handle to an open stream; the last one dropped forgets the stream (resetting it if it
@@ -46,7 +48,7 @@ impl Drop for StreamRef {
 /// The error of a failed stream, as calls report it.
 pub(super) fn failure_error(failure: Failure) -> etcd_core::BoxError {
     match failure {
-        Failure::NotSent(why) => Box::new(NotSent(why)),
+        Failure::NotSent(why) => Box::new(NeverSent::new(NotSent(why))),
         Failure::Failed(why) => Box::new(StreamError(why)),
     }
 }
