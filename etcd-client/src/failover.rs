@@ -310,6 +310,64 @@ fn may_resend(error: &Error, read_only: bool) -> bool {
     }
 }
 
+/// A member's transport failure with the member's endpoint in its message.
+fn naming(error: Error, endpoint: &str) -> Error {
+    match error {
+        Error::Transport {
+            message,
+            applied,
+            source,
+        } => Error::Transport {
+            message: format!("{endpoint}: {message}").into(),
+            applied,
+            source,
+        },
+        other => other,
+    }
+}
+
+/// The error of a call that every member it was sent to failed: with one member, that
+/// member's error; with several and all transport failures, one that names each member and
+/// its cause (the request may have applied if any attempt's outcome is unknown). Otherwise
+/// the last error.
+fn every_member_failed(mut failures: Vec<(String, Error)>) -> Error {
+    let all_transport = failures
+        .iter()
+        .all(|(_, e)| matches!(e, Error::Transport { .. }));
+    let Some((endpoint, last)) = failures.pop() else {
+        return Error::Protocol("no member to send the request to".into());
+    };
+    match last {
+        Error::Transport {
+            message: last_message,
+            applied,
+            source,
+        } if all_transport && !failures.is_empty() => {
+            let applied = if failures
+                .iter()
+                .any(|(_, e)| e.applied() == Applied::Unknown)
+            {
+                Applied::Unknown
+            } else {
+                applied
+            };
+            let mut message = format!("all {} members failed:", failures.len() + 1);
+            for (endpoint, error) in &failures {
+                if let Error::Transport { message: cause, .. } = error {
+                    message.push_str(&format!(" {endpoint}: {cause};"));
+                }
+            }
+            message.push_str(&format!(" {endpoint}: {last_message}"));
+            Error::Transport {
+                message: message.into(),
+                applied,
+                source,
+            }
+        }
+        other => naming(other, &endpoint),
+    }
+}
+
 /// Whether a failed call shows that the member should be skipped for a while: it could
 /// not be reached, or it is a learner (which refuses every stream and every call but
 /// serializable reads and a few maintenance calls).
@@ -343,7 +401,7 @@ where
             let order = this.order(&members);
             let read_only = request.is_read_only();
             let mut request = Some(request);
-            let mut last_error = None;
+            let mut failures = Vec::new();
             for (attempt, &member) in order.iter().enumerate() {
                 let last = attempt + 1 == order.len();
                 let Some(req) = request.take() else { break };
@@ -363,16 +421,16 @@ where
                         if should_skip(&error) {
                             members[member].record(false);
                         }
+                        let endpoint = &members[member].endpoint;
                         if !may_resend(&error, read_only) {
-                            return Err(error);
+                            return Err(naming(error, endpoint));
                         }
-                        tracing::debug!(endpoint = %members[member].endpoint, %error, "trying the next member");
-                        last_error = Some(error);
+                        tracing::debug!(%endpoint, %error, "trying the next member");
+                        failures.push((endpoint.clone(), error));
                     }
                 }
             }
-            Err(last_error
-                .unwrap_or_else(|| Error::Protocol("no member to send the request to".into())))
+            Err(every_member_failed(failures))
         })
     }
 }
@@ -380,6 +438,40 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call every member refused names each member and its cause, and is certainly not
+    /// applied when no attempt reached a server.
+    #[tokio::test]
+    async fn a_call_every_member_refused_names_each_member() {
+        let refusing = |why: &'static str| {
+            tower::util::BoxCloneSyncService::new(tower::service_fn(
+                move |_: pb::PutRequest| async move {
+                    Err::<(), _>(Error::Transport {
+                        message: why.into(),
+                        applied: Applied::No,
+                        source: None,
+                    })
+                },
+            ))
+        };
+        let failover = Failover::new([
+            ("http://a:2379".to_owned(), refusing("connection refused")),
+            ("http://b:2379".to_owned(), refusing("no route to host")),
+        ]);
+        let error = failover
+            .oneshot(pb::PutRequest::default())
+            .await
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("all 2 members failed"), "{text}");
+        assert!(text.contains("http://a:2379: connection refused"), "{text}");
+        assert!(text.contains("http://b:2379: no route to host"), "{text}");
+        assert_eq!(error.applied(), Applied::No);
+
+        let alone = Failover::new([("http://c:2379".to_owned(), refusing("refused"))]);
+        let error = alone.oneshot(pb::PutRequest::default()).await.unwrap_err();
+        assert_eq!(error.to_string(), "transport error: http://c:2379: refused");
+    }
 
     /// A member that never answers is skipped after a call to it was dropped at its
     /// deadline, instead of stalling every call sent to it in turn.

@@ -158,8 +158,10 @@ async fn assert_fails_fast(client: &Client, what: &str, is_tls: bool) -> Error {
         } => {
             assert_eq!(*applied, Applied::No, "{what}: {error:?}");
             if is_tls {
+                // Named by its endpoint, then what failed.
                 assert!(
-                    message.starts_with("TLS handshake failed"),
+                    message.starts_with("https://127.0.0.1:")
+                        && message.contains(": TLS handshake failed"),
                     "{what}: {message}"
                 );
                 assert!(
