@@ -179,7 +179,7 @@ impl<S> Member<S> {
         } else {
             health.penalty = (health.penalty * 2).clamp(FIRST_PENALTY, MAX_PENALTY);
             health.skip_until = Some(Instant::now() + health.penalty);
-            tracing::debug!(endpoint = %self.endpoint, penalty = ?health.penalty, "member unreachable");
+            tracing::warn!(endpoint = %self.endpoint, penalty = ?health.penalty, "member unreachable: skipped for a while");
         }
     }
 }

@@ -489,7 +489,11 @@ where
     /// Ends `id`'s keep-alive and tells its handles why.
     fn lose(&mut self, id: i64, reason: LossReason) {
         if let Some(lease) = self.leases.remove(&id) {
-            tracing::debug!(lease = id, %reason, "lease lost");
+            if reason == LossReason::Revoked {
+                tracing::debug!(lease = id, "lease revoked through this client");
+            } else {
+                tracing::warn!(lease = id, %reason, "lease lost");
+            }
             lease.status.send_modify(|s| s.lost = Some(reason));
             self.close_if_unused();
         }
