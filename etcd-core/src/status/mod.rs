@@ -3,7 +3,13 @@
 //! etcd treats its status messages as API (its own Go client looks errors up by message),
 //! and the gRPC codes differ between versions, so the message decides and the code is the
 //! fallback. Every row is checked by a unit test below and most by integration tests
-//! against etcd 3.4 and 3.5.
+//! against etcd 3.4 and 3.5. A status that did not come from etcd is a transport failure,
+//! diagnosed in [`transport`].
+
+mod transport;
+
+pub(crate) use transport::TlsFailure;
+use transport::{timed_out, tls_failure, transport_failure};
 
 use std::error::Error as StdError;
 
@@ -379,152 +385,84 @@ impl From<tonic::Status> for Error {
     }
 }
 
-/// Whether a tower timeout layer below the gRPC client gave up on the call.
-fn timed_out(status: &tonic::Status) -> bool {
-    let mut cause: Option<&(dyn StdError + 'static)> = status.source();
-    while let Some(err) = cause {
-        if err.is::<tower::timeout::error::Elapsed>() {
-            return true;
-        }
-        cause = err.source();
-    }
-    false
-}
-
-/// What failed TLS handshakes report (rustls' and tonic's messages), and what to tell
-/// the caller. The first match in the chain of causes wins.
-const TLS_FAILURES: &[(&str, &str)] = &[
-    (
-        "invalid peer certificate",
-        "the server's certificate was not accepted: check that the CA given signed it and \
-         that it names the server (or set a server name override)",
-    ),
-    (
-        "certificate not valid for name",
-        "the server's certificate does not name the server: set a server name override or \
-         use a name it lists",
-    ),
-    (
-        "received fatal alert: CertificateRequired",
-        "the server requires a client certificate and none was given",
-    ),
-    (
-        "received fatal alert: BadCertificate",
-        "the server refused the client certificate (none given, or not signed by a CA it \
-         trusts)",
-    ),
-    (
-        "received fatal alert: CertificateExpired",
-        "the server refused the client certificate: it has expired",
-    ),
-    (
-        "received fatal alert: UnknownCA",
-        "the server refused the client certificate: it does not trust the CA that signed it",
-    ),
-    (
-        "received fatal alert",
-        "the server refused the TLS handshake",
-    ),
-    (
-        "peer sent no certificates",
-        "the server sent no certificate",
-    ),
-    (
-        "received corrupt message",
-        "the server does not speak TLS on this port (use http:// for it?)",
-    ),
-    (
-        "peer is incompatible",
-        "the server's TLS versions or ciphers are incompatible",
-    ),
-    (
-        "HTTP/2 was not negotiated",
-        "the server did not offer HTTP/2 over TLS",
-    ),
-];
-
-/// A connection that failed in its TLS handshake for a reason that trying again will not
-/// fix: an untrusted certificate, a refused client certificate, a server without TLS.
-#[derive(Debug)]
-pub(crate) struct TlsFailure {
-    status: tonic::Status,
-}
-
-impl std::fmt::Display for TlsFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TLS handshake failed")
+/// A cancel reason as a server error: gRPC's `rpc error: code = <Code> desc = <message>`
+/// text, or a bare message (code `Unknown`).
+pub(crate) fn parse_cancel_reason(reason: &str) -> ServerError {
+    let parsed = reason
+        .strip_prefix("rpc error: code = ")
+        .and_then(|rest| rest.split_once(" desc = "));
+    match parsed {
+        Some((code, message)) => ServerError::new(code_named(code.trim()), message),
+        None => ServerError::new(tonic::Code::Unknown, reason),
     }
 }
 
-impl StdError for TlsFailure {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&self.status)
+/// The gRPC code of the name Go's `codes.Code.String` gives it.
+fn code_named(name: &str) -> tonic::Code {
+    use tonic::Code;
+    match name {
+        "OK" => Code::Ok,
+        "Canceled" => Code::Cancelled,
+        "InvalidArgument" => Code::InvalidArgument,
+        "DeadlineExceeded" => Code::DeadlineExceeded,
+        "NotFound" => Code::NotFound,
+        "AlreadyExists" => Code::AlreadyExists,
+        "PermissionDenied" => Code::PermissionDenied,
+        "ResourceExhausted" => Code::ResourceExhausted,
+        "FailedPrecondition" => Code::FailedPrecondition,
+        "Aborted" => Code::Aborted,
+        "OutOfRange" => Code::OutOfRange,
+        "Unimplemented" => Code::Unimplemented,
+        "Internal" => Code::Internal,
+        "Unavailable" => Code::Unavailable,
+        "DataLoss" => Code::DataLoss,
+        "Unauthenticated" => Code::Unauthenticated,
+        _ => Code::Unknown,
     }
 }
 
-/// Recognises a failed TLS handshake among the causes of a status, and says what failed.
-fn tls_failure(status: &tonic::Status) -> Option<String> {
-    let mut cause: Option<&(dyn StdError + 'static)> = Some(status.source()?);
-    while let Some(err) = cause {
-        let text = err.to_string();
-        if let Some((_, meaning)) = TLS_FAILURES.iter().find(|(m, _)| text.contains(m)) {
-            return Some(format!("TLS handshake failed: {meaning} ({text})"));
-        }
-        cause = err.source();
-    }
-    None
-}
+#[cfg(test)]
+mod cancel_reason_tests {
+    use crate::{Error, ServerErrorKind};
 
-/// Tells a transport failure from a server status, and whether the request left the client:
-/// a refused or failed connection means it never did. Some failures come with a clearer
-/// message than the status's.
-fn transport_failure(status: &tonic::Status) -> Option<(Applied, Option<String>)> {
-    let mut cause: Option<&(dyn StdError + 'static)> = Some(status.source()?);
-    let mut applied = Applied::Unknown;
-    let mut explained = None;
-    while let Some(err) = cause {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionRefused | AddrNotAvailable | HostUnreachable | NetworkUnreachable
-            ) {
-                applied = Applied::No;
+    #[test]
+    fn cancel_reasons_are_classified() {
+        let kind = |reason: &str| {
+            Error::WatchCanceled {
+                reason: reason.into(),
             }
+            .server_kind()
+        };
+        // etcd 3.5.1 (a forbidden key, or an expired token)
+        assert_eq!(
+            kind("rpc error: code = PermissionDenied desc = etcdserver: permission denied"),
+            Some(ServerErrorKind::PermissionDenied)
+        );
+        assert_eq!(
+            kind("etcdserver: permission denied"),
+            Some(ServerErrorKind::PermissionDenied)
+        );
+        // etcd 3.4.23
+        assert_eq!(
+            kind("rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"),
+            Some(ServerErrorKind::InvalidAuthToken)
+        );
+        assert_eq!(
+            kind(
+                "rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old"
+            ),
+            Some(ServerErrorKind::AuthOldRevision)
+        );
+        let parsed = Error::WatchCanceled {
+            reason: "rpc error: code = Unauthenticated desc = something new".into(),
         }
-        // A transport of ours (or anyone's) that knows its request was never sent says so
-        // with the type, and its message explains.
-        if crate::transport::is_never_sent(err) {
-            applied = Applied::No;
-            explained.get_or_insert_with(|| err.to_string());
-        }
-        // Diagnosis of foreign errors, by their wording: hyper and tonic connect errors,
-        // and hyper's cancel of a request still queued when its connection closed (it was
-        // never written).
-        let text = err.to_string();
-        if text.contains("tcp connect error")
-            || text.contains("TLS handshake timeout")
-            || text.contains("operation was canceled")
-            || text.contains("error trying to connect")
-            || text.contains("dns error")
-        {
-            applied = Applied::No;
-        }
-        // A server that hangs up on a TLS handshake: a plain-text port, or a server or
-        // proxy going away. Nothing was sent.
-        if text.contains("tls handshake eof") {
-            applied = Applied::No;
-            explained.get_or_insert_with(|| {
-                format!(
-                    "TLS handshake failed: the server closed the connection during the \
-                     handshake; if this port does not serve TLS, use an http:// endpoint \
-                     ({text})"
-                )
-            });
-        }
-        cause = err.source();
+        .server_error()
+        .unwrap();
+        assert_eq!(parsed.code(), tonic::Code::Unauthenticated);
+        assert_eq!(parsed.message(), "something new");
+        assert_eq!(kind("watch creation refused"), Some(ServerErrorKind::Other));
+        assert_eq!(Error::WatchNoLeader.server_kind(), None);
     }
-    Some((applied, explained))
 }
 
 #[cfg(test)]
@@ -871,265 +809,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn a_client_side_deadline_is_a_timeout() {
-        let e = Error::from(tonic::Status::deadline_exceeded("Timeout expired"));
-        assert!(matches!(e, Error::Timeout));
-        assert!(e.is_outcome_unknown());
-    }
-
-    #[test]
-    fn a_refused_connection_never_applied() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let status = tonic::Status::from_error(Box::new(io));
-        let e = Error::from(status);
-        assert!(
-            matches!(
-                e,
-                Error::Transport {
-                    applied: Applied::No,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
-    }
-
-    #[test]
-    fn a_request_canceled_before_sending_never_applied() {
-        #[derive(Debug)]
-        struct Canceled;
-        impl std::fmt::Display for Canceled {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("operation was canceled: connection closed")
-            }
-        }
-        impl StdError for Canceled {}
-        let status = tonic::Status::from_error(Box::new(Canceled));
-        let e = Error::from(status);
-        assert!(
-            matches!(
-                e,
-                Error::Transport {
-                    applied: Applied::No,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
-    }
-
-    #[test]
-    fn a_broken_connection_leaves_the_outcome_open() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        let e = Error::from(tonic::Status::from_error(Box::new(io)));
-        assert!(
-            matches!(
-                e,
-                Error::Transport {
-                    applied: Applied::Unknown,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
-    }
-
-    #[test]
-    fn tls_handshake_failures_are_typed_and_never_applied() {
-        for (text, says) in [
-            (
-                "invalid peer certificate: UnknownIssuer",
-                "CA given signed it",
-            ),
-            (
-                "received fatal alert: CertificateRequired",
-                "requires a client certificate",
-            ),
-            ("received fatal alert: BadCertificate", "client certificate"),
-            (
-                "received corrupt message of type InvalidContentType",
-                "does not speak TLS",
-            ),
-        ] {
-            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, text);
-            let e = Error::from(tonic::Status::from_error(Box::new(io)));
-            assert!(e.is_tls(), "{text}: {e:?}");
-            match &e {
-                Error::Transport {
-                    message,
-                    applied: Applied::No,
-                    ..
-                } => {
-                    assert!(message.starts_with("TLS handshake failed"), "{message}");
-                    assert!(message.contains(says), "{message}");
-                    assert!(message.contains(text), "{message}");
-                }
-                other => panic!("{text}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn a_tls_handshake_timeout_is_a_retriable_transport_error() {
-        let e = Error::from(tonic::Status::from_error("TLS handshake timeout.".into()));
-        assert!(!e.is_tls(), "{e:?}");
-        assert!(
-            matches!(
-                e,
-                Error::Transport {
-                    applied: Applied::No,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
-    }
-
-    #[test]
-    fn a_connection_closed_before_the_server_spoke_never_applied() {
-        use crate::transport::NeverSent;
-        let marked = |text: &str| {
-            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, NeverSent::new(text))
-        };
-        for (text, io) in [
-            // Our connector marks it: the type decides, whatever the words.
-            (
-                "the server closed the connection early",
-                marked("the server closed the connection early"),
-            ),
-            // rustls' words for a server hanging up on the handshake (a foreign error).
-            (
-                "tls handshake eof",
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "tls handshake eof"),
-            ),
-        ] {
-            let e = Error::from(tonic::Status::from_error(Box::new(io)));
-            assert!(!e.is_tls(), "{text}: {e:?}");
-            match &e {
-                Error::Transport {
-                    message,
-                    applied: Applied::No,
-                    ..
-                } => assert!(message.contains(text), "{message}"),
-                other => panic!("{text}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn our_own_words_without_the_mark_leave_the_outcome_open() {
-        // The classification of our transports' errors reads the type: the same words
-        // without the mark say nothing about whether the request was sent.
-        for text in [
-            "the request was not sent: GOAWAY",
-            "the server closed the connection before sending a byte",
-        ] {
-            let io = std::io::Error::other(text);
-            let e = Error::from(tonic::Status::from_error(Box::new(io)));
-            assert_eq!(e.applied(), Applied::Unknown, "{text}: {e:?}");
-        }
-        let marked = crate::transport::NeverSent::new("stream refused");
-        let e = Error::from(tonic::Status::from_error(Box::new(marked)));
-        assert_eq!(e.applied(), Applied::No, "{e:?}");
-    }
-
-    #[test]
-    fn boxed_errors_are_recovered() {
-        let e = Error::from_boxed(Box::new(Error::Timeout));
-        assert!(matches!(e, Error::Timeout));
-        let e = Error::from_boxed(Box::new(tonic::Status::new(
-            Code::NotFound,
-            "etcdserver: requested lease not found",
-        )));
-        assert_eq!(e.server_kind(), Some(ServerErrorKind::LeaseNotFound));
-        let e = Error::from_boxed(Box::new(tower::timeout::error::Elapsed::new()));
-        assert!(matches!(e, Error::Timeout));
-        let e = Error::from_boxed(Box::new(crate::transport::NeverSent::new("refused")));
-        assert_eq!(e.applied(), Applied::No, "{e:?}");
-        let e = Error::from_boxed("something broke".into());
-        assert_eq!(e.applied(), Applied::Unknown, "{e:?}");
-    }
-}
-
-/// A cancel reason as a server error: gRPC's `rpc error: code = <Code> desc = <message>`
-/// text, or a bare message (code `Unknown`).
-pub(crate) fn parse_cancel_reason(reason: &str) -> ServerError {
-    let parsed = reason
-        .strip_prefix("rpc error: code = ")
-        .and_then(|rest| rest.split_once(" desc = "));
-    match parsed {
-        Some((code, message)) => ServerError::new(code_named(code.trim()), message),
-        None => ServerError::new(tonic::Code::Unknown, reason),
-    }
-}
-
-/// The gRPC code of the name Go's `codes.Code.String` gives it.
-fn code_named(name: &str) -> tonic::Code {
-    use tonic::Code;
-    match name {
-        "OK" => Code::Ok,
-        "Canceled" => Code::Cancelled,
-        "InvalidArgument" => Code::InvalidArgument,
-        "DeadlineExceeded" => Code::DeadlineExceeded,
-        "NotFound" => Code::NotFound,
-        "AlreadyExists" => Code::AlreadyExists,
-        "PermissionDenied" => Code::PermissionDenied,
-        "ResourceExhausted" => Code::ResourceExhausted,
-        "FailedPrecondition" => Code::FailedPrecondition,
-        "Aborted" => Code::Aborted,
-        "OutOfRange" => Code::OutOfRange,
-        "Unimplemented" => Code::Unimplemented,
-        "Internal" => Code::Internal,
-        "Unavailable" => Code::Unavailable,
-        "DataLoss" => Code::DataLoss,
-        "Unauthenticated" => Code::Unauthenticated,
-        _ => Code::Unknown,
-    }
-}
-
-#[cfg(test)]
-mod cancel_reason_tests {
-    use crate::{Error, ServerErrorKind};
-
-    #[test]
-    fn cancel_reasons_are_classified() {
-        let kind = |reason: &str| {
-            Error::WatchCanceled {
-                reason: reason.into(),
-            }
-            .server_kind()
-        };
-        // etcd 3.5.1 (a forbidden key, or an expired token)
-        assert_eq!(
-            kind("rpc error: code = PermissionDenied desc = etcdserver: permission denied"),
-            Some(ServerErrorKind::PermissionDenied)
-        );
-        assert_eq!(
-            kind("etcdserver: permission denied"),
-            Some(ServerErrorKind::PermissionDenied)
-        );
-        // etcd 3.4.23
-        assert_eq!(
-            kind("rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"),
-            Some(ServerErrorKind::InvalidAuthToken)
-        );
-        assert_eq!(
-            kind(
-                "rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old"
-            ),
-            Some(ServerErrorKind::AuthOldRevision)
-        );
-        let parsed = Error::WatchCanceled {
-            reason: "rpc error: code = Unauthenticated desc = something new".into(),
-        }
-        .server_error()
-        .unwrap();
-        assert_eq!(parsed.code(), tonic::Code::Unauthenticated);
-        assert_eq!(parsed.message(), "something new");
-        assert_eq!(kind("watch creation refused"), Some(ServerErrorKind::Other));
-        assert_eq!(Error::WatchNoLeader.server_kind(), None);
     }
 }
