@@ -24,7 +24,10 @@ mod snapshot;
 use etcd_proto::etcdserverpb as pb;
 use pb::alarm_request::AlarmAction;
 
-pub use response::{Alarm, AlarmKind, AlarmResponse, HashKvResponse, HashResponse, StatusResponse};
+pub use response::{
+    Alarm, AlarmKind, AlarmResponse, DowngradeInfo, DowngradeResponse, HashKvResponse,
+    HashResponse, StatusResponse,
+};
 pub use snapshot::{Snapshot, SnapshotError, SnapshotInfo};
 
 pub use crate::call::AckResponse;
@@ -136,6 +139,39 @@ impl<S: MaintenanceService> Maintenance<S> {
         Call::new(self.service.clone(), request)
     }
 
+    /// A step of a cluster downgrade (etcd 3.5 and later; an older member answers with
+    /// gRPC's `Unimplemented`): [`Validate`](Downgrade::Validate) checks that the cluster
+    /// can go to `version` (one minor version below its own, such as `3.4` from 3.5),
+    /// [`Enable`](Downgrade::Enable) starts it, [`Cancel`](Downgrade::Cancel) stops one
+    /// under way. etcd's refusals are typed:
+    /// [`WrongDowngradeVersionFormat`](crate::ServerErrorKind::WrongDowngradeVersionFormat),
+    /// [`InvalidDowngradeTargetVersion`](crate::ServerErrorKind::InvalidDowngradeTargetVersion),
+    /// [`DowngradeInProgress`](crate::ServerErrorKind::DowngradeInProgress),
+    /// [`NoInflightDowngrade`](crate::ServerErrorKind::NoInflightDowngrade).
+    pub fn downgrade(
+        &self,
+        step: Downgrade,
+        version: &str,
+    ) -> Call<S, pb::DowngradeRequest, DowngradeResponse> {
+        use pb::downgrade_request::DowngradeAction;
+        let action = match step {
+            Downgrade::Validate => DowngradeAction::Validate,
+            Downgrade::Enable => DowngradeAction::Enable,
+            Downgrade::Cancel => DowngradeAction::Cancel,
+        };
+        let request = if step != Downgrade::Cancel && version.trim().is_empty() {
+            Err(invalid(
+                "a downgrade needs a target version, such as \"3.4\"",
+            ))
+        } else {
+            Ok(pb::DowngradeRequest {
+                action: action as i32,
+                version: version.trim().to_owned(),
+            })
+        };
+        Call::new(self.service.clone(), request)
+    }
+
     /// Opens a snapshot of the answering member's backend: a stream of chunks whose
     /// sha256 trailer is verified as it ends (see [`Snapshot`]).
     pub fn snapshot(&self) -> Call<S, pb::SnapshotRequest, Snapshot> {
@@ -154,6 +190,17 @@ impl<S: MaintenanceService> Maintenance<S> {
     {
         self.snapshot().await?.write_to(writer).await
     }
+}
+
+/// A step of a cluster downgrade, for [`Maintenance::downgrade`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Downgrade {
+    /// Checks that the cluster can downgrade to the version, changing nothing.
+    Validate,
+    /// Starts the downgrade.
+    Enable,
+    /// Cancels the downgrade under way (the version is not needed).
+    Cancel,
 }
 
 impl Idempotency for pb::StatusRequest {

@@ -19,6 +19,9 @@ pub struct StatusResponse {
     raft_applied_index: u64,
     errors: Vec<String>,
     is_learner: bool,
+    storage_version: String,
+    db_size_quota: i64,
+    downgrade: Option<DowngradeInfo>,
 }
 
 impl StatusResponse {
@@ -82,6 +85,64 @@ impl StatusResponse {
     pub fn is_learner(&self) -> bool {
         self.is_learner
     }
+
+    /// The version of the backend file's schema, such as `3.6.0` (etcd 3.6 and later;
+    /// `None` from older members, which do not report it).
+    pub fn storage_version(&self) -> Option<&str> {
+        Some(self.storage_version.as_str()).filter(|v| !v.is_empty())
+    }
+
+    /// The backend quota in bytes, as set by `--quota-backend-bytes` (etcd 3.6 and later;
+    /// `None` from older members).
+    pub fn db_size_quota(&self) -> Option<i64> {
+        Some(self.db_size_quota).filter(|q| *q > 0)
+    }
+
+    /// The downgrade under way, when one is enabled (reported by etcd 3.6 and later).
+    pub fn downgrade(&self) -> Option<&DowngradeInfo> {
+        self.downgrade.as_ref()
+    }
+}
+
+/// A cluster downgrade that is enabled: the members are to run `target_version` next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DowngradeInfo {
+    target_version: String,
+}
+
+impl DowngradeInfo {
+    /// The version the cluster is downgrading to, such as `3.5`.
+    pub fn target_version(&self) -> &str {
+        &self.target_version
+    }
+}
+
+/// The answer to a downgrade request: the cluster version it leaves in place.
+#[derive(Clone, Debug)]
+pub struct DowngradeResponse {
+    header: ResponseHeader,
+    version: String,
+}
+
+impl DowngradeResponse {
+    /// The response header.
+    pub fn header(&self) -> &ResponseHeader {
+        &self.header
+    }
+
+    /// The cluster version, such as `3.5.0`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+}
+
+impl FromResponse<pb::DowngradeResponse> for DowngradeResponse {
+    fn from_response(r: pb::DowngradeResponse) -> Result<Self> {
+        Ok(Self {
+            header: r.header.into(),
+            version: r.version,
+        })
+    }
 }
 
 impl FromResponse<pb::StatusResponse> for StatusResponse {
@@ -97,6 +158,14 @@ impl FromResponse<pb::StatusResponse> for StatusResponse {
             raft_applied_index: r.raft_applied_index,
             errors: r.errors,
             is_learner: r.is_learner,
+            storage_version: r.storage_version,
+            db_size_quota: r.db_size_quota,
+            downgrade: r
+                .downgrade_info
+                .filter(|d| d.enabled)
+                .map(|d| DowngradeInfo {
+                    target_version: d.target_version,
+                }),
         })
     }
 }
@@ -252,5 +321,44 @@ impl FromResponse<pb::HashKvResponse> for HashKvResponse {
             hash: r.hash,
             compact_revision: r.compact_revision,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The etcd 3.6 status fields decode when a member sends them, and read as absent from
+    /// older members, which do not.
+    #[test]
+    fn status_fields_of_etcd_3_6() {
+        let newer = pb::StatusResponse {
+            storage_version: "3.6.0".into(),
+            db_size_quota: 2 << 30,
+            downgrade_info: Some(pb::DowngradeInfo {
+                enabled: true,
+                target_version: "3.5".into(),
+            }),
+            ..Default::default()
+        };
+        let status = StatusResponse::from_response(newer).unwrap();
+        assert_eq!(status.storage_version(), Some("3.6.0"));
+        assert_eq!(status.db_size_quota(), Some(2 << 30));
+        assert_eq!(status.downgrade().map(|d| d.target_version()), Some("3.5"));
+
+        let idle = pb::StatusResponse {
+            downgrade_info: Some(pb::DowngradeInfo {
+                enabled: false,
+                target_version: String::new(),
+            }),
+            ..Default::default()
+        };
+        let status = StatusResponse::from_response(idle).unwrap();
+        assert!(status.downgrade().is_none());
+        let older = StatusResponse::from_response(pb::StatusResponse::default()).unwrap();
+        assert_eq!(
+            (older.storage_version(), older.db_size_quota()),
+            (None, None)
+        );
     }
 }

@@ -984,6 +984,25 @@ pub struct StatusResponse {
     /// Whether this member is a raft learner.
     #[prost(bool, tag = "10")]
     pub is_learner: bool,
+    /// Version of the backend file's schema (etcd 3.6 and later; empty before).
+    #[prost(string, tag = "11")]
+    pub storage_version: ::prost::alloc::string::String,
+    /// The backend quota in bytes, as set by --quota-backend-bytes (etcd 3.6 and later).
+    #[prost(int64, tag = "12")]
+    pub db_size_quota: i64,
+    /// The downgrade under way, if any (etcd 3.6 and later).
+    #[prost(message, optional, tag = "13")]
+    pub downgrade_info: ::core::option::Option<DowngradeInfo>,
+}
+/// A cluster downgrade's state.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DowngradeInfo {
+    /// Whether a downgrade is enabled.
+    #[prost(bool, tag = "1")]
+    pub enabled: bool,
+    /// The version the cluster is downgrading to.
+    #[prost(string, tag = "2")]
+    pub target_version: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AuthEnableRequest {}
