@@ -383,40 +383,13 @@ async fn an_unknown_lease_fails_keep_alive_at_once() {
     let lessor = Lessor::new(fake.clone());
     let started = Instant::now();
     let e = lessor.keep_alive(77).await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::LeaseLost {
-                id: 77,
-                reason: LossReason::NotFound
-            }
-        ),
-        "{e:?}"
-    );
+    assert_lost(&e, 77, LossReason::NotFound);
     assert!(e.is_lease_not_found());
     assert!(started.elapsed() < secs(0.1));
     let e = lessor.keep_alive_once(77).await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::LeaseLost {
-                id: 77,
-                reason: LossReason::NotFound
-            }
-        ),
-        "{e:?}"
-    );
+    assert_lost(&e, 77, LossReason::NotFound);
     let e = lessor.time_to_live(77).await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::LeaseLost {
-                id: 77,
-                reason: LossReason::NotFound
-            }
-        ),
-        "{e:?}"
-    );
+    assert_lost(&e, 77, LossReason::NotFound);
 }
 
 #[tokio::test(start_paused = true)]
@@ -427,16 +400,7 @@ async fn an_unreachable_server_fails_the_first_keep_alive_after_the_first_ack_ti
     let lessor = Lessor::new(fake.clone());
     let started = Instant::now();
     let e = lessor.keep_alive(5).await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::LeaseLost {
-                id: 5,
-                reason: LossReason::Expired
-            }
-        ),
-        "{e:?}"
-    );
+    assert_lost(&e, 5, LossReason::Expired);
     assert_eq!(started.elapsed(), config.first_ack_timeout);
 }
 
@@ -509,20 +473,20 @@ async fn one_off_renewals_share_the_one_stream() {
         assert_eq!(lessor.keep_alive_once(b).await.unwrap().ttl(), secs(6.0));
     }
     let e = lessor.keep_alive_once(77).await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::LeaseLost {
-                id: 77,
-                reason: LossReason::NotFound
-            }
-        ),
-        "{e:?}"
-    );
+    assert_lost(&e, 77, LossReason::NotFound);
     assert_eq!(
         fake.state().opens,
         1,
         "one stream for renewals of every kind"
     );
     assert_eq!(keeper.loss(), None);
+}
+
+/// Asserts `error` says lease `id` is gone for `reason`.
+#[track_caller]
+fn assert_lost(error: &Error, id: i64, reason: LossReason) {
+    assert!(
+        matches!(error, Error::LeaseLost { id: i, reason: r } if *i == id && *r == reason),
+        "expected lease {id} lost ({reason:?}), got {error:?}"
+    );
 }

@@ -146,3 +146,22 @@ pub fn unique_prefix(name: &str) -> String {
         nanos & 0xff_ffff_ffff
     )
 }
+
+/// Asserts that `result` is etcd's refusal of kind `kind`, certainly not applied (a
+/// refusal before the request was proposed), and returns the error. `what` names the call
+/// in the panic message.
+#[track_caller]
+pub fn expect_refused<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, etcd_client::Error>,
+    kind: etcd_client::ServerErrorKind,
+) -> etcd_client::Error {
+    let error = result.expect_err(what);
+    assert_eq!(error.server_kind(), Some(kind), "{what}: {error:?}");
+    assert_eq!(
+        error.applied(),
+        etcd_client::Applied::No,
+        "{what}: {error:?}"
+    );
+    error
+}

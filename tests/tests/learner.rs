@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{Applied, Client, ServerErrorKind};
+use etcd_client::{Client, ServerErrorKind};
 use etcd_tests::counting::CallCounter;
 use etcd_tests::{EtcdCluster, unique_prefix};
 
@@ -44,13 +44,7 @@ async fn a_learner_refuses_what_it_cannot_serve_and_calls_move_to_a_voter() {
     let alone = client(vec![cluster.member(learner).client_url()], &calls).await;
     let kv = alone.kv();
     let refused = |what: &str, result: Result<(), etcd_client::Error>| {
-        let error = result.expect_err(what);
-        assert_eq!(
-            error.server_kind(),
-            Some(ServerErrorKind::NotSupportedForLearner),
-            "{what}: {error:?}"
-        );
-        assert_eq!(error.applied(), Applied::No, "{what}: {error:?}");
+        etcd_tests::expect_refused(what, result, ServerErrorKind::NotSupportedForLearner);
     };
     refused(
         "a linearizable read",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use etcd_client::kv::Op;
 use etcd_client::maintenance::AlarmKind;
-use etcd_client::{Applied, Client, ServerErrorKind};
+use etcd_client::{Client, ServerErrorKind};
 use etcd_tests::EtcdServer;
 use etcd_tests::counting::CallCounter;
 
@@ -17,13 +17,7 @@ const QUOTA: usize = 8 << 20;
 const VALUE: usize = 1 << 20;
 
 fn assert_no_space(what: &str, result: Result<(), etcd_client::Error>) {
-    let error = result.expect_err(what);
-    assert_eq!(
-        error.server_kind(),
-        Some(ServerErrorKind::NoSpace),
-        "{what}: {error:?}"
-    );
-    assert_eq!(error.applied(), Applied::No, "{what}: {error:?}");
+    etcd_tests::expect_refused(what, result, ServerErrorKind::NoSpace);
 }
 
 #[tokio::test]

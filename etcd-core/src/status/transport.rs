@@ -162,6 +162,15 @@ mod tests {
     use std::error::Error as StdError;
     use tonic::Code;
 
+    /// Asserts `error` is a transport failure with the outcome `applied`.
+    #[track_caller]
+    fn assert_transport(error: Error, applied: Applied) {
+        assert!(
+            matches!(&error, Error::Transport { applied: a, .. } if *a == applied),
+            "expected a transport error ({applied:?}), got {error:?}"
+        );
+    }
+
     #[test]
     fn a_client_side_deadline_is_a_timeout() {
         let e = Error::from(tonic::Status::deadline_exceeded("Timeout expired"));
@@ -174,16 +183,7 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let status = tonic::Status::from_error(Box::new(io));
         let e = Error::from(status);
-        assert!(
-            matches!(
-                e,
-                Error::Transport {
-                    applied: Applied::No,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert_transport(e, Applied::No);
     }
 
     #[test]
@@ -198,32 +198,14 @@ mod tests {
         impl StdError for Canceled {}
         let status = tonic::Status::from_error(Box::new(Canceled));
         let e = Error::from(status);
-        assert!(
-            matches!(
-                e,
-                Error::Transport {
-                    applied: Applied::No,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert_transport(e, Applied::No);
     }
 
     #[test]
     fn a_broken_connection_leaves_the_outcome_open() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         let e = Error::from(tonic::Status::from_error(Box::new(io)));
-        assert!(
-            matches!(
-                e,
-                Error::Transport {
-                    applied: Applied::Unknown,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert_transport(e, Applied::Unknown);
     }
 
     #[test]
@@ -265,16 +247,7 @@ mod tests {
     fn a_tls_handshake_timeout_is_a_retriable_transport_error() {
         let e = Error::from(tonic::Status::from_error("TLS handshake timeout.".into()));
         assert!(!e.is_tls(), "{e:?}");
-        assert!(
-            matches!(
-                e,
-                Error::Transport {
-                    applied: Applied::No,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert_transport(e, Applied::No);
     }
 
     #[test]
