@@ -22,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kv = Kv::new(GrpcKv::new(channel.clone()));
     let lessor = Lessor::new(GrpcLease::new(channel));
 
-    // The Elixir client's start_lease + put_kv_pair(conn, key, value, lease_id).
+    // A lease, then a key put with it: the key lives as long as the lease.
     let lease = lessor.grant(Duration::from_secs(5)).await?;
     println!("granted lease {} with TTL {:?}", lease.id(), lease.ttl());
     kv.put("example/lease/key", "alive")

@@ -255,8 +255,8 @@ impl<S> fmt::Debug for Grant<S> {
 }
 
 impl<S> Grant<S> {
-    /// Asks for this lease ID instead of one chosen by the server (the Elixir client's
-    /// `start_lease`). IDs must be positive; an ID in use fails with
+    /// Asks for this lease ID instead of one chosen by the server (so that a restarted
+    /// process can find its lease again). IDs must be positive; an ID in use fails with
     /// [`ServerErrorKind::LeaseExists`](etcd_core::ServerErrorKind::LeaseExists).
     pub fn id(mut self, id: i64) -> Self {
         self.id = Some(id);
@@ -362,8 +362,8 @@ impl<S> fmt::Debug for KeepAliveBuilder<S> {
 }
 
 impl<S> KeepAliveBuilder<S> {
-    /// Renews every `interval` after each reply instead of every TTL/3 (the Elixir
-    /// client's `keep_lease_alive(conn, id, interval)`). An interval at or above the TTL
+    /// Renews every `interval` after each reply instead of every TTL/3. An interval at or
+    /// above the TTL
     /// lets the lease expire between renewals; the handle then reports
     /// [`LossReason::Expired`](crate::LossReason::Expired). When several handles keep the
     /// same lease alive, the shortest interval wins.

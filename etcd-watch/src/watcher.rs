@@ -202,7 +202,7 @@ impl<S: WatchService> Watcher<S> {
     }
 
     /// A group of watches whose responses all reach one consumer, tagged with their
-    /// [`WatchId`] (the shape of the Elixir client's watcher). Watches are added to and
+    /// [`WatchId`]: one consumer of several range watches. Watches are added to and
     /// cancelled from the [`WatchGroup`]; the [`GroupEvents`] stream is the consumer. The
     /// group shares this watcher's stream.
     pub fn group(&self) -> (WatchGroup<S>, GroupEvents) {

@@ -150,7 +150,7 @@ impl Session {
     }
 
     /// Locks `name` (see [`Mutex::lock`]): resolves with the guard once this session holds
-    /// the lock. The Elixir client's `add_lock(conn, name, lease_id)` is
+    /// the lock. To lock with a lease of your own:
     /// `Session::new(&client).lease(lease_id).await?.lock(name)`.
     pub async fn lock(&self, name: impl IntoBytes) -> Result<LockGuard> {
         self.mutex(name).lock().await
