@@ -5,8 +5,12 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, Error};
 use etcd_tests::EtcdCluster;
 
+/// One cluster test at a time: each measures failover timings on a 2-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn endpoints_can_be_changed_while_the_client_runs() {
+    let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
     let urls = cluster.client_urls();
     // The member given first and later dropped is a follower, so killing it starts no
@@ -55,6 +59,7 @@ async fn endpoints_can_be_changed_while_the_client_runs() {
 
 #[tokio::test]
 async fn auto_sync_follows_the_member_list() {
+    let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
     let urls = cluster.client_urls();
     let gone = cluster.follower().await;

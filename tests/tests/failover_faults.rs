@@ -19,6 +19,9 @@ use etcd_client::{Client, Error, ServerErrorKind};
 use etcd_tests::{EtcdCluster, FaultProxy, Mode, unique_prefix};
 use futures::StreamExt;
 
+/// One cluster test at a time: each measures failover timings on a 2-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What one call did.
 #[derive(Clone, Debug)]
 struct Call {
@@ -244,6 +247,7 @@ impl K5Run {
 /// K5: the proxy of the member serving the client's watch is blackholed for 8 s under
 /// put/get traffic from two tasks, then passes traffic again.
 async fn k5(setup: &K5) -> K5Run {
+    let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::builder(3)
         .arg("--grpc-keepalive-min-time=500ms")
         .start()
@@ -479,6 +483,7 @@ const K7_PAUSE: Duration = Duration::from_secs(6);
 /// before. After SIGCONT, calls work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn k7_a_member_without_quorum_serves_no_linearizable_call() {
+    let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
     let (_, followers) = cluster.leader_and_followers().await;
     let a = followers[0];
@@ -617,6 +622,7 @@ async fn k7_a_member_without_quorum_serves_no_linearizable_call() {
 /// within 2 s of the kill, no call is slow, and every acknowledged write is readable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn k2_calls_ride_out_a_follower_kill_and_restart() {
+    let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::start(3).await;
     let victim = cluster.follower().await;
     let client = Client::builder(cluster.client_urls())
