@@ -108,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     println!("\n== watches: one stream, several range watches, one consumer");
-    let (watcher, mut events) = client.watcher();
+    let (watcher, mut events) = client.watch_group();
     let a = watcher.add(KeyRange::range("demo/w/a", "demo/w/c")).await?;
     let z = watcher
         .add(Watch::key("demo/w/z/").prefix().prev_kv())

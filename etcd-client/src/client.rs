@@ -26,7 +26,7 @@ pub type Lessor = etcd_lease::Lessor<Stack<GrpcLease<Transport>>>;
 pub type Watcher = etcd_watch::Watcher<Stack<GrpcWatch<Transport>>>;
 
 /// Several watches of a [`Client`] whose responses reach one consumer, from
-/// [`Client::watcher`]: added and cancelled by ID, on the client's one watch stream.
+/// [`Client::watch_group`]: added and cancelled by ID, on the client's one watch stream.
 pub type WatchGroup = etcd_watch::WatchGroup<Stack<GrpcWatch<Transport>>>;
 
 /// The cluster membership handle of a [`Client`]: calls spread over the members, with
@@ -153,7 +153,7 @@ impl Client {
 
     /// One watcher carrying several range watches, added and cancelled by ID, whose events
     /// all reach one consumer tagged with their watch ID.
-    pub fn watcher(&self) -> (WatchGroup, GroupEvents) {
+    pub fn watch_group(&self) -> (WatchGroup, GroupEvents) {
         self.watcher.group()
     }
 
@@ -163,13 +163,13 @@ impl Client {
     }
 
     /// The watch handle itself, shared by [`watch`](Self::watch) and
-    /// [`watcher`](Self::watcher).
+    /// [`watch_group`](Self::watch_group).
     pub fn watches(&self) -> &Watcher {
         &self.watcher
     }
 
     /// A watcher with a gRPC stream of its own (on the same connection), with this client's
-    /// settings: [`watch`](Self::watch) and [`watcher`](Self::watcher) share one stream
+    /// settings: [`watch`](Self::watch) and [`watch_group`](Self::watch_group) share one stream
     /// for all their watches, which etcd serves from one loop. Watches on separate
     /// watchers are served in parallel; use this for watches that replay long histories
     /// or carry heavy traffic.

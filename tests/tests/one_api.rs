@@ -51,7 +51,7 @@ async fn start(endpoints: Vec<String>, p: &str) -> etcd_client::Result<App> {
         .prefix()
         .prev_kv()
         .await?;
-    let (group, events) = client.watcher();
+    let (group, events) = client.watch_group();
     let in_group = group.add(KeyRange::prefix(format!("{p}config/"))).await?;
     let claimed = kv
         .txn()

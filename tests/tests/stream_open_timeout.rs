@@ -52,7 +52,7 @@ async fn a_watch_on_an_unreachable_member_times_out_then_works() {
     );
     assert!(took < BOUND, "the watch took {took:?} to fail");
 
-    let (group, mut events) = client.watcher();
+    let (group, mut events) = client.watch_group();
     let started = Instant::now();
     let e = group
         .add(KeyRange::prefix(prefix.as_str()))

@@ -817,7 +817,7 @@ async fn the_facade_watches_and_groups() {
         .prev_kv()
         .await
         .unwrap();
-    let (watcher, mut events) = client.watcher();
+    let (watcher, mut events) = client.watch_group();
     let a = watcher
         .add(KeyRange::prefix(format!("{p}a/")))
         .await

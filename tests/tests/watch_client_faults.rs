@@ -1253,7 +1253,7 @@ async fn w9_three_hundred_watches_half_cancelled_survive_a_reset() {
 
     let start = put(&recorder, 1, writing.kv(), format!("{prefix}start"), "s").await;
     let sub = |i: usize| format!("{prefix}{i:03}/");
-    let (group, mut group_events) = watching.watcher();
+    let (group, mut group_events) = watching.watch_group();
     let mut cancelled = Vec::new();
     let mut survivors = Vec::new();
     for i in 0..300 {
