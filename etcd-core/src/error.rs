@@ -180,7 +180,13 @@ impl Error {
     /// reason it canceled a watch with (for example
     /// [`ServerErrorKind::PermissionDenied`] for a watch on a key the user may not read).
     pub fn server_kind(&self) -> Option<ServerErrorKind> {
-        self.server_error().map(|e| e.kind())
+        match self {
+            Error::Server(e) => Some(e.kind()),
+            Error::WatchCanceled { reason } => {
+                Some(crate::status::parse_cancel_reason(reason).kind())
+            }
+            _ => None,
+        }
     }
 
     /// The server's error behind this one: an error status as sent, or a watch's cancel

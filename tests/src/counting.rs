@@ -27,6 +27,23 @@ impl CallCounter {
         self.counts.lock().unwrap().values().sum()
     }
 
+    /// Awaits `call` and asserts it made exactly one RPC (a refusal by the server is
+    /// final, never retried).
+    #[track_caller]
+    pub fn sent_once<T>(
+        &self,
+        call: impl std::future::IntoFuture<Output = T>,
+    ) -> impl std::future::Future<Output = T> {
+        let caller = std::panic::Location::caller();
+        async move {
+            let before = self.total();
+            let out = call.await;
+            let sent = self.total() - before;
+            assert_eq!(sent, 1, "sent {sent} times, not once (at {caller})");
+            out
+        }
+    }
+
     /// The layer that feeds this counter.
     pub fn layer(&self) -> CountingLayer {
         CountingLayer {

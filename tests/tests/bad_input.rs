@@ -33,14 +33,8 @@ async fn refused_once<T: std::fmt::Debug>(
     kind: ServerErrorKind,
     call: impl std::future::IntoFuture<Output = Result<T, Error>>,
 ) -> Error {
-    let before = calls.total();
-    let result = call.await;
-    let sent = calls.total() - before;
-    let error = result.expect_err("the server refuses");
-    assert_eq!(error.server_kind(), Some(kind), "{error:?}");
-    assert_eq!(sent, 1, "{kind:?} was sent {sent} times: {error:?}");
-    assert!(!error.is_outcome_unknown(), "{error:?}");
-    error
+    let result = calls.sent_once(call).await;
+    etcd_tests::expect_refused("the server refuses", result, kind)
 }
 
 /// Asserts the client still reads and writes after an error.

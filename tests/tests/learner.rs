@@ -43,8 +43,8 @@ async fn a_learner_refuses_what_it_cannot_serve_and_calls_move_to_a_voter() {
     let calls = CallCounter::new();
     let alone = client(vec![cluster.member(learner).client_url()], &calls).await;
     let kv = alone.kv();
-    let refused = |what: &str, result: Result<(), etcd_client::Error>| {
-        etcd_tests::expect_refused(what, result, ServerErrorKind::NotSupportedForLearner);
+    let refused = |what: &str, result| {
+        etcd_tests::expect_refused(what, result, ServerErrorKind::NotSupportedForLearner)
     };
     refused(
         "a linearizable read",

@@ -161,15 +161,6 @@ async fn a_chosen_id_is_granted_once() {
     lessor.revoke(id).await.unwrap();
 }
 
-/// Counts the RPCs `call` makes and asserts it made exactly one: a refusal by the server is
-/// final, never retried.
-async fn sent_once<T>(calls: &CallCounter, call: impl std::future::IntoFuture<Output = T>) -> T {
-    let before = calls.total();
-    let out = call.await;
-    assert_eq!(calls.total() - before, 1, "sent more than once");
-    out
-}
-
 /// L7, through `Client` as a user builds it: each bad input gives its exact typed error,
 /// a server's refusal is sent once, a local refusal not at all.
 #[tokio::test]
@@ -186,12 +177,10 @@ async fn l7_error_table() {
     let short = lessor.grant(secs(1.0)).await.unwrap();
     assert!(short.ttl() >= secs(2.0), "{short:?}");
     // Too long.
-    let e = sent_once(
-        &calls,
-        lessor.grant(Duration::from_secs(etcd_lease::MAX_TTL_SECS as u64 + 1)),
-    )
-    .await
-    .unwrap_err();
+    let e = calls
+        .sent_once(lessor.grant(Duration::from_secs(etcd_lease::MAX_TTL_SECS as u64 + 1)))
+        .await
+        .unwrap_err();
     assert_eq!(
         e.server_kind(),
         Some(ServerErrorKind::LeaseTtlTooLarge),
@@ -199,14 +188,15 @@ async fn l7_error_table() {
     );
 
     let unknown = fresh_id();
-    let e = sent_once(&calls, lessor.revoke(unknown)).await.unwrap_err();
+    let e = calls.sent_once(lessor.revoke(unknown)).await.unwrap_err();
     assert_eq!(
         e.server_kind(),
         Some(ServerErrorKind::LeaseNotFound),
         "{e:?}"
     );
     assert!(e.is_lease_not_found());
-    let e = sent_once(&calls, lessor.time_to_live(unknown))
+    let e = calls
+        .sent_once(lessor.time_to_live(unknown))
         .await
         .unwrap_err();
     assert!(
@@ -214,7 +204,8 @@ async fn l7_error_table() {
         "{e:?}"
     );
     let key = format!("{}k", unique_prefix("l7"));
-    let e = sent_once(&calls, kv.put(key, "v").lease(unknown))
+    let e = calls
+        .sent_once(kv.put(key, "v").lease(unknown))
         .await
         .unwrap_err();
     assert_eq!(

@@ -120,16 +120,16 @@ pub(super) fn transport_failure(status: &tonic::Status) -> Option<(Applied, Opti
                 applied = Applied::No;
             }
         }
+        let text = err.to_string();
         // A transport of ours (or anyone's) that knows its request was never sent says so
         // with the type, and its message explains.
         if crate::transport::is_never_sent(err) {
             applied = Applied::No;
-            explained.get_or_insert_with(|| err.to_string());
+            explained.get_or_insert_with(|| text.clone());
         }
         // Diagnosis of foreign errors, by their wording: hyper and tonic connect errors,
         // and hyper's cancel of a request still queued when its connection closed (it was
         // never written).
-        let text = err.to_string();
         if text.contains("tcp connect error")
             || text.contains("TLS handshake timeout")
             || text.contains("operation was canceled")
