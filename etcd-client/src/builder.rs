@@ -13,9 +13,9 @@ use crate::endpoint::{ConnectOptions, HTTP2_VARIABLE, Http2Transport, channel, c
 use crate::endpoints::Endpoints;
 use crate::maintenance::Maintenance;
 use crate::member_transport::{MemberTransport, WrapChannel};
-use crate::retry::RetryPolicy;
 use crate::session::{AuthSession, AuthSettings, Credentials, reauthenticating};
 use crate::stack::{Layers, admin_stack, stack, transport};
+use etcd_core::layer::RetryPolicy;
 
 /// Settings for a [`Client`], from [`Client::builder`].
 #[derive(Clone, Debug)]

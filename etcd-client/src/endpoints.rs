@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use etcd_core::{Error, InvalidRequest, Result};
 
-use crate::failover::Failover;
 use crate::stack::Transport;
+use etcd_core::layer::Failover;
 
 type Connect = dyn Fn(&str) -> Result<Transport> + Send + Sync;
 type Update = dyn Fn(&[(String, Transport)]) + Send + Sync;

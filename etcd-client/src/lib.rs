@@ -47,12 +47,10 @@ mod connector;
 mod endpoint;
 mod endpoints;
 mod env;
-pub mod failover;
 #[cfg(feature = "builtin-http2")]
 mod http2;
 pub mod maintenance;
 mod member_transport;
-pub mod retry;
 pub mod session;
 pub mod stack;
 mod tls;
@@ -60,11 +58,12 @@ mod tls;
 pub use builder::ClientBuilder;
 pub use client::{Auth, Client, Cluster, Kv, Lessor, WatchGroup, Watcher};
 pub use endpoint::Http2Transport;
+pub use etcd_core::layer::RetryPolicy;
 #[doc(inline)]
 pub use etcd_core::{
     Applied, Error, IntoBytes, InvalidRequest, KeyRange, Result, ServerError, ServerErrorKind,
 };
-pub use etcd_core::{auth, call, cluster, key, kv};
+pub use etcd_core::{auth, call, cluster, key, kv, layer};
 /// Leases and their keep-alive (the `etcd-lease` crate).
 pub use etcd_lease as lease;
 /// The generated protobuf messages and gRPC clients (an escape hatch).

@@ -27,9 +27,9 @@ use etcd_core::{Error, InvalidRequest, Result};
 
 pub use etcd_core::maintenance::*;
 
-use crate::failover::Failover;
 use crate::session::{AuthSession, Refresh};
 use crate::stack::Transport;
+use etcd_core::layer::Failover;
 
 /// The maintenance handle of one member: every call goes to that member, without failover.
 pub type MemberMaintenance = etcd_core::Maintenance<Member>;

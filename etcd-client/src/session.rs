@@ -42,8 +42,9 @@ use etcd_core::{Error, Result, ServerError, ServerErrorKind};
 use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
 
-use crate::failover::{Failover, Resend};
 use crate::stack::Transport;
+use etcd_core::layer::Failover;
+use etcd_core::resend::Resend;
 
 /// A user name and password. Its `Debug` output shows the user, never the password.
 #[derive(Clone, PartialEq, Eq)]

@@ -9,10 +9,10 @@ use etcd_core::namespace::Namespace;
 
 use crate::endpoint::Link;
 use crate::endpoints::Endpoints;
-use crate::failover::Failover;
 use crate::member_transport::{MemberTransport, WrapChannel};
-use crate::retry::{Retry, RetryPolicy};
 use crate::session::{AuthSession, Refresh};
+use etcd_core::layer::Failover;
+use etcd_core::layer::{Retry, RetryPolicy};
 
 /// The connection to one member, as the gRPC adapters see it: a channel whose calls carry
 /// the client's auth token, when it has one.

@@ -36,9 +36,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use etcd_client::RetryPolicy;
 use etcd_client::proto::etcdserverpb as pb;
 use etcd_client::proto::mvccpb;
-use etcd_client::retry::RetryPolicy;
 use etcd_client::{Client, Error, Http2Transport};
 use etcd_fuzz::alloc::Counting;
 use etcd_fuzz::hpack::{BlockEncoder, Field};

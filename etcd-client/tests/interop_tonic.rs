@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use etcd_client::RetryPolicy;
 use etcd_client::kv::{Compare, Op, OpResponse};
 use etcd_client::proto::etcdserverpb as pb;
 use etcd_client::proto::mvccpb;
-use etcd_client::retry::RetryPolicy;
 use etcd_client::{Applied, Client, Error, Http2Transport};
 use futures_util::StreamExt;
 use pb::kv_server::{Kv, KvServer};

@@ -22,7 +22,6 @@ use etcd_proto::etcdserverpb as pb;
 use crate::call::{Call, invalid};
 use crate::error::{Error, Result};
 use crate::future::FromResponse;
-use crate::idempotency::Idempotency;
 use crate::kv::ResponseHeader;
 
 crate::service::service_alias! {
@@ -322,37 +321,6 @@ impl FromResponse<pb::MemberAddResponse> for MemberAddResponse {
             member: member.into(),
             members: r.members.into_iter().map(Member::from).collect(),
         })
-    }
-}
-
-impl Idempotency for pb::MemberListRequest {
-    fn is_read_only(&self) -> bool {
-        true
-    }
-}
-
-/// Adding twice adds two members (or fails because the peer URL exists).
-impl Idempotency for pb::MemberAddRequest {
-    fn is_read_only(&self) -> bool {
-        false
-    }
-}
-
-impl Idempotency for pb::MemberRemoveRequest {
-    fn is_read_only(&self) -> bool {
-        false
-    }
-}
-
-impl Idempotency for pb::MemberUpdateRequest {
-    fn is_read_only(&self) -> bool {
-        false
-    }
-}
-
-impl Idempotency for pb::MemberPromoteRequest {
-    fn is_read_only(&self) -> bool {
-        false
     }
 }
 

@@ -8,7 +8,6 @@
 use etcd_proto::v3electionpb as pb;
 
 use crate::error::{InvalidRequest, Result};
-use crate::idempotency::Idempotency;
 use crate::key::IntoBytes;
 use crate::lock::call;
 use crate::namespace::{Prefix, PrefixKeys};
@@ -37,23 +36,6 @@ crate::service::service_alias! {
         ObserveRequest => ResponseStream<pb::LeaderResponse>,
     }
 }
-
-macro_rules! idempotency {
-    ($($request:ty => $read_only:expr),* $(,)?) => {$(
-        impl Idempotency for $request {
-            fn is_read_only(&self) -> bool {
-                $read_only
-            }
-        }
-    )*};
-}
-idempotency!(
-    pb::CampaignRequest => false,
-    pb::ProclaimRequest => false,
-    pb::ResignRequest => false,
-    pb::LeaderRequest => true,
-    ObserveRequest => true,
-);
 
 /// A handle on etcd's server-side Election service. Cheap to clone.
 ///

@@ -27,7 +27,7 @@ fn seed() -> u64 {
 }
 
 /// A uniformly distributed random `u64` (splitmix64).
-pub fn next_u64() -> u64 {
+pub(crate) fn next_u64() -> u64 {
     STATE.with(|state| {
         let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
         state.set(next);
@@ -39,14 +39,14 @@ pub fn next_u64() -> u64 {
 }
 
 /// A random number in `0..n` (0 when `n` is 0); the bias is below `n / 2^64`.
-pub fn below(n: u64) -> u64 {
+pub(crate) fn below(n: u64) -> u64 {
     ((u128::from(next_u64()) * u128::from(n)) >> 64) as u64
 }
 
 /// "Equal jitter": a pause drawn uniformly from `[pause / 2, pause]`. Half the pause is
 /// kept, so a client never retries at once after a failure, and the other half is random,
 /// so clients that failed together spread their retries over half the interval.
-pub fn equal(pause: Duration) -> Duration {
+pub(crate) fn equal(pause: Duration) -> Duration {
     let half = pause / 2;
     let spread = u64::try_from((pause - half).as_nanos()).unwrap_or(u64::MAX);
     half + Duration::from_nanos(below(spread.saturating_add(1)))

@@ -11,7 +11,6 @@ use std::fmt;
 
 use etcd_proto::etcdserverpb as pb;
 
-use crate::idempotency::Idempotency;
 use crate::stream::{RequestStream, ResponseStream};
 
 crate::service::service_alias! {
@@ -35,32 +34,6 @@ crate::service::service_alias! {
     /// server has answered the first request, so callers must send before they wait.
     LeaseKeepAliveService {
         RequestStream<pb::LeaseKeepAliveRequest> => ResponseStream<pb::LeaseKeepAliveResponse>,
-    }
-}
-
-/// Granting twice grants two leases (or fails with "lease already exists" for a chosen ID).
-impl Idempotency for pb::LeaseGrantRequest {
-    fn is_read_only(&self) -> bool {
-        false
-    }
-}
-
-/// Revoking deletes the lease's keys.
-impl Idempotency for pb::LeaseRevokeRequest {
-    fn is_read_only(&self) -> bool {
-        false
-    }
-}
-
-impl Idempotency for pb::LeaseTimeToLiveRequest {
-    fn is_read_only(&self) -> bool {
-        true
-    }
-}
-
-impl Idempotency for pb::LeaseLeasesRequest {
-    fn is_read_only(&self) -> bool {
-        true
     }
 }
 

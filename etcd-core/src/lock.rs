@@ -11,7 +11,6 @@ use etcd_proto::v3lockpb as pb;
 use tower::ServiceExt;
 
 use crate::error::{Error, InvalidRequest, Result};
-use crate::idempotency::Idempotency;
 use crate::key::IntoBytes;
 
 crate::service::service_alias! {
@@ -20,20 +19,6 @@ crate::service::service_alias! {
     LockService {
         pb::LockRequest => pb::LockResponse,
         pb::UnlockRequest => pb::UnlockResponse,
-    }
-}
-
-/// Locking twice queues twice (or returns the same key for the same lease).
-impl Idempotency for pb::LockRequest {
-    fn is_read_only(&self) -> bool {
-        false
-    }
-}
-
-/// Unlocking deletes a key.
-impl Idempotency for pb::UnlockRequest {
-    fn is_read_only(&self) -> bool {
-        false
     }
 }
 
@@ -91,27 +76,4 @@ where
         .map_err(|e| Error::from_boxed(e.into()))
 }
 
-/// Why a session (a lease kept alive for locks and elections) no longer keeps its lease
-/// alive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SessionLoss {
-    /// The lease was lost: see the [`LossReason`](crate::lease::LossReason) (expired, possibly, when the cluster was
-    /// unreachable for a TTL; not found or revoked when the server said so).
-    Lease(crate::lease::LossReason),
-    /// The session was closed: the lease is revoked.
-    Closed,
-    /// The session was orphaned: the lease is no longer renewed and expires after
-    /// its TTL.
-    Orphaned,
-}
-
-impl std::fmt::Display for SessionLoss {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SessionLoss::Lease(reason) => write!(f, "lease {reason}"),
-            SessionLoss::Closed => f.write_str("session closed"),
-            SessionLoss::Orphaned => f.write_str("session orphaned"),
-        }
-    }
-}
+pub use crate::error::SessionLoss;

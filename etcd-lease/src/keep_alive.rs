@@ -27,6 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use etcd_core::Error as CoreError;
+use etcd_core::layer::Backoff;
 use etcd_core::stream::{RequestStream, ResponseStream};
 use etcd_proto::etcdserverpb as pb;
 use futures_util::future::{BoxFuture, poll_fn};
@@ -54,14 +55,11 @@ pub struct KeepAliveConfig {
     /// fails over. 1 s by default: short enough for a 2 s TTL (renewal at 667 ms, reopen
     /// at about 1.7 s).
     pub ack_timeout: Duration,
-    /// The pause before the second attempt to reopen a failed stream (the first is
-    /// immediate); doubled on each further failure. Each pause is jittered ("equal
-    /// jitter": drawn uniformly from half the pause to the whole), so that clients broken
-    /// together do not reconnect together.
-    pub reconnect_backoff: Duration,
-    /// The longest pause between attempts to reopen the stream (before jitter, which only
-    /// shortens it).
-    pub max_reconnect_backoff: Duration,
+    /// The pauses between attempts to reopen a failed stream: the first reopen is
+    /// immediate, the second waits the backoff's first pause, each further one doubles
+    /// it. Pauses are jittered so that clients broken together do not reconnect together.
+    /// 100 ms doubling up to 1 s by default.
+    pub reconnect_backoff: Backoff,
     /// How long starting a keep-alive ([`Lessor::keep_alive`](crate::Lessor::keep_alive)
     /// awaited, until the server's first reply) and a one-off renewal
     /// ([`Lessor::keep_alive_once`](crate::Lessor::keep_alive_once)) may take. Past it the
@@ -77,23 +75,10 @@ impl Default for KeepAliveConfig {
         Self {
             first_ack_timeout: Duration::from_secs(5),
             ack_timeout: Duration::from_secs(1),
-            reconnect_backoff: Duration::from_millis(100),
-            max_reconnect_backoff: Duration::from_secs(1),
+            reconnect_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
             start_timeout: None,
         }
     }
-}
-
-/// The pause before reopening the stream after `failures` failures in a row (2 or more;
-/// the first reopen is immediate): `reconnect_backoff * 2^(failures - 2)`, at most
-/// `max_reconnect_backoff`, with equal jitter (uniform in `[pause / 2, pause]`).
-fn reconnect_pause(config: &KeepAliveConfig, failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(2).min(16);
-    let pause = config
-        .reconnect_backoff
-        .saturating_mul(1 << doublings)
-        .min(config.max_reconnect_backoff);
-    etcd_core::jitter::equal(pause)
 }
 
 /// How early a renewal may go out to join others due at about the same time.
@@ -553,7 +538,8 @@ where
         if self.failures <= 1 {
             self.open(now);
         } else {
-            let pause = reconnect_pause(&self.config, self.failures);
+            // After two failures in a row, the backoff's first pause.
+            let pause = self.config.reconnect_backoff.pause(self.failures - 2);
             self.link.stream = Stream::Backoff { until: now + pause };
         }
     }
@@ -650,30 +636,5 @@ where
             later.push(Reverse((lease.wake_at, id)));
         }
         self.timers.extend(later);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconnect_pauses_are_jittered_within_their_bounds() {
-        let config = KeepAliveConfig::default();
-        for failures in 2..12 {
-            let full = config
-                .reconnect_backoff
-                .saturating_mul(1 << (failures - 2))
-                .min(config.max_reconnect_backoff);
-            let pauses: Vec<Duration> = (0..64)
-                .map(|_| reconnect_pause(&config, failures))
-                .collect();
-            assert!(
-                pauses.iter().all(|p| *p >= full / 2 && *p <= full),
-                "after {failures} failures: {pauses:?} not in [{:?}, {full:?}]",
-                full / 2
-            );
-            assert!(pauses.iter().any(|p| *p != pauses[0]), "{pauses:?}");
-        }
     }
 }

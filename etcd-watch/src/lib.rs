@@ -82,8 +82,9 @@ mod watcher;
 pub use error::{Error, Result};
 pub use etcd_core::kv::KeyValue;
 pub use event::{Event, EventKind, WatchId, WatchResponse};
+pub use mux::Reauthenticate;
 pub use options::Watch;
-pub use watcher::{GroupEvents, Reauthenticate, WatchGroup, WatchStream, Watcher};
+pub use watcher::{GroupEvents, WatchGroup, WatchStream, Watcher};
 
 #[cfg(test)]
 mod tests;

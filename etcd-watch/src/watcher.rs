@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use etcd_core::layer::Backoff;
 use etcd_core::watch::WatchService;
 use futures_core::Stream;
 use futures_util::future::BoxFuture;
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
 use crate::event::{WatchId, WatchResponse};
-use crate::mux::{Command, Config, GroupItem, Item, Mux, Sink};
+use crate::mux::{Command, Config, GroupItem, Item, Mux, Reauthenticate, Sink};
 use crate::options::{Spec, Watch};
 
 /// What every handle of one watcher shares.
@@ -29,10 +30,6 @@ struct Shared<S> {
     /// Gets a new auth token when the server refuses a watch on auth grounds.
     reauth: Option<Reauthenticate>,
 }
-
-/// Gets a new auth token for the watch stream (see [`Watcher::with_reauthentication`]):
-/// resolves to `true` when the new token is worth a retry.
-pub type Reauthenticate = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
 
 impl<S: WatchService> Shared<S> {
     /// The task's mailbox, starting the task when it is not running yet.
@@ -134,8 +131,7 @@ impl<S: WatchService> Watcher<S> {
         Self::with_config(
             self.shared.service.clone(),
             Config {
-                backoff_initial: initial,
-                backoff_max: max.max(initial),
+                backoff: Backoff::new(initial, max.max(initial)),
                 ..self.config()
             },
             self.shared.reauth.clone(),

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use etcd_client::failover::Failover;
 use etcd_core::grpc::{GrpcKv, GrpcLease};
+use etcd_core::layer::Failover;
 use etcd_core::proto::etcdserverpb as pb;
 use etcd_core::stream::RequestStream;
 use etcd_core::{Kv, ServerErrorKind};

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcd_client::failover::Failover;
 use etcd_core::grpc::{GrpcKv, GrpcLease, GrpcWatch};
 use etcd_core::kv::{Compare, Get, Op, OpResponse, Txn};
+use etcd_core::layer::Failover;
 use etcd_core::namespace::{Namespace, NamespaceLayer, PrefixKeys, StripKeys};
 use etcd_core::proto::v3electionpb::{self as election, election_client::ElectionClient};
 use etcd_core::proto::v3lockpb::{self as lock, lock_client::LockClient};

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use etcd_client::retry::RetryPolicy;
+use etcd_client::RetryPolicy;
 use etcd_client::{Applied, Client, Error, Tls};
 use etcd_tests::{EtcdCluster, EtcdServer, ServerTls};
 use futures::StreamExt;

@@ -6,8 +6,8 @@ mod watch_check;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_client::failover::Failover;
 use etcd_core::grpc::{GrpcKv, GrpcWatch};
+use etcd_core::layer::Failover;
 use etcd_core::{KeyRange, Kv};
 use etcd_tests::EtcdCluster;
 use etcd_watch::{Error, WatchResponse, WatchStream, Watcher};

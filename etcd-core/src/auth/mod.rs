@@ -37,7 +37,6 @@ pub use response::{
 pub use crate::call::AckResponse;
 use crate::call::{Call, invalid};
 use crate::error::{InvalidRequest, Result};
-use crate::idempotency::Idempotency;
 use crate::key::KeyRange;
 
 crate::service::service_alias! {
@@ -295,53 +294,6 @@ fn checked_range(range: &KeyRange) -> Result<()> {
     }
     Ok(())
 }
-
-impl Idempotency for pb::AuthEnableRequest {
-    fn is_read_only(&self) -> bool {
-        false
-    }
-}
-
-impl Idempotency for pb::AuthDisableRequest {
-    fn is_read_only(&self) -> bool {
-        false
-    }
-}
-
-impl Idempotency for pb::AuthStatusRequest {
-    fn is_read_only(&self) -> bool {
-        true
-    }
-}
-
-/// Authenticating twice issues two tokens, either of which works: safe to resend.
-impl Idempotency for pb::AuthenticateRequest {
-    fn is_read_only(&self) -> bool {
-        true
-    }
-}
-
-macro_rules! idempotency {
-    ($read_only:literal: $($request:ty),* $(,)?) => {$(
-        impl Idempotency for $request {
-            fn is_read_only(&self) -> bool {
-                $read_only
-            }
-        }
-    )*};
-}
-idempotency!(true: pb::AuthUserGetRequest, pb::AuthUserListRequest, pb::AuthRoleGetRequest, pb::AuthRoleListRequest);
-idempotency!(
-    false: pb::AuthUserAddRequest,
-    pb::AuthUserDeleteRequest,
-    pb::AuthUserChangePasswordRequest,
-    pb::AuthUserGrantRoleRequest,
-    pb::AuthUserRevokeRoleRequest,
-    pb::AuthRoleAddRequest,
-    pb::AuthRoleDeleteRequest,
-    pb::AuthRoleGrantPermissionRequest,
-    pb::AuthRoleRevokePermissionRequest,
-);
 
 #[cfg(test)]
 mod tests {

@@ -33,7 +33,6 @@ pub use snapshot::{Snapshot, SnapshotError, SnapshotInfo};
 pub use crate::call::AckResponse;
 use crate::call::{Call, invalid};
 use crate::error::InvalidRequest;
-use crate::idempotency::Idempotency;
 use crate::stream::ResponseStream;
 
 crate::service::service_alias! {
@@ -201,55 +200,4 @@ pub enum Downgrade {
     Enable,
     /// Cancels the downgrade under way (the version is not needed).
     Cancel,
-}
-
-impl Idempotency for pb::StatusRequest {
-    fn is_read_only(&self) -> bool {
-        true
-    }
-}
-
-/// Listing alarms reads; raising or clearing them writes.
-impl Idempotency for pb::AlarmRequest {
-    fn is_read_only(&self) -> bool {
-        self.action == AlarmAction::Get as i32
-    }
-}
-
-/// Defragmenting changes nothing visible, but a resent defragment would run on whichever
-/// member the second attempt reaches: never resent.
-impl Idempotency for pb::DefragmentRequest {
-    fn is_read_only(&self) -> bool {
-        false
-    }
-}
-
-impl Idempotency for pb::HashRequest {
-    fn is_read_only(&self) -> bool {
-        true
-    }
-}
-
-impl Idempotency for pb::HashKvRequest {
-    fn is_read_only(&self) -> bool {
-        true
-    }
-}
-
-impl Idempotency for pb::MoveLeaderRequest {
-    fn is_read_only(&self) -> bool {
-        false
-    }
-}
-
-impl Idempotency for pb::SnapshotRequest {
-    fn is_read_only(&self) -> bool {
-        true
-    }
-}
-
-impl Idempotency for pb::DowngradeRequest {
-    fn is_read_only(&self) -> bool {
-        false
-    }
 }

@@ -1,12 +1,14 @@
 //! The one error type of the client: what went wrong, and whether a write may have applied.
 
+mod session_loss;
+pub(crate) mod status;
+
 use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
 
 use crate::lease::LossReason;
-use crate::lock::SessionLoss;
 
 /// A boxed error as produced by tower stacks.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -171,7 +173,7 @@ impl Error {
             Error::Transport {
                 source: Some(source),
                 ..
-            } => source.is::<crate::status::TlsFailure>(),
+            } => source.is::<status::TlsFailure>(),
             _ => false,
         }
     }
@@ -182,9 +184,7 @@ impl Error {
     pub fn server_kind(&self) -> Option<ServerErrorKind> {
         match self {
             Error::Server(e) => Some(e.kind()),
-            Error::WatchCanceled { reason } => {
-                Some(crate::status::parse_cancel_reason(reason).kind())
-            }
+            Error::WatchCanceled { reason } => Some(status::parse_cancel_reason(reason).kind()),
             _ => None,
         }
     }
@@ -195,7 +195,7 @@ impl Error {
     pub fn server_error(&self) -> Option<ServerError> {
         match self {
             Error::Server(e) => Some(e.clone()),
-            Error::WatchCanceled { reason } => Some(crate::status::parse_cancel_reason(reason)),
+            Error::WatchCanceled { reason } => Some(status::parse_cancel_reason(reason)),
             _ => None,
         }
     }
@@ -331,4 +331,5 @@ impl ServerError {
     }
 }
 
-pub use crate::status::ServerErrorKind;
+pub use session_loss::SessionLoss;
+pub use status::ServerErrorKind;

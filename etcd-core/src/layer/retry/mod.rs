@@ -14,105 +14,22 @@
 //! Attempts are spaced by an exponential backoff and limited by a budget, and the whole
 //! call, retries included, by the request timeout.
 
+mod layer;
+mod policy;
+
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use etcd_core::{Applied, Error, Result, ServerErrorKind};
 use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
-use crate::failover::Resend;
+use crate::resend::Resend;
+use crate::{Error, Result};
 
-/// How calls are retried and how long they may take. Start from
-/// [`RetryPolicy::default`] (or [`never`](RetryPolicy::never)) and change what you need
-/// with the `with_*` methods; the fields are public to read.
-///
-/// ```
-/// use std::time::Duration;
-/// let policy = etcd_client::retry::RetryPolicy::default()
-///     .with_max_retries(3)
-///     .with_backoff(Duration::from_millis(50), Duration::from_secs(1));
-/// assert_eq!(policy.max_retries, 3);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RetryPolicy {
-    /// The most times a call is sent again after its first attempt.
-    pub max_retries: u32,
-    /// The pause before the first retry; doubled for each further one. Each pause is
-    /// jittered ("equal jitter": drawn uniformly from half the pause to the whole), so
-    /// that clients failing together do not retry together.
-    pub initial_backoff: Duration,
-    /// The longest pause between two attempts (before jitter, which only shortens it).
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: 8,
-            initial_backoff: Duration::from_millis(25),
-            max_backoff: Duration::from_millis(800),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// No retries at all.
-    pub fn never() -> Self {
-        Self {
-            max_retries: 0,
-            ..Self::default()
-        }
-    }
-
-    /// The same policy with at most `retries` resends after the first attempt.
-    pub fn with_max_retries(mut self, retries: u32) -> Self {
-        self.max_retries = retries;
-        self
-    }
-
-    /// The same policy with pauses starting at `initial` and doubling up to `max`.
-    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max;
-        self
-    }
-
-    /// The pause before retry number `retry` (from 0): `initial_backoff * 2^retry`, at
-    /// most `max_backoff`, with equal jitter (uniform in `[pause / 2, pause]`).
-    fn backoff(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX);
-        let pause = self
-            .initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff);
-        etcd_core::jitter::equal(pause)
-    }
-}
-
-/// Whether a call that failed with `error` may be sent again.
-pub(crate) fn may_retry(error: &Error, read_only: bool) -> bool {
-    match error {
-        Error::Server(e) if e.kind().is_transient() || e.kind().is_refused_by_member() => true,
-        Error::Server(e) => {
-            read_only
-                && matches!(
-                    e.kind(),
-                    ServerErrorKind::RequestTimedOut
-                        | ServerErrorKind::Unavailable
-                        | ServerErrorKind::Stopped
-                        | ServerErrorKind::Canceled
-                )
-        }
-        // A failed TLS handshake (untrusted certificate, refused client certificate,
-        // no TLS on the port) fails the same way every time.
-        Error::Transport { .. } if error.is_tls() => false,
-        Error::Transport { applied, .. } => read_only || *applied == Applied::No,
-        _ => false,
-    }
-}
+pub use layer::RetryLayer;
+pub use policy::RetryPolicy;
+use policy::may_retry;
 
 /// A typed service that retries calls by [`RetryPolicy`] and bounds each call, retries
 /// included, by a timeout.
@@ -161,7 +78,7 @@ where
         let span = tracing::debug_span!("etcd", call = short_name::<R>());
         let attempts = attempts(inner, policy, request);
         // A call's own deadline (`.timeout(..)` on the request) replaces the client's.
-        match etcd_core::deadline::current().or(self.timeout) {
+        match crate::deadline::current().or(self.timeout) {
             None => Box::pin(attempts.instrument(span)),
             Some(limit) => Box::pin(
                 async move {
@@ -190,10 +107,11 @@ where
         if retry < policy.max_retries {
             request = this.copy_for_resend();
         }
-        match inner.clone().oneshot(this).await {
+        let attempt = tracing::debug_span!("attempt", n = retry + 1);
+        match inner.clone().oneshot(this).instrument(attempt).await {
             Ok(response) => return Ok(response),
             Err(error) if request.is_some() && may_retry(&error, read_only) => {
-                let pause = policy.backoff(retry);
+                let pause = policy.backoff().pause(retry);
                 tracing::debug!(%error, retry, ?pause, "retrying");
                 tokio::time::sleep(pause).await;
                 retry += 1;
@@ -213,8 +131,8 @@ fn short_name<R>() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etcd_core::ServerError;
-    use etcd_core::proto::etcdserverpb as pb;
+    use crate::proto::etcdserverpb as pb;
+    use crate::{Applied, ServerError, ServerErrorKind};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     use tonic::Code;
@@ -259,30 +177,6 @@ mod tests {
         let took = started.elapsed();
         let full = Duration::from_millis(25 + 50 + 100);
         assert!(took >= full / 2 && took <= full, "{took:?}");
-    }
-
-    #[test]
-    fn backoff_pauses_are_jittered_within_their_bounds() {
-        let policy = RetryPolicy::default();
-        for retry in 0..12 {
-            let full = policy
-                .initial_backoff
-                .saturating_mul(1 << retry)
-                .min(policy.max_backoff);
-            let pauses: Vec<Duration> = (0..64).map(|_| policy.backoff(retry)).collect();
-            for pause in &pauses {
-                assert!(
-                    *pause >= full / 2 && *pause <= full,
-                    "retry {retry}: {pause:?} not in [{:?}, {full:?}]",
-                    full / 2
-                );
-            }
-            assert!(
-                pauses.iter().any(|p| *p != pauses[0]),
-                "retry {retry}: every pause was {:?}",
-                pauses[0]
-            );
-        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -348,7 +242,7 @@ mod tests {
 
     #[test]
     fn invalid_requests_and_permanent_refusals_are_final() {
-        let invalid = Error::InvalidRequest(etcd_core::InvalidRequest::EmptyKey);
+        let invalid = Error::InvalidRequest(crate::InvalidRequest::EmptyKey);
         assert!(!may_retry(&invalid, true));
         let compacted = Error::Server(ServerError::new(
             Code::OutOfRange,

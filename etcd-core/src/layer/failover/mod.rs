@@ -10,37 +10,25 @@
 //! any connection failure. A write
 //! whose outcome is unknown is never resent: the caller gets the typed error.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+mod errors;
+mod health;
+mod layer;
 
-use etcd_core::idempotency::Idempotency;
-use etcd_core::proto::etcdserverpb as pb;
-use etcd_core::stream::RequestStream;
-use etcd_core::{Applied, Error, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
 use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
-/// How long a member that failed to connect (or to answer in time) is skipped, at first;
-/// doubled on each further failure up to [`MAX_PENALTY`].
-const FIRST_PENALTY: Duration = Duration::from_millis(500);
-/// The longest a failing member is skipped before it is tried again.
-const MAX_PENALTY: Duration = Duration::from_secs(10);
+use crate::resend::Resend;
+use crate::{Error, Result};
+use errors::{every_member_failed, may_resend, naming, should_skip};
+use health::{Member, Unanswered, lock, member_list, normalized};
 
-/// One member: its address, its service and its recent health.
-#[derive(Debug)]
-struct Member<S> {
-    endpoint: String,
-    service: S,
-    health: Mutex<Health>,
-}
-
-#[derive(Debug, Default)]
-struct Health {
-    skip_until: Option<Instant>,
-    penalty: Duration,
-}
+pub use layer::FailoverLayer;
 
 /// A typed service that spreads calls over several members and fails over between them.
 ///
@@ -61,23 +49,12 @@ impl<S> Clone for Failover<S> {
     }
 }
 
-fn member_list<S>(members: impl IntoIterator<Item = (String, S)>) -> Arc<[Member<S>]> {
-    members
-        .into_iter()
-        .map(|(endpoint, service)| Member {
-            endpoint,
-            service,
-            health: Mutex::new(Health::default()),
-        })
-        .collect()
-}
-
 impl<S> Failover<S> {
     /// A failover service over `(endpoint, service)` pairs, one per member. Its first call
     /// goes to a member chosen at random, the next ones round-robin from there.
     ///
     /// # Panics
-    /// When `members` is empty; [`Client::connect`](crate::Client::connect) refuses that
+    /// When `members` is empty; the `etcd-client` facade refuses an empty endpoint list
     /// with a typed error first.
     pub fn new(members: impl IntoIterator<Item = (String, S)>) -> Self {
         let members = member_list(members);
@@ -86,7 +63,7 @@ impl<S> Failover<S> {
             "a failover service needs at least one member"
         );
         // A random starting member: clients given the same list spread over it.
-        let start = etcd_core::jitter::below(members.len() as u64) as usize;
+        let start = crate::jitter::below(members.len() as u64) as usize;
         Self {
             members: Arc::new(RwLock::new(members)),
             next: Arc::new(AtomicUsize::new(start)),
@@ -171,214 +148,6 @@ impl<S: Clone> Failover<S> {
     }
 }
 
-impl<S> Member<S> {
-    fn record(&self, reachable: bool) {
-        let mut health = lock(&self.health);
-        if reachable {
-            *health = Health::default();
-        } else {
-            health.penalty = (health.penalty * 2).clamp(FIRST_PENALTY, MAX_PENALTY);
-            health.skip_until = Some(Instant::now() + health.penalty);
-            tracing::warn!(endpoint = %self.endpoint, penalty = ?health.penalty, "member unreachable: skipped for a while");
-        }
-    }
-}
-
-/// Counts a call against its member when the call is dropped before the member answered:
-/// the deadline of the call passed (the retry layer's request timeout) or its caller gave
-/// up. A member that stalls without breaking the connection (a blackholed network, a
-/// stopped process, a dead peer and no keepalive) shows only this way; without it, every
-/// call sent to it in turn would wait out its whole deadline. A caller that drops a call
-/// on purpose costs the member a short penalty at worst: penalised members are still
-/// tried, after the others.
-struct Unanswered<'a, S>(Option<&'a Member<S>>);
-
-impl<S> Drop for Unanswered<'_, S> {
-    fn drop(&mut self) {
-        if let Some(member) = self.0.take() {
-            tracing::debug!(endpoint = %member.endpoint, "no answer before the call was dropped");
-            member.record(false);
-        }
-    }
-}
-
-/// An endpoint without its `http://` or `https://` scheme and trailing slashes, for
-/// comparison.
-fn normalized(endpoint: &str) -> &str {
-    let endpoint = endpoint.trim();
-    endpoint
-        .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"))
-        .unwrap_or(endpoint)
-        .trim_end_matches('/')
-}
-
-fn lock(health: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
-    health
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A request the failover service may send to a second member when the first fails.
-pub trait Resend: Sized {
-    /// A copy to send if this attempt fails, or `None` when the request cannot be sent
-    /// twice (the outgoing stream of a bidirectional call: its owner reopens it).
-    fn copy_for_resend(&self) -> Option<Self>;
-
-    /// True when sending the request twice has the effect of sending it once.
-    fn is_read_only(&self) -> bool;
-}
-
-macro_rules! resend_by_clone {
-    ($($request:ty),* $(,)?) => {$(
-        impl Resend for $request {
-            fn copy_for_resend(&self) -> Option<Self> {
-                Some(self.clone())
-            }
-            fn is_read_only(&self) -> bool {
-                Idempotency::is_read_only(self)
-            }
-        }
-    )*};
-}
-resend_by_clone!(
-    pb::RangeRequest,
-    pb::PutRequest,
-    pb::DeleteRangeRequest,
-    pb::TxnRequest,
-    pb::CompactionRequest,
-    pb::LeaseGrantRequest,
-    pb::LeaseRevokeRequest,
-    pb::LeaseTimeToLiveRequest,
-    pb::LeaseLeasesRequest,
-    pb::MemberListRequest,
-    pb::MemberAddRequest,
-    pb::MemberRemoveRequest,
-    pb::MemberUpdateRequest,
-    pb::MemberPromoteRequest,
-    pb::AlarmRequest,
-    pb::StatusRequest,
-    pb::DefragmentRequest,
-    pb::HashRequest,
-    pb::HashKvRequest,
-    pb::MoveLeaderRequest,
-    pb::SnapshotRequest,
-    pb::DowngradeRequest,
-    pb::AuthEnableRequest,
-    pb::AuthDisableRequest,
-    pb::AuthStatusRequest,
-    pb::AuthenticateRequest,
-    pb::AuthUserAddRequest,
-    pb::AuthUserGetRequest,
-    pb::AuthUserListRequest,
-    pb::AuthUserDeleteRequest,
-    pb::AuthUserChangePasswordRequest,
-    pb::AuthUserGrantRoleRequest,
-    pb::AuthUserRevokeRoleRequest,
-    pb::AuthRoleAddRequest,
-    pb::AuthRoleGetRequest,
-    pb::AuthRoleListRequest,
-    pb::AuthRoleDeleteRequest,
-    pb::AuthRoleGrantPermissionRequest,
-    pb::AuthRoleRevokePermissionRequest,
-    etcd_core::proto::v3lockpb::LockRequest,
-    etcd_core::proto::v3lockpb::UnlockRequest,
-    etcd_core::proto::v3electionpb::CampaignRequest,
-    etcd_core::proto::v3electionpb::ProclaimRequest,
-    etcd_core::proto::v3electionpb::LeaderRequest,
-    etcd_core::proto::v3electionpb::ResignRequest,
-    etcd_core::election::ObserveRequest,
-);
-
-impl<T> Resend for RequestStream<T> {
-    fn copy_for_resend(&self) -> Option<Self> {
-        None
-    }
-    fn is_read_only(&self) -> bool {
-        false
-    }
-}
-
-/// Whether a failed call may be sent to another member: it never reached a server, or it
-/// is a read, or the member refused it before doing anything for a reason of its own (a
-/// learner refusing what only voters serve).
-fn may_resend(error: &Error, read_only: bool) -> bool {
-    match error {
-        Error::Transport { applied, .. } => read_only || *applied == Applied::No,
-        Error::Server(e) => e.kind().is_refused_by_member(),
-        _ => false,
-    }
-}
-
-/// A member's transport failure with the member's endpoint in its message.
-fn naming(error: Error, endpoint: &str) -> Error {
-    match error {
-        Error::Transport {
-            message,
-            applied,
-            source,
-        } => Error::Transport {
-            message: format!("{endpoint}: {message}").into(),
-            applied,
-            source,
-        },
-        other => other,
-    }
-}
-
-/// The error of a call that every member it was sent to failed: with one member, that
-/// member's error; with several and all transport failures, one that names each member and
-/// its cause (the request may have applied if any attempt's outcome is unknown). Otherwise
-/// the last error.
-fn every_member_failed(mut failures: Vec<(String, Error)>) -> Error {
-    let all_transport = failures
-        .iter()
-        .all(|(_, e)| matches!(e, Error::Transport { .. }));
-    let Some((endpoint, last)) = failures.pop() else {
-        return Error::Protocol("no member to send the request to".into());
-    };
-    match last {
-        Error::Transport {
-            message: last_message,
-            applied,
-            source,
-        } if all_transport && !failures.is_empty() => {
-            let applied = if failures
-                .iter()
-                .any(|(_, e)| e.applied() == Applied::Unknown)
-            {
-                Applied::Unknown
-            } else {
-                applied
-            };
-            let mut message = format!("all {} members failed:", failures.len() + 1);
-            for (endpoint, error) in &failures {
-                if let Error::Transport { message: cause, .. } = error {
-                    message.push_str(&format!(" {endpoint}: {cause};"));
-                }
-            }
-            message.push_str(&format!(" {endpoint}: {last_message}"));
-            Error::Transport {
-                message: message.into(),
-                applied,
-                source,
-            }
-        }
-        other => naming(other, &endpoint),
-    }
-}
-
-/// Whether a failed call shows that the member should be skipped for a while: it could
-/// not be reached, or it is a learner (which refuses every stream and every call but
-/// serializable reads and a few maintenance calls).
-fn should_skip(error: &Error) -> bool {
-    match error {
-        Error::Transport { .. } => true,
-        Error::Server(e) => e.kind().is_refused_by_member(),
-        _ => false,
-    }
-}
-
 impl<S, R> Service<R> for Failover<S>
 where
     S: Service<R, Error = Error> + Clone + Send + Sync + 'static,
@@ -410,7 +179,12 @@ where
                 }
                 let service = members[member].service.clone();
                 let mut pending = Unanswered(Some(&members[member]));
-                let result = service.oneshot(req).await;
+                let span = tracing::debug_span!(
+                    "member",
+                    endpoint = %members[member].endpoint,
+                    attempt = attempt + 1
+                );
+                let result = service.oneshot(req).instrument(span).await;
                 pending.0 = None;
                 match result {
                     Ok(response) => {
@@ -438,6 +212,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Applied;
+    use crate::proto::etcdserverpb as pb;
+    use std::time::Duration;
 
     /// A call every member refused names each member and its cause, and is certainly not
     /// applied when no attempt reached a server.
@@ -582,7 +359,7 @@ mod tests {
         let learner = tower::service_fn(move |_: pb::PutRequest| {
             counter.fetch_add(1, Ordering::SeqCst);
             async {
-                Err::<&'static str, _>(Error::Server(etcd_core::ServerError::new(
+                Err::<&'static str, _>(Error::Server(crate::ServerError::new(
                     tonic::Code::Unavailable,
                     "etcdserver: rpc not supported for learner",
                 )))

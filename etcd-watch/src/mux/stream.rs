@@ -1,0 +1,223 @@
+//! The one gRPC stream: opening it, sending on it, and reopening it after a backoff when
+//! it breaks, with every live watch queued to be created again.
+
+use std::pin::Pin;
+
+use etcd_core::stream::{RequestStream, ResponseStream};
+use etcd_core::watch::WatchService;
+use etcd_core::{Error as CoreError, ServerErrorKind};
+use etcd_proto::etcdserverpb as pb;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use pb::watch_request::RequestUnion;
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+
+use super::{Error, Mux, Phase, WatchId};
+
+/// The stream, as far as it exists.
+pub(super) enum StreamState {
+    /// No stream (no watch needs one).
+    Idle,
+    /// Waiting before reopening a broken stream.
+    Backoff(Pin<Box<tokio::time::Sleep>>),
+    /// The service was called; requests are queued on `requests` meanwhile.
+    Opening {
+        requests: mpsc::UnboundedSender<pb::WatchRequest>,
+        opening: BoxFuture<'static, Result<ResponseStream<pb::WatchResponse>, CoreError>>,
+    },
+    /// The stream is up.
+    Open {
+        requests: mpsc::UnboundedSender<pb::WatchRequest>,
+        responses: ResponseStream<pb::WatchResponse>,
+    },
+}
+
+/// What happened to the stream.
+pub(super) enum StreamEvent {
+    BackoffDone,
+    Opened(Result<ResponseStream<pb::WatchResponse>, CoreError>),
+    Response(pb::WatchResponse),
+    Broken(Option<CoreError>),
+}
+
+impl StreamState {
+    pub(super) fn requests(&self) -> Option<&mpsc::UnboundedSender<pb::WatchRequest>> {
+        match self {
+            StreamState::Opening { requests, .. } | StreamState::Open { requests, .. } => {
+                Some(requests)
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) async fn next(&mut self) -> StreamEvent {
+        match self {
+            StreamState::Idle => std::future::pending().await,
+            StreamState::Backoff(sleep) => {
+                sleep.as_mut().await;
+                StreamEvent::BackoffDone
+            }
+            StreamState::Opening { opening, .. } => StreamEvent::Opened(opening.await),
+            StreamState::Open { responses, .. } => match responses.next().await {
+                Some(Ok(response)) => StreamEvent::Response(response),
+                Some(Err(error)) => StreamEvent::Broken(Some(error)),
+                None => StreamEvent::Broken(None),
+            },
+        }
+    }
+}
+
+impl<S: WatchService> Mux<S> {
+    /// Opens a stream when watches wait for one, and sends their creation requests.
+    pub(super) fn pump(&mut self) {
+        while let Some(id) = self.queued.front() {
+            match self.watches.get(id) {
+                Some(watch) if watch.phase == Phase::Queued => break,
+                _ => {
+                    self.queued.pop_front();
+                }
+            }
+        }
+        if self.queued.is_empty() {
+            if self.watches.is_empty()
+                && !matches!(self.stream, StreamState::Idle | StreamState::Backoff(_))
+            {
+                tracing::debug!("no watches left: closing the watch stream");
+                self.close_stream();
+            }
+            return;
+        }
+        if matches!(self.stream, StreamState::Idle) {
+            let (requests, rx) = mpsc::unbounded_channel();
+            let mut rx = rx;
+            let outgoing: RequestStream<pb::WatchRequest> =
+                futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
+            let open = self
+                .service
+                .clone()
+                .oneshot(outgoing)
+                .map(|result| result.map_err(|e| CoreError::from_boxed(e.into())));
+            let opening = match (&self.reauth, std::mem::take(&mut self.reauth_next)) {
+                (Some(reauth), true) => {
+                    tracing::debug!("getting a new auth token before reopening the watch stream");
+                    reauth().then(move |_| open).boxed()
+                }
+                _ => open.boxed(),
+            };
+            tracing::debug!(watches = self.watches.len(), "opening a watch stream");
+            self.stream = StreamState::Opening { requests, opening };
+        }
+        let Some(requests) = self.stream.requests() else {
+            return; // backing off
+        };
+        while let Some(id) = self.queued.pop_front() {
+            let Some(watch) = self.watches.get_mut(&id) else {
+                continue;
+            };
+            if watch.phase != Phase::Queued {
+                continue;
+            }
+            let mut request = watch.spec.create_request(watch.next_rev);
+            if let Some(RequestUnion::CreateRequest(create)) = &mut request.request_union {
+                // An id of our own, never reused: etcd 3.5.1 answers a creation refused on
+                // auth grounds with the *requested* id, which, left to the server (0), is
+                // the id of the stream's first watch, and that watch then stops receiving
+                // events (etcd #12385).
+                self.next_server_id += 1;
+                create.watch_id = self.next_server_id;
+            }
+            let _ = requests.send(request);
+            watch.phase = Phase::Creating;
+            self.creating.push_back(Some(id));
+        }
+    }
+
+    pub(super) fn close_stream(&mut self) {
+        self.stream = StreamState::Idle;
+        self.creating.clear();
+        self.by_server.clear();
+        self.ignored.clear();
+    }
+
+    pub(super) fn send(&self, request: RequestUnion) {
+        if let Some(requests) = self.stream.requests() {
+            let _ = requests.send(pb::WatchRequest {
+                request_union: Some(request),
+            });
+        }
+    }
+
+    pub(super) fn send_cancel(&mut self, server_id: i64) {
+        self.send(RequestUnion::CancelRequest(pb::WatchCancelRequest {
+            watch_id: server_id,
+        }));
+        self.ignored.insert(server_id);
+    }
+
+    pub(super) fn stream_event(&mut self, event: StreamEvent) {
+        match event {
+            StreamEvent::BackoffDone => self.stream = StreamState::Idle,
+            StreamEvent::Opened(Ok(responses)) => {
+                let StreamState::Opening { requests, .. } =
+                    std::mem::replace(&mut self.stream, StreamState::Idle)
+                else {
+                    unreachable!("opened while not opening");
+                };
+                self.stream = StreamState::Open {
+                    requests,
+                    responses,
+                };
+            }
+            StreamEvent::Opened(Err(error)) => self.broken(Some(error)),
+            StreamEvent::Broken(error) => self.broken(error),
+            StreamEvent::Response(response) => self.response(response),
+        }
+    }
+
+    /// The stream failed: queue every watch for the next one, or end them all when the
+    /// member has no leader (require-leader streams).
+    pub(super) fn broken(&mut self, error: Option<CoreError>) {
+        self.close_stream();
+        if let Some(error) = &error
+            && crate::error::is_auth_refusal(error.server_kind())
+        {
+            self.reauth_next = true;
+        }
+        if let Some(error) = &error
+            && error.server_kind() == Some(ServerErrorKind::NoLeader)
+        {
+            tracing::info!("watch stream closed: the member has no leader");
+            let ids: Vec<WatchId> = self.watches.keys().copied().collect();
+            for id in ids {
+                self.end(id, Error::WatchNoLeader);
+            }
+            self.queued.clear();
+            return;
+        }
+        match &error {
+            Some(error) => {
+                tracing::info!(%error, failures = self.failures, "watch stream broken; resuming")
+            }
+            None => tracing::info!(failures = self.failures, "watch stream ended; resuming"),
+        }
+        self.queued.clear();
+        let mut ids: Vec<WatchId> = Vec::with_capacity(self.watches.len());
+        for (id, watch) in &mut self.watches {
+            watch.fragments = None;
+            if watch.phase != Phase::Paused {
+                watch.phase = Phase::Queued;
+                ids.push(*id);
+            }
+        }
+        ids.sort_unstable();
+        self.queued.extend(ids);
+        if !self.watches.is_empty() {
+            // Jittered, so that watchers broken together (a member restarted under many
+            // clients) do not all come back at the same instant.
+            let pause = self.config.backoff.pause(self.failures);
+            self.stream = StreamState::Backoff(Box::pin(tokio::time::sleep(pause)));
+            self.failures = self.failures.saturating_add(1);
+        }
+    }
+}
