@@ -1095,7 +1095,9 @@ async fn exchange(script: &Script, key: Bytes) -> Result<(), Failure> {
     // A server that read the request, wrote a short script and closed the connection early
     // in the call: the call must end on the close, not wait for its timeout.
     let closed_early = closed.is_some_and(|at| at - started < CLOSED_EARLY);
-    if closed_early && wire_size(&script.items) <= 1 << 20 && matches!(outcome, Err(Error::Timeout))
+    if closed_early
+        && wire_size(&script.items) <= 1 << 20
+        && matches!(outcome, Err(Error::Timeout { .. }))
     {
         return Err(Failure::IgnoredClose);
     }

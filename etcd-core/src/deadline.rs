@@ -27,7 +27,7 @@ pub(crate) async fn scoped<T>(
         .scope(timeout, async move {
             tokio::time::timeout(timeout, call)
                 .await
-                .unwrap_or(Err(Error::Timeout))
+                .unwrap_or(Err(Error::timeout("the call (its own timeout)", timeout)))
         })
         .await
 }

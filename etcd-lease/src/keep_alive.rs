@@ -599,7 +599,8 @@ where
                         outstanding = self.link.outstanding,
                         "lease keep-alive stream stalled; reopening"
                     );
-                    let error = CoreError::Timeout;
+                    let error =
+                        CoreError::timeout("lease keep-alive renewal", self.config.ack_timeout);
                     self.on_failure(&error, now);
                 }
             }

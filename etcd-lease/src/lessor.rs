@@ -188,7 +188,7 @@ where
                 .send(Command::Once { id, reply })
                 .map_err(|_| error::halted(id))?;
             match tokio::time::timeout(timeout, answer).await {
-                Err(_) => Err(CoreError::Timeout),
+                Err(_) => Err(CoreError::timeout("lease keep-alive once", timeout)),
                 Ok(Err(_)) => Err(error::halted(id)),
                 Ok(Ok(reply)) if reply.ttl <= 0 => Err(error::lost(id, LossReason::NotFound)),
                 Ok(Ok(reply)) => Ok(reply.into()),
@@ -404,7 +404,7 @@ where
                 // Dropping the handle stops the keep-alive.
                 Some(limit) => tokio::time::timeout(limit, handle.first_renewal())
                     .await
-                    .map_err(|_| CoreError::Timeout)??,
+                    .map_err(|_| CoreError::timeout("lease keep-alive start", limit))??,
             }
             Ok(handle)
         })

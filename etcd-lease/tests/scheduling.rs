@@ -414,11 +414,11 @@ async fn a_start_timeout_bounds_only_the_start_of_a_keep_alive() {
     fake.state().mode = Mode::Stall;
     let started = Instant::now();
     let e = lessor.keep_alive(id).await.unwrap_err();
-    assert!(matches!(e, CoreError::Timeout), "{e:?}");
+    assert!(matches!(e, CoreError::Timeout { .. }), "{e:?}");
     assert_eq!(started.elapsed(), secs(2.0));
     let started = Instant::now();
     let e = lessor.keep_alive_once(id).await.unwrap_err();
-    assert!(matches!(e, CoreError::Timeout), "{e:?}");
+    assert!(matches!(e, CoreError::Timeout { .. }), "{e:?}");
     assert_eq!(started.elapsed(), secs(2.0));
     // Once started, a keep-alive outlives the start timeout.
     fake.state().mode = Mode::Reply;

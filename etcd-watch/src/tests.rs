@@ -443,7 +443,7 @@ async fn the_create_timeout_bounds_creation_only() {
     let (mut requests, _tx) = streams.recv().await.unwrap();
     assert_eq!(start_revision(next_request(&mut requests).await), 0);
     let e = unanswered.await.unwrap().unwrap_err();
-    assert!(matches!(e, etcd_core::Error::Timeout), "{e:?}");
+    assert!(matches!(e, etcd_core::Error::Timeout { .. }), "{e:?}");
     assert_eq!(started.elapsed(), Duration::from_secs(2));
 
     // The next watch (on a new stream: the abandoned one closed with its last watch) is

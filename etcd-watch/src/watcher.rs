@@ -253,7 +253,7 @@ impl<S: WatchService> Watcher<S> {
             // trying to create on some member.
             Some(limit) => match tokio::time::timeout(limit, rx).await {
                 Ok(reply) => reply,
-                Err(_) => return Err(etcd_core::Error::Timeout),
+                Err(_) => return Err(etcd_core::Error::timeout("watch creation", limit)),
             },
         };
         match reply {

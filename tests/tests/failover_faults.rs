@@ -463,7 +463,7 @@ async fn k5_calls_move_off_a_blackholed_member_after_a_timeout() {
 /// Whether `e` is one of the errors a linearizable call on a member without quorum may
 /// fail with.
 fn is_no_quorum_error(e: &Error) -> bool {
-    matches!(e, Error::Timeout)
+    matches!(e, Error::Timeout { .. })
         || matches!(
             e.server_kind(),
             Some(
@@ -507,7 +507,7 @@ async fn k7_a_member_without_quorum_serves_no_linearizable_call() {
     let failures: Mutex<BTreeMap<String, (usize, Duration, Duration)>> = Mutex::default();
     let note = |what: &str, e: &Error, took: Duration| {
         let kind = match e {
-            Error::Timeout => "Timeout".to_owned(),
+            Error::Timeout { .. } => "Timeout".to_owned(),
             Error::Server(s) => format!("{:?}", s.kind()),
             other => format!("{other:?}"),
         };

@@ -30,7 +30,7 @@ async fn client_through_blackhole() -> (FaultProxy, Client) {
 }
 
 fn is_timeout(e: &etcd_core::Error) -> bool {
-    matches!(e, etcd_core::Error::Timeout)
+    matches!(e, etcd_core::Error::Timeout { .. })
 }
 
 #[tokio::test]

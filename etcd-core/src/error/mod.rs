@@ -30,8 +30,17 @@ pub enum Error {
     #[error(transparent)]
     Server(#[from] ServerError),
     /// The call's deadline passed before an answer came. A write may have been applied.
-    #[error("request timed out")]
-    Timeout,
+    ///
+    /// `call` names what timed out (`PutRequest`, `watch creation`, ...) and `limit` the
+    /// deadline that passed, when the part of the client that gave up knows them (a tower
+    /// timeout layer of your own does not say).
+    #[error("{}", timeout_message(*call, *limit))]
+    Timeout {
+        /// What timed out: the request type or the step (for example `watch creation`).
+        call: Option<&'static str>,
+        /// The deadline that passed.
+        limit: Option<std::time::Duration>,
+    },
     /// The connection failed. Whether the request reached the server is in `applied`.
     #[error("transport error: {message}")]
     Transport {
@@ -113,7 +122,27 @@ pub enum Applied {
     Unknown,
 }
 
+/// The text of [`Error::Timeout`].
+fn timeout_message(call: Option<&str>, limit: Option<std::time::Duration>) -> String {
+    match (call, limit) {
+        (Some(call), Some(limit)) => {
+            format!("request timed out: {call} took longer than {limit:?}")
+        }
+        (Some(call), None) => format!("request timed out: {call}"),
+        (None, Some(limit)) => format!("request timed out after {limit:?}"),
+        (None, None) => "request timed out".to_owned(),
+    }
+}
+
 impl Error {
+    /// A [`Timeout`](Error::Timeout) of `call` after `limit`.
+    pub fn timeout(call: &'static str, limit: std::time::Duration) -> Self {
+        Error::Timeout {
+            call: Some(call),
+            limit: Some(limit),
+        }
+    }
+
     /// Recovers a typed error from whatever a tower stack produced: an [`Error`], a
     /// `tonic::Status`, a tower timeout, or anything else (a transport failure: never sent
     /// when it carries [`NeverSent`](crate::transport::NeverSent), else with an unknown
@@ -128,7 +157,10 @@ impl Error {
             Err(e) => e,
         };
         if error.is::<tower::timeout::error::Elapsed>() {
-            return Error::Timeout;
+            return Error::Timeout {
+                call: None,
+                limit: None,
+            };
         }
         // Anything else failed below gRPC: classified as a transport failure, never sent
         // when it carries the transport's mark (or a foreign error says so).
@@ -143,7 +175,7 @@ impl Error {
         match self {
             Error::InvalidRequest(_) => Applied::No,
             Error::Server(e) => e.applied(),
-            Error::Timeout | Error::Protocol(_) => Applied::Unknown,
+            Error::Timeout { .. } | Error::Protocol(_) => Applied::Unknown,
             Error::Transport { applied, .. } => *applied,
             // Refusals and endings of leases, watches, locks and elections: the call they
             // end changed nothing (a lock waiter's key is removed, a fenced write refused).

@@ -362,7 +362,10 @@ impl From<tonic::Status> for Error {
             if code == tonic::Code::DeadlineExceeded && status.source().is_none()
                 || timed_out(&status)
             {
-                return Error::Timeout;
+                return Error::Timeout {
+                    call: None,
+                    limit: None,
+                };
             }
             if let Some(message) = tls_failure(&status) {
                 return Error::Transport {

@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn a_client_side_deadline_is_a_timeout() {
         let e = Error::from(tonic::Status::deadline_exceeded("Timeout expired"));
-        assert!(matches!(e, Error::Timeout));
+        assert!(matches!(e, Error::Timeout { .. }));
         assert!(e.is_outcome_unknown());
     }
 
@@ -300,15 +300,18 @@ mod tests {
 
     #[test]
     fn boxed_errors_are_recovered() {
-        let e = Error::from_boxed(Box::new(Error::Timeout));
-        assert!(matches!(e, Error::Timeout));
+        let e = Error::from_boxed(Box::new(Error::Timeout {
+            call: None,
+            limit: None,
+        }));
+        assert!(matches!(e, Error::Timeout { .. }));
         let e = Error::from_boxed(Box::new(tonic::Status::new(
             Code::NotFound,
             "etcdserver: requested lease not found",
         )));
         assert_eq!(e.server_kind(), Some(ServerErrorKind::LeaseNotFound));
         let e = Error::from_boxed(Box::new(tower::timeout::error::Elapsed::new()));
-        assert!(matches!(e, Error::Timeout));
+        assert!(matches!(e, Error::Timeout { .. }));
         let e = Error::from_boxed(Box::new(crate::transport::NeverSent::new("refused")));
         assert_eq!(e.applied(), Applied::No, "{e:?}");
         let e = Error::from_boxed("something broke".into());

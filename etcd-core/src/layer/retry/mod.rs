@@ -75,7 +75,8 @@ where
     fn call(&mut self, request: R) -> Self::Future {
         let inner = self.inner.clone();
         let policy = self.policy;
-        let span = tracing::debug_span!("etcd", call = short_name::<R>());
+        let call = short_name::<R>();
+        let span = tracing::debug_span!("etcd", call);
         let attempts = attempts(inner, policy, request);
         // A call's own deadline (`.timeout(..)` on the request) replaces the client's.
         match crate::deadline::current().or(self.timeout) {
@@ -84,7 +85,7 @@ where
                 async move {
                     tokio::time::timeout(limit, attempts)
                         .await
-                        .unwrap_or(Err(Error::Timeout))
+                        .unwrap_or(Err(Error::timeout(call, limit)))
                 }
                 .instrument(span),
             ),
@@ -237,7 +238,14 @@ mod tests {
         .oneshot(pb::PutRequest::default())
         .await
         .unwrap_err();
-        assert!(matches!(e, Error::Timeout), "{e:?}");
+        assert!(
+            matches!(e, Error::Timeout { call: Some("PutRequest"), limit: Some(l) } if l == Duration::from_millis(100)),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "request timed out: PutRequest took longer than 100ms"
+        );
     }
 
     #[test]
