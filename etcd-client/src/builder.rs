@@ -2,17 +2,18 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use etcd_core::grpc::{GrpcAuth, GrpcCluster, GrpcKv, GrpcLease, GrpcMaintenance, GrpcWatch};
 use etcd_core::kv::KvLimits;
+use etcd_core::{BoxError, IntoBytes, Result};
 #[allow(unused_imports)] // named by the docs
 use etcd_core::{Error, InvalidRequest};
-use etcd_core::{IntoBytes, Result};
 
 use crate::client::Client;
 use crate::endpoint::{ConnectOptions, HTTP2_VARIABLE, Http2Transport, channel, check_keep_alive};
 use crate::endpoints::Endpoints;
 use crate::maintenance::Maintenance;
-use crate::member_transport::{MemberTransport, WrapChannel};
+use crate::member_transport::{MakeTransport, MemberTransport, WrapChannel, box_transport};
 use crate::session::{AuthSession, AuthSettings, Credentials, reauthenticating};
 use crate::stack::{Layers, admin_stack, stack, transport};
 use etcd_core::layer::RetryPolicy;
@@ -31,6 +32,8 @@ pub struct ClientBuilder {
     http2: Option<Http2Transport>,
     /// The lease keep-alive's timing, when chosen here.
     lease_keep_alive: Option<etcd_lease::KeepAliveConfig>,
+    /// The user's transport of each endpoint, replacing our own connections.
+    transport: Option<MakeTransport>,
 }
 
 impl ClientBuilder {
@@ -51,6 +54,7 @@ impl ClientBuilder {
             auth: AuthSettings::default(),
             http2: None,
             lease_keep_alive: None,
+            transport: None,
         }
     }
 
@@ -187,37 +191,120 @@ impl ClientBuilder {
     /// timeouts or anything else. Layers added later wrap earlier ones. The client's own
     /// auth-token and require-leader middleware sit above them.
     ///
+    /// The layered service may answer with any HTTP body of [`Bytes`] (tower-http's
+    /// `TraceLayer` wraps the body to see its end, for example); the client puts it in
+    /// tonic's [`Body`](tonic::body::Body). Its errors become
+    /// [`Error::Transport`](crate::Error::Transport).
+    ///
     /// ```no_run
     /// # async fn example() -> etcd_client::Result<()> {
     /// use std::time::Duration;
     /// let client = etcd_client::Client::builder(["http://127.0.0.1:2379"])
     ///     .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(2)))
+    ///     .layer(tower_http::trace::TraceLayer::new_for_grpc())
     ///     .connect()
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub fn layer<L>(mut self, layer: L) -> Self
+    ///
+    /// Without layers, calls go straight to each member's connection. Each layer costs
+    /// every call an allocation (the layered service is type-erased), and one more when
+    /// its response body is not tonic's `Body`.
+    pub fn layer<L, B>(mut self, layer: L) -> Self
     where
         L: tower::Layer<MemberTransport> + Send + Sync + 'static,
         L::Service: tower::Service<
                 http::Request<tonic::body::Body>,
-                Response = http::Response<tonic::body::Body>,
-                Error: Into<etcd_core::BoxError>,
+                Response = http::Response<B>,
+                Error: Into<BoxError>,
                 Future: Send + 'static,
             > + Clone
             + Send
             + Sync
             + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
     {
         let inner = self.layers.wrap.take();
-        let wrap = WrapChannel::new(move |channel| {
-            let below = MemberTransport::new(channel, inner.as_ref());
-            tower::util::BoxCloneSyncService::new(tower::ServiceExt::map_err(
-                layer.layer(below),
-                Into::into,
-            ))
+        let wrap = WrapChannel::new(move |link| {
+            let below = MemberTransport::new(link, inner.as_ref());
+            box_transport(layer.layer(below))
         });
         self.layers.wrap = Some(wrap);
+        self
+    }
+
+    /// Gives every endpoint a transport of your own, made by `make` from the endpoint's
+    /// URL: any tower service that carries gRPC calls, such as a tonic `Channel` set up
+    /// your way, a hyper client, a tunnel or an in-process server.
+    ///
+    /// The client calls `make` once per endpoint, for those given to [`Client::builder`]
+    /// and for those found or set later ([`auto_sync`](Self::auto_sync),
+    /// [`Client::sync_endpoints`], [`Client::set_endpoints`]; an endpoint that stays
+    /// keeps its transport), and sends that member's calls and streams through the
+    /// service returned. Calling this again replaces the earlier `make`.
+    ///
+    /// The client then makes no connection of its own, so the settings of its own
+    /// connections do not apply: [`tls`](Self::tls), [`keep_alive`](Self::keep_alive),
+    /// [`no_keep_alive`](Self::no_keep_alive),
+    /// [`server_keepalive_min_time`](Self::server_keepalive_min_time),
+    /// [`http2_transport`](Self::http2_transport) (and `ETCD_CLIENT_HTTP2`) and
+    /// [`connect_timeout`](Self::connect_timeout) are ignored, and `make` gets each URL as
+    /// written, with no scheme added. Everything else stays, above the transport: the
+    /// [layers](Self::layer) wrap it, and above them sit the auth token, require-leader,
+    /// retries, the request timeout, failover across the endpoints and the namespace.
+    ///
+    /// `make` runs in [`connect`](Self::connect) and whenever the endpoints change, and
+    /// must not wait on the network: make connections lazily (tonic's `connect_lazy`), so
+    /// that a member down at start does not fail the client. An error from `make` fails
+    /// `connect` (or the change of endpoints, leaving them as they were) with
+    /// [`Error::InvalidRequest`] naming the endpoint.
+    ///
+    /// The service may answer with any HTTP body of [`Bytes`], and fail with any error
+    /// (which becomes [`Error::Transport`](crate::Error::Transport)). Failover resends a
+    /// write on another member only when the error proves the request never left: a
+    /// refused connection under tonic or hyper does, and a transport of yours can say so
+    /// with [`NeverSent`](etcd_core::transport::NeverSent).
+    ///
+    /// ```no_run
+    /// # async fn example() -> etcd_client::Result<()> {
+    /// use std::time::Duration;
+    /// use tonic::transport::Endpoint;
+    ///
+    /// let client = etcd_client::Client::builder(["http://10.0.0.1:2379", "http://10.0.0.2:2379"])
+    ///     .transport(|url| {
+    ///         let channel = Endpoint::from_shared(url.to_owned())?
+    ///             .connect_timeout(Duration::from_secs(1))
+    ///             .connect_lazy();
+    ///         // Bounds each call, and the opening of each watch or keep-alive stream.
+    ///         let transport = tower::ServiceBuilder::new()
+    ///             .timeout(Duration::from_secs(5))
+    ///             .service(channel);
+    ///         Ok::<_, tonic::transport::Error>(transport)
+    ///     })
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transport<F, S, B, E>(mut self, make: F) -> Self
+    where
+        F: Fn(&str) -> std::result::Result<S, E> + Send + Sync + 'static,
+        E: Into<BoxError>,
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<B>,
+                Error: Into<BoxError>,
+                Future: Send + 'static,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.transport = Some(MakeTransport::new(move |address| {
+            make(address).map(box_transport).map_err(Into::into)
+        }));
         self
     }
 
@@ -275,17 +362,25 @@ impl ClientBuilder {
             auto_sync,
             http2,
             lease_keep_alive,
+            transport: user_transport,
         } = self;
-        let variable = std::env::var_os(HTTP2_VARIABLE);
-        let variable = variable.as_ref().map(|v| v.to_string_lossy());
-        options.http2 = Http2Transport::resolve(http2, variable.as_deref())?;
-        check_keep_alive(&options)?;
+        // The settings of our own connections, which a user transport replaces.
+        if user_transport.is_none() {
+            let variable = std::env::var_os(HTTP2_VARIABLE);
+            let variable = variable.as_ref().map(|v| v.to_string_lossy());
+            options.http2 = Http2Transport::resolve(http2, variable.as_deref())?;
+            check_keep_alive(&options)?;
+        }
         let mut layers = layers;
         layers.session = AuthSession::new(auth)?;
         let members = {
             let layers = layers.clone();
             Endpoints::new(endpoints, move |address| {
-                channel(address, &options).map(|ch| transport(ch, &layers))
+                let link = match &user_transport {
+                    Some(make) => make.link(address)?,
+                    None => channel(address, &options)?,
+                };
+                Ok(transport(link, &layers))
             })?
         };
         layers
@@ -409,5 +504,33 @@ mod tests {
             .connect()
             .await
             .expect("no keep-alive");
+    }
+
+    /// A tonic channel to `url`, as a user would make it.
+    fn users_channel(url: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        Ok(tonic::transport::Endpoint::from_shared(url.to_owned())?.connect_lazy())
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_the_users_transport_refuses_fails_connect() {
+        let builder = Client::builder(["http://127.0.0.1:2379", "http://not a url"]);
+        let why = refused(builder.transport(users_channel).connect().await);
+        assert!(why.contains("endpoint http://not a url"), "{why}");
+        assert!(
+            why.contains("the transport given to the builder refused it"),
+            "{why}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_settings_of_our_own_connections_do_not_bind_a_users_transport() {
+        // A keep-alive etcd would punish, and no scheme: both are the transport's business.
+        let client = Client::builder(["127.0.0.1:2379"])
+            .keep_alive(Duration::from_secs(1), Duration::from_millis(500))
+            .transport(|url: &str| users_channel(&format!("http://{url}")))
+            .connect()
+            .await
+            .expect("a client over the user's transport");
+        assert_eq!(client.endpoints(), ["127.0.0.1:2379"]);
     }
 }

@@ -8,6 +8,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::connector::Connector;
 #[cfg(feature = "builtin-http2")]
 use crate::http2::H2Channel;
+use crate::member_transport::BoxTransport;
 use crate::tls::Tls;
 
 /// The environment variable that picks the HTTP/2 implementation of plain-text members
@@ -134,14 +135,28 @@ impl Default for ConnectOptions {
 
 /// A member's connection: the direct HTTP/2 channel for `http://` members (unless
 /// [`Http2Transport::Tonic`] was chosen), tonic's channel for the others and for
-/// `https://` ones (it runs TLS).
-#[derive(Clone, Debug)]
+/// `https://` ones (it runs TLS), or the user's own transport when they gave one.
+#[derive(Clone)]
 pub(crate) enum Link {
     /// Plain text, calls written straight onto the HTTP/2 connection.
     #[cfg(feature = "builtin-http2")]
     Direct(H2Channel),
     /// Through tonic's channel: TLS, or plain text when chosen.
     Tonic(Channel),
+    /// The transport the user made for this endpoint
+    /// ([`ClientBuilder::transport`](crate::ClientBuilder::transport)).
+    User(BoxTransport),
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            #[cfg(feature = "builtin-http2")]
+            Link::Direct(channel) => f.debug_tuple("Direct").field(channel).finish(),
+            Link::Tonic(channel) => f.debug_tuple("Tonic").field(channel).finish(),
+            Link::User(_) => f.write_str("User(..)"),
+        }
+    }
 }
 
 /// Checks a member address and makes a lazily connecting channel to it: nothing is dialled

@@ -1,28 +1,63 @@
 //! The connection to one member: for `http://` members our direct HTTP/2 channel
 //! (the `http2` module) unless tonic's was chosen, for `https://` ones tonic's channel
-//! (which runs TLS), or either of them wrapped in tower layers the user added with
-//! [`ClientBuilder::layer`](crate::ClientBuilder::layer).
+//! (which runs TLS), or the user's own transport
+//! ([`ClientBuilder::transport`](crate::ClientBuilder::transport)); any of them wrapped in
+//! tower layers the user added with [`ClientBuilder::layer`](crate::ClientBuilder::layer).
 //!
-//! Without user layers, calls go straight to the channel. With them, the layered service
-//! is boxed once per client and each call pays one allocation.
+//! Without user layers or a user transport, calls go straight to the channel. With them,
+//! the service is boxed once per member and each call pays one allocation per layer.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use etcd_core::BoxError;
+use bytes::Bytes;
+use etcd_core::{BoxError, Error};
 use futures_util::TryFutureExt;
 use futures_util::future::{BoxFuture, Either, MapErr};
 use tonic::body::Body;
 use tonic::transport::Channel;
+use tower::ServiceExt;
 
 use crate::endpoint::Link;
 #[cfg(feature = "builtin-http2")]
 use crate::http2::H2Channel;
 use tower::util::BoxCloneSyncService;
 
-/// A user-layered transport, type-erased.
+/// A user transport or a user-layered one, type-erased.
 pub(crate) type BoxTransport =
     BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>;
+
+/// Erases the type of a transport whose response body and error are any that tonic can
+/// read: the body is put in tonic's [`Body`] (which keeps one that already is), the error
+/// boxed.
+pub(crate) fn box_transport<S, B>(service: S) -> BoxTransport
+where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    BoxCloneSyncService::new(
+        service
+            .map_response(tonic_body as fn(http::Response<B>) -> http::Response<Body>)
+            .map_err(Into::into as fn(S::Error) -> BoxError),
+    )
+}
+
+fn tonic_body<B>(response: http::Response<B>) -> http::Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    response.map(Body::new)
+}
 
 /// Wraps a member's channel in the user's layers.
 #[derive(Clone)]
@@ -40,6 +75,36 @@ impl std::fmt::Debug for WrapChannel {
     }
 }
 
+/// The user's function from an endpoint's URL to its transport, type-erased.
+type Make = dyn Fn(&str) -> Result<BoxTransport, BoxError> + Send + Sync;
+
+/// Makes the user's transport of one endpoint, from its URL.
+#[derive(Clone)]
+pub(crate) struct MakeTransport(Arc<Make>);
+
+impl MakeTransport {
+    pub(crate) fn new(
+        make: impl Fn(&str) -> Result<BoxTransport, BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(make))
+    }
+
+    /// The user's transport to `address`; their refusal is an [`Error::InvalidRequest`].
+    pub(crate) fn link(&self, address: &str) -> Result<Link, Error> {
+        (self.0)(address).map(Link::User).map_err(|e| {
+            crate::tls::invalid(format!(
+                "endpoint {address}: the transport given to the builder refused it: {e}"
+            ))
+        })
+    }
+}
+
+impl std::fmt::Debug for MakeTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MakeTransport(..)")
+    }
+}
+
 /// The connection to one member, as the gRPC adapters see it (below the auth-token and
 /// require-leader middleware).
 #[derive(Clone, Debug)]
@@ -50,6 +115,9 @@ enum Inner {
     #[cfg(feature = "builtin-http2")]
     Direct(H2Channel),
     Channel(Channel),
+    /// The user's own transport.
+    User(BoxTransport),
+    /// A transport in the user's layers.
     Layered(BoxTransport),
 }
 
@@ -59,6 +127,7 @@ impl std::fmt::Debug for Inner {
             #[cfg(feature = "builtin-http2")]
             Inner::Direct(channel) => channel.fmt(f),
             Inner::Channel(channel) => channel.fmt(f),
+            Inner::User(_) => f.write_str("User(..)"),
             Inner::Layered(_) => f.write_str("Layered(..)"),
         }
     }
@@ -71,6 +140,7 @@ impl MemberTransport {
             #[cfg(feature = "builtin-http2")]
             (None, Link::Direct(channel)) => Self(Inner::Direct(channel)),
             (None, Link::Tonic(channel)) => Self(Inner::Channel(channel)),
+            (None, Link::User(service)) => Self(Inner::User(service)),
             (Some(wrap), link) => Self(Inner::Layered((wrap.0)(link))),
         }
     }
@@ -95,7 +165,7 @@ impl tower::Service<http::Request<Body>> for MemberTransport {
             #[cfg(feature = "builtin-http2")]
             Inner::Direct(channel) => channel.poll_ready(cx),
             Inner::Channel(channel) => channel.poll_ready(cx).map_err(boxed),
-            Inner::Layered(service) => service.poll_ready(cx),
+            Inner::User(service) | Inner::Layered(service) => service.poll_ready(cx),
         }
     }
 
@@ -106,7 +176,7 @@ impl tower::Service<http::Request<Body>> for MemberTransport {
             }
             #[cfg(feature = "builtin-http2")]
             Inner::Direct(channel) => Either::Right(channel.call(request)),
-            Inner::Layered(service) => Either::Right(service.call(request)),
+            Inner::User(service) | Inner::Layered(service) => Either::Right(service.call(request)),
         }
     }
 }

@@ -15,6 +15,8 @@
 //!   blackholes, resets, refused connections, delays and cut requests.
 //! - [`shared_server`] and [`unique_prefix`]: one server for a whole test
 //!   binary, with tests isolated by key prefix.
+//! - [`examples::Example`]: runs a compiled example of the workspace (against
+//!   one of these servers), with a timeout, and checks its exit status and output.
 //!
 //! Every etcd process gets `PR_SET_PDEATHSIG(SIGKILL)` (see [`process`]), so
 //! an aborted test binary leaves no etcd behind.
@@ -61,6 +63,7 @@ pub mod chaos;
 pub mod clients;
 pub mod cluster;
 pub mod counting;
+pub mod examples;
 pub mod history;
 pub mod hostile;
 pub mod http;

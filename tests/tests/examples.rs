@@ -1,0 +1,42 @@
+//! The workspace's examples, run against a real etcd: each must exit with status 0 and
+//! print what it did, so an example that compiles but no longer works fails here.
+//!
+//! `cargo test --workspace` builds the examples first; to run this file alone, build them
+//! before: `cargo build --workspace --examples`.
+
+use etcd_tests::examples::{Example, run_example};
+use etcd_tests::shared_server;
+
+/// etcd-client: tower-http's TraceLayer on the client, printed by a fmt subscriber.
+#[tokio::test]
+async fn trace_layer() {
+    Example::new("trace_layer")
+        .arg(shared_server().client_url())
+        // The example's default, stated here so that a RUST_LOG of the test run can't
+        // hide the trace layer's events.
+        .env("RUST_LOG", "tower_http=debug")
+        .run()
+        .await
+        .assert_stdout_contains("read examples/trace_layer = traced")
+        .assert_stdout_contains("deleted 1 key(s)")
+        // The span of the trace layer around the get.
+        .assert_stdout_contains("uri=/etcdserverpb.KV/Range");
+}
+
+/// etcd-client: a hand-written logging layer and tower's timeout layer on the client.
+#[tokio::test]
+async fn custom_layer() {
+    run_example("custom_layer", [shared_server().client_url()])
+        .await
+        .assert_stdout_contains("/etcdserverpb.KV/Put answered in")
+        .assert_stdout_contains(r#"layered = Some(Ok("yes"))"#);
+}
+
+/// etcd-watch: a watcher and a KV handle over a user-built tower stack, no facade.
+#[tokio::test]
+async fn custom_transport() {
+    run_example("custom_transport", [shared_server().client_url()])
+        .await
+        .assert_stdout_contains(r#"put example/watch/counter = Ok("3")"#)
+        .assert_stdout_contains("delete example/watch/counter");
+}
