@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use etcd_core::Error;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::connector::Connector;
 #[cfg(feature = "builtin-http2")]
 use crate::http2::H2Channel;
-use crate::member_transport::BoxTransport;
+use crate::member_transport::Connection;
 use crate::tls::Tls;
 
 /// The environment variable that picks the HTTP/2 implementation of plain-text members
@@ -133,35 +133,9 @@ impl Default for ConnectOptions {
     }
 }
 
-/// A member's connection: the direct HTTP/2 channel for `http://` members (unless
-/// [`Http2Transport::Tonic`] was chosen), tonic's channel for the others and for
-/// `https://` ones (it runs TLS), or the user's own transport when they gave one.
-#[derive(Clone)]
-pub(crate) enum Link {
-    /// Plain text, calls written straight onto the HTTP/2 connection.
-    #[cfg(feature = "builtin-http2")]
-    Direct(H2Channel),
-    /// Through tonic's channel: TLS, or plain text when chosen.
-    Tonic(Channel),
-    /// The transport the user made for this endpoint
-    /// ([`ClientBuilder::transport`](crate::ClientBuilder::transport)).
-    User(BoxTransport),
-}
-
-impl std::fmt::Debug for Link {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            #[cfg(feature = "builtin-http2")]
-            Link::Direct(channel) => f.debug_tuple("Direct").field(channel).finish(),
-            Link::Tonic(channel) => f.debug_tuple("Tonic").field(channel).finish(),
-            Link::User(_) => f.write_str("User(..)"),
-        }
-    }
-}
-
 /// Checks a member address and makes a lazily connecting channel to it: nothing is dialled
 /// until the first call, and a member that is down at start does not fail the client.
-pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Link, Error> {
+pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Connection, Error> {
     let invalid = crate::tls::invalid;
     let uri = if address.contains("://") {
         address.to_owned()
@@ -193,7 +167,10 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Link, E
                 .parse()
                 .map_err(|e| invalid(format!("endpoint {address}: {e}")))?
         };
-        return Ok(Link::Direct(H2Channel::new(authority, options.clone())));
+        return Ok(Connection::Direct(H2Channel::new(
+            authority,
+            options.clone(),
+        )));
     }
     let mut endpoint = Endpoint::from_shared(uri)
         .map_err(|e| not_a_url(&e))?
@@ -211,7 +188,9 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Link, E
     }
     // The connect timeout is set on the connector, for the TCP connection alone.
     let connector = Connector::new(options.connect_timeout, https);
-    Ok(Link::Tonic(endpoint.connect_with_connector_lazy(connector)))
+    Ok(Connection::Tonic(
+        endpoint.connect_with_connector_lazy(connector),
+    ))
 }
 
 /// Sets up TLS for an `https://` endpoint.
@@ -309,11 +288,11 @@ mod tests {
             ..ConnectOptions::default()
         };
         let link = channel("http://127.0.0.1:2379", &tonic).unwrap();
-        assert!(matches!(link, Link::Tonic(_)), "{link:?}");
+        assert!(matches!(link, Connection::Tonic(_)), "{link:?}");
         #[cfg(feature = "builtin-http2")]
         {
             let link = channel("127.0.0.1:2379", &ConnectOptions::default()).unwrap();
-            assert!(matches!(link, Link::Direct(_)), "{link:?}");
+            assert!(matches!(link, Connection::Direct(_)), "{link:?}");
         }
     }
 }

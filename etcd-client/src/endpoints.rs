@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use etcd_core::{Error, InvalidRequest, Result};
 
-use crate::stack::Transport;
+use crate::member_transport::AuthedTransport;
 use etcd_core::layer::Failover;
 
-type Connect = dyn Fn(&str) -> Result<Transport> + Send + Sync;
-type Update = dyn Fn(&[(String, Transport)]) + Send + Sync;
+type Connect = dyn Fn(&str) -> Result<AuthedTransport> + Send + Sync;
+type Update = dyn Fn(&[(String, AuthedTransport)]) + Send + Sync;
 
 /// The endpoints and their connections, shared by every clone of a client.
 #[derive(Clone)]
@@ -24,7 +24,7 @@ struct Inner {
 }
 
 struct State {
-    current: Vec<(String, Transport)>,
+    current: Vec<(String, AuthedTransport)>,
     updates: Vec<Box<Update>>,
 }
 
@@ -44,7 +44,7 @@ impl Endpoints {
     /// Connections (made lazily) to `addresses`.
     pub(crate) fn new(
         addresses: Vec<String>,
-        connect: impl Fn(&str) -> Result<Transport> + Send + Sync + 'static,
+        connect: impl Fn(&str) -> Result<AuthedTransport> + Send + Sync + 'static,
     ) -> Result<Self> {
         let current = addresses
             .into_iter()
@@ -72,10 +72,10 @@ impl Endpoints {
     /// later changes of the list.
     pub(crate) fn failover<S: Send + Sync + 'static>(
         &self,
-        make: impl Fn(Transport) -> S + Send + Sync + 'static,
+        make: impl Fn(AuthedTransport) -> S + Send + Sync + 'static,
     ) -> Failover<S> {
         let mut state = self.state();
-        let build = move |members: &[(String, Transport)]| {
+        let build = move |members: &[(String, AuthedTransport)]| {
             members
                 .iter()
                 .map(|(address, transport)| (address.clone(), make(transport.clone())))

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use etcd_core::{Error, InvalidRequest, Result};
 
-use crate::builder::ClientBuilder;
-use crate::client::Client;
+use crate::client::{Client, ClientBuilder};
 use crate::tls::Tls;
 
 /// etcdctl's default endpoint. It has no scheme, so it is `https://` when TLS settings are

@@ -40,7 +40,7 @@
 //! - `builtin-http2`: the HTTP/2 of our own. Without it, tonic's channel serves every
 //!   member.
 
-mod builder;
+mod auth_session;
 mod client;
 pub mod concurrency;
 mod connector;
@@ -51,11 +51,12 @@ mod env;
 mod http2;
 pub mod maintenance;
 mod member_transport;
-pub mod session;
-pub mod stack;
+pub mod services;
+mod stack;
 mod tls;
 
-pub use builder::ClientBuilder;
+pub use auth_session::{AuthSession, Credentials};
+pub use client::ClientBuilder;
 pub use client::{Auth, Client, Cluster, Kv, Lessor, WatchGroup, Watcher};
 pub use endpoint::Http2Transport;
 pub use etcd_core::layer::RetryPolicy;
@@ -73,5 +74,4 @@ pub use etcd_watch as watch;
 pub use etcd_watch::{GroupEvents, WatchStream};
 pub use maintenance::Maintenance;
 pub use member_transport::MemberTransport;
-pub use session::{AuthSession, Credentials};
 pub use tls::Tls;

@@ -27,16 +27,16 @@ use etcd_core::{Error, InvalidRequest, Result};
 
 pub use etcd_core::maintenance::*;
 
-use crate::session::{AuthSession, Refresh};
-use crate::stack::Transport;
+use crate::auth_session::{AuthSession, Reauth};
+use crate::member_transport::AuthedTransport;
+use crate::services::{MaintenanceStack, MemberMaintenanceStack};
 use etcd_core::layer::Failover;
 
 /// The maintenance handle of one member: every call goes to that member, without failover.
-pub type MemberMaintenance = etcd_core::Maintenance<Member>;
+pub type MemberMaintenance = etcd_core::Maintenance<MemberMaintenanceStack>;
 
-/// The service of one member's maintenance calls: re-authentication over the member's
-/// connection.
-pub type Member = Refresh<GrpcMaintenance<Transport>>;
+/// A maintenance call aimed at one member.
+pub type MemberCall<R, T> = Call<MemberMaintenanceStack, R, T>;
 
 /// The maintenance handle of a [`Client`](crate::Client).
 ///
@@ -46,13 +46,13 @@ pub type Member = Refresh<GrpcMaintenance<Transport>>;
 /// sent to the leader), go through [`member`](Self::member) or the `*_of` methods.
 #[derive(Clone, Debug)]
 pub struct Maintenance {
-    any: etcd_core::Maintenance<Refresh<Failover<GrpcMaintenance<Transport>>>>,
-    members: Failover<GrpcMaintenance<Transport>>,
+    any: etcd_core::Maintenance<MaintenanceStack>,
+    members: Failover<GrpcMaintenance<AuthedTransport>>,
     session: AuthSession,
 }
 
 impl Deref for Maintenance {
-    type Target = etcd_core::Maintenance<Refresh<Failover<GrpcMaintenance<Transport>>>>;
+    type Target = etcd_core::Maintenance<MaintenanceStack>;
 
     fn deref(&self) -> &Self::Target {
         &self.any
@@ -60,17 +60,23 @@ impl Deref for Maintenance {
 }
 
 impl Maintenance {
-    pub(crate) fn new(members: Failover<GrpcMaintenance<Transport>>, session: AuthSession) -> Self {
+    pub(crate) fn new(
+        members: Failover<GrpcMaintenance<AuthedTransport>>,
+        session: AuthSession,
+    ) -> Self {
         Self {
-            any: etcd_core::Maintenance::new(Refresh::new(members.clone(), session.clone())),
+            any: etcd_core::Maintenance::new(MaintenanceStack(Reauth::new(
+                members.clone(),
+                session.clone(),
+            ))),
             members,
             session,
         }
     }
 
     /// One member's service, with re-authentication.
-    fn one(&self, service: &GrpcMaintenance<Transport>) -> Member {
-        Refresh::new(service.clone(), self.session.clone())
+    fn one(&self, service: &GrpcMaintenance<AuthedTransport>) -> MemberMaintenanceStack {
+        MemberMaintenanceStack(Reauth::new(service.clone(), self.session.clone()))
     }
 
     /// The maintenance handle of the member at `endpoint`, one of the client's endpoints
@@ -84,16 +90,13 @@ impl Maintenance {
     }
 
     /// The status of the member at `endpoint`.
-    pub fn status_of(&self, endpoint: &str) -> Call<Member, pb::StatusRequest, StatusResponse> {
+    pub fn status_of(&self, endpoint: &str) -> MemberCall<pb::StatusRequest, StatusResponse> {
         self.aim(endpoint, |m| m.status())
     }
 
     /// Defragments the backend of the member at `endpoint` (it serves nothing else
     /// meanwhile).
-    pub fn defragment_of(
-        &self,
-        endpoint: &str,
-    ) -> Call<Member, pb::DefragmentRequest, AckResponse> {
+    pub fn defragment_of(&self, endpoint: &str) -> MemberCall<pb::DefragmentRequest, AckResponse> {
         self.aim(endpoint, |m| m.defragment())
     }
 
@@ -103,7 +106,7 @@ impl Maintenance {
         &self,
         endpoint: &str,
         revision: i64,
-    ) -> Call<Member, pb::HashKvRequest, HashKvResponse> {
+    ) -> MemberCall<pb::HashKvRequest, HashKvResponse> {
         self.aim(endpoint, |m| m.hash_kv(revision))
     }
 
@@ -112,8 +115,8 @@ impl Maintenance {
     fn aim<R, T>(
         &self,
         endpoint: &str,
-        call: impl FnOnce(&MemberMaintenance) -> Call<Member, R, T>,
-    ) -> Call<Member, R, T> {
+        call: impl FnOnce(&MemberMaintenance) -> MemberCall<R, T>,
+    ) -> MemberCall<R, T> {
         match self.member(endpoint) {
             Ok(member) => call(&member),
             Err(error) => {
@@ -125,7 +128,7 @@ impl Maintenance {
     }
 }
 
-fn unknown_endpoint(endpoint: &str, members: &Failover<GrpcMaintenance<Transport>>) -> Error {
+fn unknown_endpoint(endpoint: &str, members: &Failover<GrpcMaintenance<AuthedTransport>>) -> Error {
     let known = members.endpoints();
     Error::InvalidRequest(InvalidRequest::Other(
         format!("{endpoint} is not one of the client's endpoints {known:?}").into(),

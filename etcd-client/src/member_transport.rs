@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use etcd_core::middleware::{AuthToken, RequireLeader};
 use etcd_core::{BoxError, Error};
 use futures_util::TryFutureExt;
 use futures_util::future::{BoxFuture, Either, MapErr};
@@ -18,10 +19,35 @@ use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::ServiceExt;
 
-use crate::endpoint::Link;
 #[cfg(feature = "builtin-http2")]
 use crate::http2::H2Channel;
 use tower::util::BoxCloneSyncService;
+
+/// A member's connection: the direct HTTP/2 channel for `http://` members (unless
+/// [`Http2Transport::Tonic`] was chosen), tonic's channel for the others and for
+/// `https://` ones (it runs TLS), or the user's own transport when they gave one.
+#[derive(Clone)]
+pub(crate) enum Connection {
+    /// Plain text, calls written straight onto the HTTP/2 connection.
+    #[cfg(feature = "builtin-http2")]
+    Direct(H2Channel),
+    /// Through tonic's channel: TLS, or plain text when chosen.
+    Tonic(Channel),
+    /// The transport the user made for this endpoint
+    /// ([`ClientBuilder::transport`](crate::ClientBuilder::transport)).
+    User(BoxTransport),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            #[cfg(feature = "builtin-http2")]
+            Connection::Direct(channel) => f.debug_tuple("Direct").field(channel).finish(),
+            Connection::Tonic(channel) => f.debug_tuple("Tonic").field(channel).finish(),
+            Connection::User(_) => f.write_str("User(..)"),
+        }
+    }
+}
 
 /// A user transport or a user-layered one, type-erased.
 pub(crate) type BoxTransport =
@@ -61,10 +87,10 @@ where
 
 /// Wraps a member's channel in the user's layers.
 #[derive(Clone)]
-pub(crate) struct WrapChannel(Arc<dyn Fn(Link) -> BoxTransport + Send + Sync>);
+pub(crate) struct WrapChannel(Arc<dyn Fn(Connection) -> BoxTransport + Send + Sync>);
 
 impl WrapChannel {
-    pub(crate) fn new(wrap: impl Fn(Link) -> BoxTransport + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(wrap: impl Fn(Connection) -> BoxTransport + Send + Sync + 'static) -> Self {
         Self(Arc::new(wrap))
     }
 }
@@ -90,8 +116,8 @@ impl MakeTransport {
     }
 
     /// The user's transport to `address`; their refusal is an [`Error::InvalidRequest`].
-    pub(crate) fn link(&self, address: &str) -> Result<Link, Error> {
-        (self.0)(address).map(Link::User).map_err(|e| {
+    pub(crate) fn link(&self, address: &str) -> Result<Connection, Error> {
+        (self.0)(address).map(Connection::User).map_err(|e| {
             crate::tls::invalid(format!(
                 "endpoint {address}: the transport given to the builder refused it: {e}"
             ))
@@ -135,13 +161,13 @@ impl std::fmt::Debug for Inner {
 
 impl MemberTransport {
     /// The channel, wrapped in the user's layers when there are any.
-    pub(crate) fn new(link: Link, wrap: Option<&WrapChannel>) -> Self {
-        match (wrap, link) {
+    pub(crate) fn new(connection: Connection, wrap: Option<&WrapChannel>) -> Self {
+        match (wrap, connection) {
             #[cfg(feature = "builtin-http2")]
-            (None, Link::Direct(channel)) => Self(Inner::Direct(channel)),
-            (None, Link::Tonic(channel)) => Self(Inner::Channel(channel)),
-            (None, Link::User(service)) => Self(Inner::User(service)),
-            (Some(wrap), link) => Self(Inner::Layered((wrap.0)(link))),
+            (None, Connection::Direct(channel)) => Self(Inner::Direct(channel)),
+            (None, Connection::Tonic(channel)) => Self(Inner::Channel(channel)),
+            (None, Connection::User(service)) => Self(Inner::User(service)),
+            (Some(wrap), connection) => Self(Inner::Layered((wrap.0)(connection))),
         }
     }
 }
@@ -180,3 +206,7 @@ impl tower::Service<http::Request<Body>> for MemberTransport {
         }
     }
 }
+
+/// The connection to one member as the gRPC adapters see it: the member's transport, with
+/// the session's auth token on every call and, when asked, the require-leader metadata.
+pub(crate) type AuthedTransport = AuthToken<RequireLeader<MemberTransport>>;

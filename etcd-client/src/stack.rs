@@ -7,29 +7,25 @@ use bytes::Bytes;
 use etcd_core::middleware::{AuthToken, RequireLeader};
 use etcd_core::namespace::Namespace;
 
-use crate::endpoint::Link;
+use crate::auth_session::{AuthSession, Reauth};
 use crate::endpoints::Endpoints;
-use crate::member_transport::{MemberTransport, WrapChannel};
-use crate::session::{AuthSession, Refresh};
+use crate::member_transport::Connection;
+use crate::member_transport::{AuthedTransport, MemberTransport, WrapChannel};
 use etcd_core::layer::Failover;
 use etcd_core::layer::{Retry, RetryPolicy};
 
-/// The connection to one member, as the gRPC adapters see it: a channel whose calls carry
-/// the client's auth token, when it has one.
-pub type Transport = AuthToken<RequireLeader<MemberTransport>>;
-
 /// The typed stack of the key-bearing services (KV, lease, watch): the namespace, over
 /// retries and the call deadline, over re-authentication when a token is refused
-/// ([`Refresh`]), over failover across the members.
-pub type Stack<S> = Namespace<Retry<Refresh<Failover<S>>>>;
+/// ([`Reauth`]), over failover across the members.
+pub(crate) type Stack<S> = Namespace<Retry<Reauth<Failover<S>>>>;
 
 /// The typed stack of the other services (cluster, auth): retries and the call deadline
 /// over re-authentication, over failover across the members.
-pub type AdminStack<S> = Retry<Refresh<Failover<S>>>;
+pub(crate) type StackWithoutNamespace<S> = Retry<Reauth<Failover<S>>>;
 
 /// The settings of the typed layers.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Layers {
+pub(crate) struct StackSettings {
     /// The namespace prefix (empty: none).
     pub(crate) namespace: Bytes,
     /// How calls are retried.
@@ -46,7 +42,7 @@ pub(crate) struct Layers {
 
 /// A member's connection, carrying the session's token and, when asked, the
 /// require-leader metadata.
-pub(crate) fn transport(channel: Link, layers: &Layers) -> Transport {
+pub(crate) fn transport(channel: Connection, layers: &StackSettings) -> AuthedTransport {
     AuthToken::new(
         RequireLeader::new(
             MemberTransport::new(channel, layers.wrap.as_ref()),
@@ -59,20 +55,23 @@ pub(crate) fn transport(channel: Link, layers: &Layers) -> Transport {
 /// The full typed stack of one key-bearing service.
 pub(crate) fn stack<S: Send + Sync + 'static>(
     members: &Endpoints,
-    make: impl Fn(Transport) -> S + Send + Sync + 'static,
-    layers: &Layers,
+    make: impl Fn(AuthedTransport) -> S + Send + Sync + 'static,
+    layers: &StackSettings,
 ) -> Stack<S> {
-    Namespace::new(admin_stack(members, make, layers), layers.namespace.clone())
+    Namespace::new(
+        stack_without_namespace(members, make, layers),
+        layers.namespace.clone(),
+    )
 }
 
 /// The typed stack of one service without keys.
-pub(crate) fn admin_stack<S: Send + Sync + 'static>(
+pub(crate) fn stack_without_namespace<S: Send + Sync + 'static>(
     members: &Endpoints,
-    make: impl Fn(Transport) -> S + Send + Sync + 'static,
-    layers: &Layers,
-) -> AdminStack<S> {
+    make: impl Fn(AuthedTransport) -> S + Send + Sync + 'static,
+    layers: &StackSettings,
+) -> StackWithoutNamespace<S> {
     Retry::new(
-        Refresh::new(members.failover(make), layers.session.clone()),
+        Reauth::new(members.failover(make), layers.session.clone()),
         layers.retry,
         layers.request_timeout,
     )

@@ -76,16 +76,12 @@ pub use etcd_core::{Error, Result};
 /// The server-side Lock service of a [`Client`](crate::Client) (a second API to the same
 /// locks as [`Mutex`], run by etcd): calls spread over the members with failover, in the
 /// client's namespace. From [`Client::lock_service`](crate::Client::lock_service).
-pub type ServerLock = etcd_core::lock::LockHandle<
-    crate::stack::Stack<etcd_core::grpc::GrpcLock<crate::stack::Transport>>,
->;
+pub type ServerLock = etcd_core::lock::LockHandle<crate::services::LockStack>;
 
 /// The server-side Election service of a [`Client`](crate::Client) (a second API to the
 /// same elections as [`Election`], run by etcd). From
 /// [`Client::election_service`](crate::Client::election_service).
-pub type ServerElection = etcd_core::election::ElectionHandle<
-    crate::stack::Stack<etcd_core::grpc::GrpcElection<crate::stack::Transport>>,
->;
+pub type ServerElection = etcd_core::election::ElectionHandle<crate::services::ElectionStack>;
 
 impl crate::Client {
     /// etcd's server-side Lock service: `lock(name, lease)` waits on the server and

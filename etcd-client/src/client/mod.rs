@@ -4,38 +4,39 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_core::Result;
-use etcd_core::grpc::{GrpcAuth, GrpcCluster, GrpcKv, GrpcLease, GrpcWatch};
 use etcd_watch::{GroupEvents, Watch};
 
-use crate::builder::ClientBuilder;
+mod builder;
+
+use crate::auth_session::AuthSession;
 use crate::endpoints::Endpoints;
 use crate::maintenance::Maintenance;
-use crate::session::AuthSession;
-use crate::stack::{AdminStack, Stack, Transport};
+use crate::services::{AuthStack, ClusterStack, KvStack, LeaseStack, WatchStack};
+pub use builder::ClientBuilder;
 
 /// The KV handle of a [`Client`]: calls spread over the members, with failover.
-pub type Kv = etcd_core::Kv<Stack<GrpcKv<Transport>>>;
+pub type Kv = etcd_core::Kv<KvStack>;
 
 /// The lease handle of a [`Client`]: unary calls spread over the members with failover;
 /// all of the client's keep-alives share one stream, reopened on another member when it
 /// breaks.
-pub type Lessor = etcd_lease::Lessor<Stack<GrpcLease<Transport>>>;
+pub type Lessor = etcd_lease::Lessor<LeaseStack>;
 
 /// The watch handle of a [`Client`]: all of the client's watches share one stream, which
 /// is resumed on another member, without loss or duplicates, when it breaks.
-pub type Watcher = etcd_watch::Watcher<Stack<GrpcWatch<Transport>>>;
+pub type Watcher = etcd_watch::Watcher<WatchStack>;
 
 /// Several watches of a [`Client`] whose responses reach one consumer, from
 /// [`Client::watch_group`]: added and cancelled by ID, on the client's one watch stream.
-pub type WatchGroup = etcd_watch::WatchGroup<Stack<GrpcWatch<Transport>>>;
+pub type WatchGroup = etcd_watch::WatchGroup<WatchStack>;
 
 /// The cluster membership handle of a [`Client`]: calls spread over the members, with
 /// failover (membership changes are forwarded to the leader by whichever member answers).
-pub type Cluster = etcd_core::Cluster<AdminStack<GrpcCluster<Transport>>>;
+pub type Cluster = etcd_core::Cluster<ClusterStack>;
 
 /// The auth handle of a [`Client`]: users, roles, permissions, tokens; calls spread over
 /// the members, with failover.
-pub type Auth = etcd_core::Auth<AdminStack<GrpcAuth<Transport>>>;
+pub type Auth = etcd_core::Auth<AuthStack>;
 
 /// A client for an etcd cluster. Cheap to clone, `Send + Sync`; every method takes `&self`.
 ///

@@ -7,7 +7,7 @@
 //! [`AuthToken`](etcd_core::middleware::AuthToken) layer reads it from one shared
 //! [`TokenCell`]). When a call is refused because the token expired or was issued before a
 //! change of users, roles or permissions ([`InvalidAuthToken`], [`AuthOldRevision`] in its
-//! etcd 3.4 and 3.5 forms, or [`UserEmpty`]), the [`Refresh`] layer authenticates again
+//! etcd 3.4 and 3.5 forms, or [`UserEmpty`]), the [`Reauth`] layer authenticates again
 //! (once, however many calls failed at the same time) and sends the call once more — up to
 //! eight times when the auth store keeps changing under one call (each refusal then follows
 //! a new auth revision, and changes can follow each other within milliseconds). That is safe for writes
@@ -42,7 +42,7 @@ use etcd_core::{Error, Result, ServerError, ServerErrorKind};
 use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
 
-use crate::stack::Transport;
+use crate::member_transport::AuthedTransport;
 use etcd_core::layer::Failover;
 use etcd_core::resend::Resend;
 
@@ -107,7 +107,7 @@ struct Inner {
     cell: TokenCell,
     credentials: Option<Credentials>,
     /// The auth service `Authenticate` goes to, set once the members are known.
-    authenticator: OnceLock<Failover<GrpcAuth<Transport>>>,
+    authenticator: OnceLock<Failover<GrpcAuth<AuthedTransport>>>,
     /// Held while authenticating: concurrent refreshes wait and share the outcome.
     flight: tokio::sync::Mutex<Outcome>,
     /// Authentications finished (successful or not).
@@ -170,7 +170,7 @@ impl AuthSession {
     }
 
     /// Sets the auth service `Authenticate` is sent to (once; later calls do nothing).
-    pub(crate) fn set_authenticator(&self, auth: Failover<GrpcAuth<Transport>>) {
+    pub(crate) fn set_authenticator(&self, auth: Failover<GrpcAuth<AuthedTransport>>) {
         let _ = self.inner.authenticator.set(auth);
     }
 
@@ -314,32 +314,22 @@ pub(crate) fn needs_new_token(error: &Error) -> bool {
 /// (see the [module docs](self)). Streams (requests that cannot be copied) are not sent again, but
 /// the next one opened carries the new token.
 #[derive(Clone, Debug)]
-pub struct Refresh<S> {
+pub(crate) struct Reauth<S> {
     inner: S,
     session: AuthSession,
 }
 
-impl<S> Refresh<S> {
+impl<S> Reauth<S> {
     /// Wraps `inner`, getting tokens through `session`.
-    pub fn new(inner: S, session: AuthSession) -> Self {
+    pub(crate) fn new(inner: S, session: AuthSession) -> Self {
         Self { inner, session }
-    }
-
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The session tokens come from.
-    pub fn session(&self) -> &AuthSession {
-        &self.session
     }
 }
 
 /// How many times one call may get a new token and be sent again.
 const MAX_REFRESHES: u32 = 8;
 
-impl<S, R> Service<R> for Refresh<S>
+impl<S, R> Service<R> for Reauth<S>
 where
     S: Service<R, Error = Error> + Clone + Send + Sync + 'static,
     S::Future: Send,

@@ -9,13 +9,16 @@ use etcd_core::{BoxError, IntoBytes, Result};
 #[allow(unused_imports)] // named by the docs
 use etcd_core::{Error, InvalidRequest};
 
-use crate::client::Client;
+use super::Client;
+use crate::auth_session::{AuthSession, AuthSettings, Credentials, reauthenticating};
 use crate::endpoint::{ConnectOptions, HTTP2_VARIABLE, Http2Transport, channel, check_keep_alive};
 use crate::endpoints::Endpoints;
 use crate::maintenance::Maintenance;
 use crate::member_transport::{MakeTransport, MemberTransport, WrapChannel, box_transport};
-use crate::session::{AuthSession, AuthSettings, Credentials, reauthenticating};
-use crate::stack::{Layers, admin_stack, stack, transport};
+use crate::services::{
+    AuthStack, ClusterStack, ElectionStack, KvStack, LeaseStack, LockStack, WatchStack,
+};
+use crate::stack::{StackSettings, stack, stack_without_namespace, transport};
 use etcd_core::layer::RetryPolicy;
 
 /// Settings for a [`Client`], from [`Client::builder`].
@@ -24,7 +27,7 @@ use etcd_core::layer::RetryPolicy;
 pub struct ClientBuilder {
     endpoints: Vec<String>,
     options: ConnectOptions,
-    layers: Layers,
+    layers: StackSettings,
     limits: KvLimits,
     auto_sync: Option<Duration>,
     auth: AuthSettings,
@@ -48,7 +51,7 @@ impl ClientBuilder {
                 .map(|e| e.as_ref().trim().to_owned())
                 .collect(),
             options: ConnectOptions::default(),
-            layers: Layers::default(),
+            layers: StackSettings::default(),
             limits: KvLimits::default(),
             auto_sync: None,
             auth: AuthSettings::default(),
@@ -188,7 +191,7 @@ impl ClientBuilder {
 
     /// Adds a tower layer over every member's connection (the wire tier: it sees
     /// `http::Request`s of gRPC calls and streams), for tracing, metrics, rate limits,
-    /// timeouts or anything else. Layers added later wrap earlier ones. The client's own
+    /// timeouts or anything else. StackSettings added later wrap earlier ones. The client's own
     /// auth-token and require-leader middleware sit above them.
     ///
     /// The layered service may answer with any HTTP body of [`Bytes`] (tower-http's
@@ -394,38 +397,47 @@ impl ClientBuilder {
         }
         // One stack per etcd service, over the same connections.
         let mut client = Client {
-            kv: etcd_core::Kv::new(stack(&members, GrpcKv::new, &layers)).with_limits(limits),
+            kv: etcd_core::Kv::new(KvStack(stack(&members, GrpcKv::new, &layers)))
+                .with_limits(limits),
             lease: etcd_lease::Lessor::with_config(
-                stack(&members, GrpcLease::new, &layers),
+                LeaseStack(stack(&members, GrpcLease::new, &layers)),
                 keep_alive_config,
             ),
             watcher: reauthenticating(
-                etcd_watch::Watcher::new(stack(&members, GrpcWatch::new, &layers))
+                etcd_watch::Watcher::new(WatchStack(stack(&members, GrpcWatch::new, &layers)))
                     .with_create_timeout(layers.request_timeout),
                 &layers.session,
             ),
-            cluster: etcd_core::Cluster::new(admin_stack(&members, GrpcCluster::new, &layers)),
+            cluster: etcd_core::Cluster::new(ClusterStack(stack_without_namespace(
+                &members,
+                GrpcCluster::new,
+                &layers,
+            ))),
             maintenance: Maintenance::new(
                 members.failover(GrpcMaintenance::new),
                 layers.session.clone(),
             ),
-            auth: etcd_core::Auth::new(admin_stack(&members, GrpcAuth::new, &layers)),
+            auth: etcd_core::Auth::new(AuthStack(stack_without_namespace(
+                &members,
+                GrpcAuth::new,
+                &layers,
+            ))),
             session: layers.session.clone(),
-            locks: etcd_core::lock::LockHandle::new(stack(
+            locks: etcd_core::lock::LockHandle::new(LockStack(stack(
                 &members,
                 etcd_core::grpc::GrpcLock::new,
                 &layers,
-            )),
-            elections: etcd_core::election::ElectionHandle::new(stack(
+            ))),
+            elections: etcd_core::election::ElectionHandle::new(ElectionStack(stack(
                 &members,
                 etcd_core::grpc::GrpcElection::new,
                 &layers,
-            )),
+            ))),
             endpoints: members,
             sync: None,
         };
         if let Some(interval) = auto_sync {
-            client.sync = Some(std::sync::Arc::new(crate::client::SyncTask::start(
+            client.sync = Some(std::sync::Arc::new(super::SyncTask::start(
                 &client, interval,
             )));
         }
