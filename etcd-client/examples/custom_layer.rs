@@ -1,12 +1,12 @@
 //! A custom tower layer on the client's transport: every gRPC call and stream of the
 //! client passes through it. This one logs each call's method and how long it took.
 //!
-//! Run against a local etcd: `cargo run -p etcd-client --example custom_layer -- http://127.0.0.1:2379`
+//! Run against a local etcd: `cargo run -p etcd3 --example custom_layer -- http://127.0.0.1:2379`
 
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
+use etcd3::Client;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 

@@ -1,14 +1,14 @@
 //! A short tour of what the client does today.
 //!
 //! `cargo xtask demo` starts a throwaway etcd and runs this against it. To run it against
-//! your own cluster: `cargo run -p etcd-client --example demo -- http://127.0.0.1:2379`
+//! your own cluster: `cargo run -p etcd3 --example demo -- http://127.0.0.1:2379`
 //! (or set `ETCD_ENDPOINTS`, comma-separated).
 
-use etcd_client::kv::{Compare, Op, SortOrder, SortTarget};
+use etcd3::kv::{Compare, Op, SortOrder, SortTarget};
 use std::time::Duration;
 
-use etcd_client::watch::Watch;
-use etcd_client::{Client, Error, InvalidRequest, KeyRange, ServerErrorKind};
+use etcd3::watch::Watch;
+use etcd3::{Client, Error, InvalidRequest, KeyRange, ServerErrorKind};
 use futures_util::StreamExt;
 
 #[tokio::main(flavor = "current_thread")]

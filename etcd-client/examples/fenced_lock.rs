@@ -3,14 +3,14 @@
 //! (paused past its lease's TTL, say) cannot overwrite its successor's work.
 //!
 //! ```sh
-//! cargo run -p etcd-client --example fenced_lock -- http://127.0.0.1:2379
+//! cargo run -p etcd3 --example fenced_lock -- http://127.0.0.1:2379
 //! ```
 
 use std::time::Duration;
 
-use etcd_client::Client;
-use etcd_client::concurrency::Session;
-use etcd_client::kv::{Compare, Op};
+use etcd3::Client;
+use etcd3::concurrency::Session;
+use etcd3::kv::{Compare, Op};
 
 const LOCK: &str = "examples/fenced_lock/lock";
 const COUNTER: &str = "examples/fenced_lock/counter";

@@ -4,14 +4,14 @@
 //!
 //! ```sh
 //! cargo xtask etcd &     # or any etcd on 127.0.0.1:2379
-//! cargo run -p etcd-client --example leader_worker -- http://127.0.0.1:2379
+//! cargo run -p etcd3 --example leader_worker -- http://127.0.0.1:2379
 //! ```
 
 use std::time::Duration;
 
-use etcd_client::Client;
-use etcd_client::concurrency::{Session, SessionLoss};
-use etcd_client::kv::Op;
+use etcd3::Client;
+use etcd3::concurrency::{Session, SessionLoss};
+use etcd3::kv::Op;
 use futures_util::future::{Either, select};
 
 const ELECTION: &str = "examples/leader_worker/election";
@@ -30,7 +30,7 @@ async fn lead(client: &Client, me: &str, ticks: u32) -> Result<String, Box<dyn s
                 .then([Op::put(OUTPUT, format!("{me} tick {tick}"))])
                 .await?;
             if !resp.succeeded() {
-                return Ok::<_, etcd_client::Error>(format!("lost leadership at tick {tick}"));
+                return Ok::<_, etcd3::Error>(format!("lost leadership at tick {tick}"));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "http://127.0.0.1:2379".into());
     let client = Client::connect([endpoint]).await?;
-    let mut observer = etcd_client::concurrency::observe(&client, ELECTION);
+    let mut observer = etcd3::concurrency::observe(&client, ELECTION);
     let workers: Vec<_> = (0..3)
         .map(|i| {
             let client = client.clone();

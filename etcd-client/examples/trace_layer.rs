@@ -6,10 +6,10 @@
 //! layer's debug events):
 //!
 //! ```text
-//! cargo run -p etcd-client --example trace_layer -- http://127.0.0.1:2379
+//! cargo run -p etcd3 --example trace_layer -- http://127.0.0.1:2379
 //! ```
 
-use etcd_client::Client;
+use etcd3::Client;
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
 

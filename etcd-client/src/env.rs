@@ -222,9 +222,9 @@ impl Client {
     /// `ETCDCTL_PASSWORD`, `ETCDCTL_DIAL_TIMEOUT`, ...); see [`ClientBuilder::from_env`].
     ///
     /// ```no_run
-    /// # async fn example() -> etcd_client::Result<()> {
+    /// # async fn example() -> etcd3::Result<()> {
     /// // ETCDCTL_ENDPOINTS=https://10.0.0.1:2379 ETCDCTL_CACERT=/etc/etcd/ca.pem ...
-    /// let client = etcd_client::Client::from_env().await?;
+    /// let client = etcd3::Client::from_env().await?;
     /// # let _ = client; Ok(()) }
     /// ```
     pub async fn from_env() -> Result<Client> {

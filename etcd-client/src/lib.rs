@@ -8,9 +8,9 @@
 //! # Example
 //!
 //! ```no_run
-//! use etcd_client::{Client, kv::{Compare, Op}};
+//! use etcd3::{Client, kv::{Compare, Op}};
 //!
-//! # async fn example() -> etcd_client::Result<()> {
+//! # async fn example() -> etcd3::Result<()> {
 //! let client = Client::connect(["http://127.0.0.1:2379"]).await?;
 //! let kv = client.kv();
 //!

@@ -6,7 +6,7 @@
 //! member in particular go through [`Maintenance::member`] or the `*_of` shorthands:
 //!
 //! ```no_run
-//! # async fn example(client: etcd_client::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn example(client: etcd3::Client) -> Result<(), Box<dyn std::error::Error>> {
 //! let m = client.maintenance();
 //! for endpoint in client.endpoints() {
 //!     let status = m.status_of(&endpoint).await?;

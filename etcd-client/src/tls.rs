@@ -13,8 +13,8 @@ use etcd_core::{Error, InvalidRequest};
 /// only: the system's roots are not used, and verification cannot be turned off.
 ///
 /// ```no_run
-/// # async fn example() -> etcd_client::Result<()> {
-/// use etcd_client::{Client, Tls};
+/// # async fn example() -> etcd3::Result<()> {
+/// use etcd3::{Client, Tls};
 /// let ca = std::fs::read("ca.pem").unwrap();
 /// let (cert, key) = (std::fs::read("client.pem").unwrap(), std::fs::read("client-key.pem").unwrap());
 /// let client = Client::builder(["https://10.0.0.1:2379", "https://10.0.0.2:2379"])

@@ -36,13 +36,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcd_client::RetryPolicy;
-use etcd_client::proto::etcdserverpb as pb;
-use etcd_client::proto::mvccpb;
-use etcd_client::{Client, Error, Http2Transport};
 use etcd_fuzz::alloc::Counting;
 use etcd_fuzz::hpack::{BlockEncoder, Field};
 use etcd_fuzz::{Case, Rng, clip, hex, minimize, mutate, run, skipped};
+use etcd3::RetryPolicy;
+use etcd3::proto::etcdserverpb as pb;
+use etcd3::proto::mvccpb;
+use etcd3::{Client, Error, Http2Transport};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -1073,7 +1073,7 @@ async fn exchange(script: &Script, key: Bytes) -> Result<(), Failure> {
         return Err(Failure::Hang);
     };
     if let Some(expected) = &script.clean {
-        let expected = etcd_client::kv::GetResponse::from(expected.clone());
+        let expected = etcd3::kv::GetResponse::from(expected.clone());
         match &outcome {
             Ok(got) if *got == expected => {}
             other => {

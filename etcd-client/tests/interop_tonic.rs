@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcd_client::RetryPolicy;
-use etcd_client::kv::{Compare, Op, OpResponse};
-use etcd_client::proto::etcdserverpb as pb;
-use etcd_client::proto::mvccpb;
-use etcd_client::{Applied, Client, Error, Http2Transport};
+use etcd3::RetryPolicy;
+use etcd3::kv::{Compare, Op, OpResponse};
+use etcd3::proto::etcdserverpb as pb;
+use etcd3::proto::mvccpb;
+use etcd3::{Applied, Client, Error, Http2Transport};
 use futures_util::StreamExt;
 use pb::kv_server::{Kv, KvServer};
 use pb::lease_server::{Lease, LeaseServer};
@@ -540,12 +540,12 @@ macro_rules! over_both_transports {
                 #[cfg(feature = "builtin-http2")]
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn builtin() {
-                    super::$scenario(etcd_client::Http2Transport::Builtin).await;
+                    super::$scenario(etcd3::Http2Transport::Builtin).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn tonic() {
-                    super::$scenario(etcd_client::Http2Transport::Tonic).await;
+                    super::$scenario(etcd3::Http2Transport::Tonic).await;
                 }
             }
         )*
@@ -665,7 +665,7 @@ async fn watch_bidi_stream(transport: Http2Transport) {
 /// The next `count` events of a watch as (key, value, revision), within 5 s.
 async fn events<S, E>(stream: &mut S, count: usize) -> Vec<(Vec<u8>, Vec<u8>, i64)>
 where
-    S: futures_util::Stream<Item = Result<etcd_client::watch::WatchResponse, E>> + Unpin,
+    S: futures_util::Stream<Item = Result<etcd3::watch::WatchResponse, E>> + Unpin,
     E: std::fmt::Debug,
 {
     let mut seen = Vec::new();
@@ -854,7 +854,7 @@ async fn too_many_requests_is_retried_with_backoff(transport: Http2Transport) {
     );
     assert_eq!(
         error.server_kind(),
-        Some(etcd_client::ServerErrorKind::TooManyRequests),
+        Some(etcd3::ServerErrorKind::TooManyRequests),
         "{error:?}"
     );
     assert_eq!(error.applied(), Applied::No, "{error:?}");

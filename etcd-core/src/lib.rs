@@ -4,7 +4,7 @@
 //! classification of etcd's error statuses, key and range helpers, request builders, and
 //! service handles such as [`Kv`] that run over **any** tower service speaking gRPC: a tonic
 //! `Channel`, a `Channel` wrapped in your own tower layers, or an in-memory server. It opens
-//! no sockets itself; the `etcd-client` crate adds connections, TLS and failover.
+//! no sockets itself; the `etcd3` crate adds connections, TLS and failover.
 //!
 //! # Example
 //!

@@ -1,7 +1,7 @@
 //! The server-side Lock service (`v3lock`): etcd runs the lock recipe itself, the client
 //! sends one call to lock and one to unlock.
 //!
-//! The client-side recipe (in the `etcd-client` facade, `concurrency::Mutex`) gives the
+//! The client-side recipe (in the `etcd3` facade, `concurrency::Mutex`) gives the
 //! same locks (same keys, `{name}/{lease:x}`) with fencing helpers, a lost-session signal
 //! and cancel-safety; this service is the thin second way. Either way, the lock is only
 //! safe when writes are fenced on the lock key's create revision: read it from the

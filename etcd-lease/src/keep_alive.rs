@@ -66,7 +66,7 @@ pub struct KeepAliveConfig {
     /// call fails with [`etcd_core::Error::Timeout`] and the lease is
     /// not kept alive. A keep-alive once started is never bounded by it. `None` (the
     /// default): only [`first_ack_timeout`](Self::first_ack_timeout) applies. The
-    /// `etcd-client` facade sets the client's request timeout.
+    /// `etcd3` facade sets the client's request timeout.
     pub start_timeout: Option<Duration>,
 }
 

@@ -143,7 +143,7 @@ impl<S: WatchService> Watcher<S> {
     /// time the watch is dropped and creation fails with
     /// [`etcd_core::Error::Timeout`]. A watch once created is never
     /// bounded: its stream is resumed, however long that takes. `None` (the default) waits
-    /// for as long as it takes. The `etcd-client` facade sets the client's request timeout.
+    /// for as long as it takes. The `etcd3` facade sets the client's request timeout.
     /// Call it before the first watch.
     pub fn with_create_timeout(self, timeout: Option<Duration>) -> Self {
         Self::with_config(
@@ -162,7 +162,7 @@ impl<S: WatchService> Watcher<S> {
     /// is opened again (the token travels with the stream; the other watches resume on the
     /// new one without loss) and the watch is created once more. A watch refused again
     /// ends with [`Error::WatchCanceled`], whose [`server_kind`](Error::server_kind) tells why.
-    /// A stream broken by an auth error is reopened after `reauth` too. The `etcd-client`
+    /// A stream broken by an auth error is reopened after `reauth` too. The `etcd3`
     /// facade sets this when it has credentials. Call it before the first watch.
     pub fn with_reauthentication(self, reauth: Reauthenticate) -> Self {
         Self::with_config(self.shared.service.clone(), self.config(), Some(reauth))

@@ -156,15 +156,11 @@ pub fn unique_prefix(name: &str) -> String {
 #[track_caller]
 pub fn expect_refused<T: std::fmt::Debug>(
     what: &str,
-    result: Result<T, etcd_client::Error>,
-    kind: etcd_client::ServerErrorKind,
-) -> etcd_client::Error {
+    result: Result<T, etcd3::Error>,
+    kind: etcd3::ServerErrorKind,
+) -> etcd3::Error {
     let error = result.expect_err(what);
     assert_eq!(error.server_kind(), Some(kind), "{what}: {error:?}");
-    assert_eq!(
-        error.applied(),
-        etcd_client::Applied::No,
-        "{what}: {error:?}"
-    );
+    assert_eq!(error.applied(), etcd3::Applied::No, "{what}: {error:?}");
     error
 }

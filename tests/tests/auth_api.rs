@@ -5,11 +5,11 @@
 //! The facade does not send credentials yet, so calls that need a token go through the
 //! core handles over a tonic channel with a tower layer that adds the `token` metadata.
 
-use etcd_client::auth::Permission;
-use etcd_client::{Client, Error, ServerErrorKind};
 use etcd_core::grpc::{GrpcAuth, GrpcKv};
 use etcd_core::transport::GrpcTransport;
 use etcd_tests::EtcdServer;
+use etcd3::auth::Permission;
+use etcd3::{Client, Error, ServerErrorKind};
 
 /// A transport to `url` that sends `token` with every call.
 fn with_token(url: &str, token: &str) -> impl GrpcTransport {

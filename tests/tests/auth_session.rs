@@ -6,15 +6,15 @@
 //! logs.
 //!
 //! `Authenticate` calls are counted by the client itself
-//! ([`AuthSession::authentications`](etcd_client::AuthSession::authentications)).
+//! ([`AuthSession::authentications`](etcd3::AuthSession::authentications)).
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use etcd_client::auth::Permission;
-use etcd_client::{Client, Error, ServerErrorKind};
 use etcd_tests::EtcdServer;
+use etcd3::auth::Permission;
+use etcd3::{Client, Error, ServerErrorKind};
 use futures::StreamExt;
 
 const ROOT_PW: &str = "root-secret-pw";

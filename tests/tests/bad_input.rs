@@ -4,18 +4,18 @@
 
 use std::time::Duration;
 
-use etcd_client::kv::{Compare, Delete, Op, Txn};
-use etcd_client::proto::etcdserverpb as pb;
-use etcd_client::{Client, Error, InvalidRequest, ServerErrorKind};
 use etcd_core::grpc::GrpcKv;
 use etcd_core::kv::KvLimits;
 use etcd_tests::counting::CallCounter;
 use etcd_tests::{EtcdServer, shared_server, unique_prefix};
+use etcd3::kv::{Compare, Delete, Op, Txn};
+use etcd3::proto::etcdserverpb as pb;
+use etcd3::{Client, Error, InvalidRequest, ServerErrorKind};
 use tower::ServiceExt;
 
 /// A `Client` as a user builds it, with every gRPC call it makes counted. The client
 /// is returned too: it owns the connection's background tasks.
-async fn counted_kv(url: &str) -> (etcd_client::Kv, CallCounter, Client) {
+async fn counted_kv(url: &str) -> (etcd3::Kv, CallCounter, Client) {
     let counter = CallCounter::new();
     let client = Client::builder([url.to_owned()])
         .layer(counter.layer())
@@ -38,7 +38,7 @@ async fn refused_once<T: std::fmt::Debug>(
 }
 
 /// Asserts the client still reads and writes after an error.
-async fn still_works(kv: &etcd_client::Kv, prefix: &str) {
+async fn still_works(kv: &etcd3::Kv, prefix: &str) {
     let key = format!("{prefix}alive");
     kv.put(&key, "yes").await.expect("put after an error");
     assert_eq!(
@@ -325,7 +325,7 @@ async fn unknown_lease() {
         &calls,
         ServerErrorKind::LeaseNotFound,
         kv.txn().then([Op::from(
-            etcd_client::kv::Put::new(format!("{p}k"), "v").lease(0x7ead_beef),
+            etcd3::kv::Put::new(format!("{p}k"), "v").lease(0x7ead_beef),
         )]),
     )
     .await;

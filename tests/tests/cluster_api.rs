@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use std::future::IntoFuture;
 
-use etcd_client::{Client, Error, InvalidRequest, ServerErrorKind};
 use etcd_tests::EtcdCluster;
+use etcd3::{Client, Error, InvalidRequest, ServerErrorKind};
 
 /// A peer URL nothing listens on: a member added there never starts.
 fn unused_peer_url() -> String {
@@ -19,10 +19,10 @@ fn unused_peer_url() -> String {
 
 /// Retries a membership change while etcd finds the cluster "unhealthy": it refuses
 /// changes until its members have been connected for 5 s (a fresh cluster is not).
-async fn when_healthy<T, F, Fut>(mut change: F) -> etcd_client::Result<T>
+async fn when_healthy<T, F, Fut>(mut change: F) -> etcd3::Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = etcd_client::Result<T>>,
+    Fut: std::future::Future<Output = etcd3::Result<T>>,
 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
-use etcd_client::concurrency::{self, Error, Session};
-use etcd_client::kv::Op;
 use etcd_tests::{shared_server, unique_prefix};
+use etcd3::Client;
+use etcd3::concurrency::{self, Error, Session};
+use etcd3::kv::Op;
 use futures::StreamExt;
 
 async fn setup(name: &str) -> (Client, String) {

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, Error};
 use etcd_tests::EtcdCluster;
+use etcd3::{Client, Error};
 
 /// One cluster test at a time: each measures failover timings on a 2-core machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

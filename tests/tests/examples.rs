@@ -7,7 +7,7 @@
 use etcd_tests::examples::{Example, run_example};
 use etcd_tests::shared_server;
 
-/// etcd-client: tower-http's TraceLayer on the client, printed by a fmt subscriber.
+/// etcd3: tower-http's TraceLayer on the client, printed by a fmt subscriber.
 #[tokio::test]
 async fn trace_layer() {
     Example::new("trace_layer")
@@ -23,7 +23,7 @@ async fn trace_layer() {
         .assert_stdout_contains("uri=/etcdserverpb.KV/Range");
 }
 
-/// etcd-client: a hand-written logging layer and tower's timeout layer on the client.
+/// etcd3: a hand-written logging layer and tower's timeout layer on the client.
 #[tokio::test]
 async fn custom_layer() {
     run_example("custom_layer", [shared_server().client_url()])

@@ -4,8 +4,8 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Applied, Client, Error};
 use etcd_tests::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
+use etcd3::{Applied, Client, Error};
 
 /// One cluster test at a time: each measures failover timings on a 2-core machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -287,7 +287,7 @@ async fn require_leader_fails_fast_with_no_leader() {
         }
     };
     eprintln!("NoLeader after {:?}", stopped.elapsed());
-    assert_eq!(kind, Some(etcd_client::ServerErrorKind::NoLeader));
+    assert_eq!(kind, Some(etcd3::ServerErrorKind::NoLeader));
     cluster.member(1).resume();
     cluster.member(2).resume();
     let resumed = Instant::now();

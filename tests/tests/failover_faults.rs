@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, Error, ServerErrorKind};
 use etcd_tests::{EtcdCluster, FaultProxy, Mode, unique_prefix};
+use etcd3::{Client, Error, ServerErrorKind};
 use futures::StreamExt;
 
 /// One cluster test at a time: each measures failover timings on a 2-core machine.
@@ -58,7 +58,7 @@ impl Traffic {
     /// [`stop`](Self::stop). Times are measured from `origin`.
     fn start(
         self: &Arc<Self>,
-        kv: &etcd_client::Kv,
+        kv: &etcd3::Kv,
         prefix: &str,
         tasks: usize,
         origin: Instant,
@@ -147,7 +147,7 @@ impl Traffic {
 
     /// Every acknowledged write is readable with its value; every write with an unknown
     /// outcome is either absent or has its value.
-    async fn check_writes(&self, kv: &etcd_client::Kv) {
+    async fn check_writes(&self, kv: &etcd3::Kv) {
         let acked = self.acked.lock().unwrap().clone();
         let unknown = self.unknown.lock().unwrap().clone();
         for (key, value) in &acked {

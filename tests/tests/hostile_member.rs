@@ -1,4 +1,4 @@
-//! Hostile members on the path users run: `etcd_client::Client` as a user builds it, with
+//! Hostile members on the path users run: `etcd3::Client` as a user builds it, with
 //! a request timeout, pointed at a "member" that breaks HTTP/2 in one way after another
 //! (`etcd_tests::hostile::Offence`). Each call must end within the request timeout with a
 //! typed error, no task may panic, the process's memory must stay bounded, and a client of
@@ -9,9 +9,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
 use etcd_tests::EtcdServer;
 use etcd_tests::hostile::{HostileMember, Offence};
+use etcd3::Client;
 
 /// The request timeout the clients are built with.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,15 +1,15 @@
 //! Every option of a get (etcd's Range), against a real etcd.
 
-use etcd_client::Client;
-use etcd_client::kv::{SortOrder, SortTarget};
 use etcd_tests::{shared_server, unique_prefix};
+use etcd3::Client;
+use etcd3::kv::{SortOrder, SortTarget};
 
 async fn setup(name: &str) -> (Client, String) {
     let client = Client::connect(shared_server().endpoints()).await.unwrap();
     (client, unique_prefix(name))
 }
 
-fn keys(resp: &etcd_client::kv::GetResponse) -> Vec<String> {
+fn keys(resp: &etcd3::kv::GetResponse) -> Vec<String> {
     resp.kvs()
         .iter()
         .map(|kv| kv.key_str().unwrap().to_owned())
@@ -183,7 +183,7 @@ async fn mod_and_create_revision_filters() {
     let r3 = kv.put(format!("{p}3"), "x").await.unwrap().revision();
     let r1b = kv.put(format!("{p}1"), "y").await.unwrap().revision();
     let get = || kv.get(&p).prefix();
-    let names = |r: etcd_client::kv::GetResponse| {
+    let names = |r: etcd3::kv::GetResponse| {
         r.kvs()
             .iter()
             .map(|kv| kv.key_str().unwrap().trim_start_matches(&p).to_owned())

@@ -1,4 +1,4 @@
-//! Recorded histories through `etcd_client::Client`, proved by the history checker
+//! Recorded histories through `etcd3::Client`, proved by the history checker
 //! (reliability plan §6.2 K1, K3, K4; global criteria G1–G6).
 //!
 //! Four logical clients run the K1 mix on ten keys through one `Client` built as a user
@@ -23,11 +23,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
 use etcd_tests::EtcdCluster;
 use etcd_tests::history::reference::PROGRESS_FLAG;
 use etcd_tests::history::workload::Workload;
 use etcd_tests::history::{Proof, WatchSpec};
+use etcd3::Client;
 
 /// Three-member clusters with second-scale thresholds: one at a time on two cores.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -1,8 +1,8 @@
 //! Every option of put, delete and compact, against a real etcd.
 
-use etcd_client::proto::etcdserverpb::{LeaseGrantRequest, lease_client::LeaseClient};
-use etcd_client::{Client, Error, InvalidRequest, ServerErrorKind};
 use etcd_tests::{EtcdServer, shared_server, unique_prefix};
+use etcd3::proto::etcdserverpb::{LeaseGrantRequest, lease_client::LeaseClient};
+use etcd3::{Client, Error, InvalidRequest, ServerErrorKind};
 
 async fn setup(name: &str) -> (Client, String) {
     let client = Client::connect(shared_server().endpoints()).await.unwrap();

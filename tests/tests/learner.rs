@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, ServerErrorKind};
 use etcd_tests::counting::CallCounter;
 use etcd_tests::{EtcdCluster, unique_prefix};
+use etcd3::{Client, ServerErrorKind};
 
 async fn client(endpoints: Vec<String>, calls: &CallCounter) -> Client {
     Client::builder(endpoints)
@@ -54,7 +54,7 @@ async fn a_learner_refuses_what_it_cannot_serve_and_calls_move_to_a_voter() {
     refused(
         "a transaction",
         kv.txn()
-            .then([etcd_client::kv::Op::put(format!("{prefix}t"), "x")])
+            .then([etcd3::kv::Op::put(format!("{prefix}t"), "x")])
             .await
             .map(drop),
     );

@@ -166,7 +166,7 @@ async fn a_chosen_id_is_granted_once() {
 #[tokio::test]
 async fn l7_error_table() {
     let calls = CallCounter::new();
-    let client = etcd_client::Client::builder([shared_server().client_url()])
+    let client = etcd3::Client::builder([shared_server().client_url()])
         .layer(calls.layer())
         .connect()
         .await
@@ -552,7 +552,7 @@ async fn l3_l2_the_stream_moves_off_blackholed_killed_and_leader_members() {
 /// it, keep it alive on an interval, revoke it.
 #[tokio::test]
 async fn the_facade_grants_keeps_alive_and_revokes() {
-    let client = etcd_client::Client::connect(shared_server().endpoints())
+    let client = etcd3::Client::connect(shared_server().endpoints())
         .await
         .unwrap();
     let p = unique_prefix("facade_lease");
@@ -585,7 +585,7 @@ async fn the_facade_grants_keeps_alive_and_revokes() {
 async fn keep_alive_timing_is_set_on_the_client_builder() {
     let mut config = etcd_lease::KeepAliveConfig::default();
     config.ack_timeout = Duration::from_millis(400);
-    let client = etcd_client::Client::builder([shared_server().client_url()])
+    let client = etcd3::Client::builder([shared_server().client_url()])
         .request_timeout(Duration::from_secs(3))
         .lease_keep_alive(config)
         .connect()

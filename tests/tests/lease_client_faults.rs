@@ -1,4 +1,4 @@
-//! Lease fault scenarios L1–L6 (reliability.md §6.2) through `etcd_client::Client` as a
+//! Lease fault scenarios L1–L6 (reliability.md §6.2) through `etcd3::Client` as a
 //! user builds it: `Client::builder(endpoints).connect()`, the default HTTP/2 transport and
 //! no other builder option; `client.lease().grant(..)`, `client.lease().keep_alive(id)` and
 //! `client.kv().put(..).lease(id)`. The crate-level versions over a bare channel stay in
@@ -55,13 +55,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::Client;
-use etcd_client::concurrency::{Session, SessionLoss};
-use etcd_client::lease::{KeepAlive, LossReason};
 use etcd_tests::history::model::{EventKind, PutReq, Request, Response, RevisionRecord};
 use etcd_tests::history::reference::PROGRESS_FLAG;
 use etcd_tests::history::{Proof, RecordedLease};
 use etcd_tests::{EtcdCluster, FaultProxy, Mode, unique_prefix};
+use etcd3::Client;
+use etcd3::concurrency::{Session, SessionLoss};
+use etcd3::lease::{KeepAlive, LossReason};
 use tokio::time::Instant;
 
 /// One test at a time: each runs a cluster and measures timings.

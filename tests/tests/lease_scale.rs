@@ -5,7 +5,7 @@
 //!
 //! The full scale run, 10,000 leases for a minute with CPU and memory targets, is the
 //! bench's `leases-10k` (`cargo xtask bench`, xtask/bench-runner/src/scale.rs), through
-//! `etcd_client::Client`. `LEASE_SCALE_N` and `LEASE_SCALE_SECS` run this test at another
+//! `etcd3::Client`. `LEASE_SCALE_N` and `LEASE_SCALE_SECS` run this test at another
 //! size, e.g. `LEASE_SCALE_N=10000 LEASE_SCALE_SECS=60`.
 
 use std::time::Duration;

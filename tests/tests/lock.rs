@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
-use etcd_client::concurrency::{Error, Session, SessionLoss};
-use etcd_client::kv::{Compare, Op};
-use etcd_client::lease::LossReason;
 use etcd_tests::{shared_server, unique_prefix};
+use etcd3::Client;
+use etcd3::concurrency::{Error, Session, SessionLoss};
+use etcd3::kv::{Compare, Op};
+use etcd3::lease::LossReason;
 
 async fn setup(name: &str) -> (Client, String) {
     let client = Client::connect(shared_server().endpoints()).await.unwrap();

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
-use etcd_client::concurrency::{self, Session};
 use etcd_tests::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
+use etcd3::Client;
+use etcd3::concurrency::{self, Session};
 use futures::StreamExt;
 
 /// Every step is bounded; generous, for a loaded machine.

@@ -24,11 +24,11 @@ use std::collections::HashMap;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
-use etcd_client::concurrency::Session;
-use etcd_client::kv::{Compare, Op, OpResponse};
 use etcd_tests::process::process_stopped;
 use etcd_tests::{shared_server, unique_prefix};
+use etcd3::Client;
+use etcd3::concurrency::Session;
+use etcd3::kv::{Compare, Op, OpResponse};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 

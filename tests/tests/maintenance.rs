@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::maintenance::SnapshotInfo;
-use etcd_client::{Client, Error, ServerErrorKind};
 use etcd_tests::{EtcdCluster, shared_server, unique_prefix};
+use etcd3::maintenance::SnapshotInfo;
+use etcd3::{Client, Error, ServerErrorKind};
 
 #[tokio::test]
 async fn status_hash_kv_defragment_alarms_and_move_leader_on_a_cluster() {
@@ -177,7 +177,7 @@ async fn a_member_status_shows_the_learner_flag_and_version() {
 /// downgrade, the call fails with gRPC's `Unimplemented`. Neither version reports the etcd 3.6 status fields.
 #[tokio::test]
 async fn downgrade_steps_and_the_new_status_fields() {
-    use etcd_client::maintenance::Downgrade;
+    use etcd3::maintenance::Downgrade;
     let server = etcd_tests::EtcdServer::start().await;
     let client = Client::connect([server.client_url()]).await.unwrap();
     let maintenance = client.maintenance();
@@ -202,7 +202,7 @@ async fn downgrade_steps_and_the_new_status_fields() {
         assert_eq!(code, Some(tonic::Code::Unimplemented), "{e:?}");
         return;
     }
-    let kind = |result: Result<etcd_client::maintenance::DowngradeResponse, Error>| {
+    let kind = |result: Result<etcd3::maintenance::DowngradeResponse, Error>| {
         result.expect_err("refused").server_kind()
     };
     assert_eq!(

@@ -633,7 +633,7 @@ async fn locks_and_elections_are_namespaced() {
 async fn the_facade_namespace_option() {
     let root = unique_prefix("facade_ns");
     let connect = |ns: String| async move {
-        etcd_client::Client::builder(shared_server().endpoints())
+        etcd3::Client::builder(shared_server().endpoints())
             .namespace(ns)
             .connect()
             .await
@@ -673,7 +673,7 @@ async fn the_facade_namespace_option() {
     let ttl = a.lease().time_to_live(lease.id()).keys().await.unwrap();
     assert_eq!(ttl.keys(), [Bytes::from_static(b"k")]);
 
-    let raw = etcd_client::Client::connect(shared_server().endpoints())
+    let raw = etcd3::Client::connect(shared_server().endpoints())
         .await
         .unwrap();
     let seen = raw

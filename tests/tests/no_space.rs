@@ -7,16 +7,16 @@
 
 use std::time::Duration;
 
-use etcd_client::kv::Op;
-use etcd_client::maintenance::AlarmKind;
-use etcd_client::{Client, ServerErrorKind};
 use etcd_tests::EtcdServer;
 use etcd_tests::counting::CallCounter;
+use etcd3::kv::Op;
+use etcd3::maintenance::AlarmKind;
+use etcd3::{Client, ServerErrorKind};
 
 const QUOTA: usize = 8 << 20;
 const VALUE: usize = 1 << 20;
 
-fn assert_no_space(what: &str, result: Result<(), etcd_client::Error>) {
+fn assert_no_space(what: &str, result: Result<(), etcd3::Error>) {
     etcd_tests::expect_refused(what, result, ServerErrorKind::NoSpace);
 }
 

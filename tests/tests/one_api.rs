@@ -1,16 +1,16 @@
-//! The facade as one API: a program written against `etcd_client` alone uses `?` on every
+//! The facade as one API: a program written against `etcd3` alone uses `?` on every
 //! call of every subsystem (KV, lease, watch, lock, election, STM) in one function returning
-//! `etcd_client::Result`, and stores every handle it gets in a struct of its own, naming each
-//! type from `etcd_client`. It runs against a real etcd and checks what it got.
+//! `etcd3::Result`, and stores every handle it gets in a struct of its own, naming each
+//! type from `etcd3`. It runs against a real etcd and checks what it got.
 
 use std::time::Duration;
 
-use etcd_client::concurrency::{Election, Isolation, Leadership, LockGuard, Mutex, Session};
-use etcd_client::kv::{Compare, Op};
-use etcd_client::lease::KeepAlive;
-use etcd_client::watch::WatchId;
-use etcd_client::{Client, GroupEvents, KeyRange, Kv, Lessor, WatchGroup, WatchStream, Watcher};
 use etcd_tests::{shared_server, unique_prefix};
+use etcd3::concurrency::{Election, Isolation, Leadership, LockGuard, Mutex, Session};
+use etcd3::kv::{Compare, Op};
+use etcd3::lease::KeepAlive;
+use etcd3::watch::WatchId;
+use etcd3::{Client, GroupEvents, KeyRange, Kv, Lessor, WatchGroup, WatchStream, Watcher};
 use futures::StreamExt;
 
 /// Everything a long-lived service might keep.
@@ -32,7 +32,7 @@ struct App {
 }
 
 /// Sets the app up, `?` on every call.
-async fn start(endpoints: Vec<String>, p: &str) -> etcd_client::Result<App> {
+async fn start(endpoints: Vec<String>, p: &str) -> etcd3::Result<App> {
     let client = Client::connect(endpoints).await?;
     let kv = client.kv().clone();
     let lessor = client.lease().clone();
@@ -71,7 +71,7 @@ async fn start(endpoints: Vec<String>, p: &str) -> etcd_client::Result<App> {
         .stm(move |txn| async move {
             let seen = txn.get("stm/a").await?;
             txn.put("stm/a", format!("{}+1", seen.is_some()));
-            Ok::<_, etcd_client::Error>(seen.is_some())
+            Ok::<_, etcd3::Error>(seen.is_some())
         })
         .isolation(Isolation::Serializable)
         .await?;
@@ -139,7 +139,7 @@ async fn one_error_type_and_nameable_handles_across_every_subsystem() {
             .mutex(app.mutex.prefix().strip_suffix(b"/").unwrap().to_vec())
             .try_lock()
             .await,
-        Err(etcd_client::Error::Locked { .. })
+        Err(etcd3::Error::Locked { .. })
     ));
     rival.close().await.unwrap();
     let leader = app.election.leader().await.unwrap().expect("a leader");

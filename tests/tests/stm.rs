@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use etcd_client::Client;
-use etcd_client::concurrency::Isolation;
 use etcd_tests::{shared_server, unique_prefix};
+use etcd3::Client;
+use etcd3::concurrency::Isolation;
 
 const ACCOUNTS: usize = 5;
 const START: i64 = 100;
@@ -79,7 +79,7 @@ async fn bank(isolation: Isolation) {
                             let moved = want.min(a);
                             txn.put(&kf, (a - moved).to_string());
                             txn.put(&kt, (b + moved).to_string());
-                            Ok::<_, etcd_client::Error>(())
+                            Ok::<_, etcd3::Error>(())
                         }
                     })
                     .isolation(isolation)
@@ -137,7 +137,7 @@ async fn read_committed_never_retries() {
                 // Another client writes the key in between: no conflict at this level.
                 other.kv().put(&k, "50").await?;
                 txn.put(&k, (v + 1).to_string());
-                Ok::<_, etcd_client::Error>(v)
+                Ok::<_, etcd3::Error>(v)
             }
         })
         .isolation(Isolation::ReadCommitted)
@@ -177,7 +177,7 @@ async fn conflicts_retry_and_errors_abort() {
                         other.kv().put(&k, (v + 100).to_string()).await?;
                     }
                     txn.put(&k, (v + 1).to_string());
-                    Ok::<_, etcd_client::Error>(())
+                    Ok::<_, etcd3::Error>(())
                 }
             })
             .isolation(isolation)
@@ -194,10 +194,10 @@ async fn conflicts_retry_and_errors_abort() {
     let err = client
         .stm(|txn| async move {
             txn.put("never", "written");
-            Err::<(), _>(etcd_client::Error::Protocol("abort".into()))
+            Err::<(), _>(etcd3::Error::Protocol("abort".into()))
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, etcd_client::Error::Protocol(_)));
+    assert!(matches!(err, etcd3::Error::Protocol(_)));
     assert!(client.kv().get("never").await.unwrap().first().is_none());
 }

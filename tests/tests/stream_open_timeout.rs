@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
 use etcd_core::KeyRange;
 use etcd_tests::{FaultProxy, Mode, shared_server, unique_prefix};
+use etcd3::Client;
 use futures::StreamExt;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);

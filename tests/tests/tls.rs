@@ -9,9 +9,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use etcd_client::RetryPolicy;
-use etcd_client::{Applied, Client, Error, Tls};
 use etcd_tests::{EtcdCluster, EtcdServer, ServerTls};
+use etcd3::RetryPolicy;
+use etcd3::{Applied, Client, Error, Tls};
 use futures::StreamExt;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -432,7 +432,7 @@ async fn etcdctl_variables_configure_tls() {
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.clone())
     };
-    let client = etcd_client::ClientBuilder::from_lookup(lookup)
+    let client = etcd3::ClientBuilder::from_lookup(lookup)
         .unwrap()
         .connect()
         .await

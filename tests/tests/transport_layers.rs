@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::Client;
 use etcd_core::grpc::GrpcKv;
 use etcd_core::{Error, Kv};
 use etcd_tests::counting::{CallCounter, Counting};
 use etcd_tests::{FaultProxy, Mode, shared_server, unique_prefix};
+use etcd3::Client;
 use futures::StreamExt;
 use tonic::transport::{Channel, Endpoint};
 use tower_http::classify::GrpcFailureClass;
@@ -64,7 +64,7 @@ async fn a_timeout_layer_gives_a_typed_timeout_with_unknown_outcome() {
 #[tokio::test]
 async fn the_client_takes_tower_layers_over_its_transport() {
     let counter = CallCounter::new();
-    let client = etcd_client::Client::builder(shared_server().endpoints())
+    let client = etcd3::Client::builder(shared_server().endpoints())
         .layer(counter.layer())
         .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(5)))
         .connect()
@@ -90,7 +90,7 @@ async fn the_client_takes_tower_layers_over_its_transport() {
 #[tokio::test]
 async fn a_request_timeout_can_be_overridden_per_call() {
     let proxy = FaultProxy::start(shared_server().client_addr()).await;
-    let client = etcd_client::Client::builder([proxy.url()])
+    let client = etcd3::Client::builder([proxy.url()])
         .request_timeout(Duration::from_millis(1500))
         .connect()
         .await
@@ -350,7 +350,7 @@ async fn the_client_takes_tower_https_trace_layer() {
     let error = missing.expect_err("no such lease");
     assert_eq!(
         error.server_kind(),
-        Some(etcd_client::ServerErrorKind::LeaseNotFound)
+        Some(etcd3::ServerErrorKind::LeaseNotFound)
     );
     // The watch, the put, the get and the revoke.
     assert_eq!(requests.load(Ordering::SeqCst), 4);

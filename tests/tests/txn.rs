@@ -1,9 +1,9 @@
 //! Every compare target and transaction form, against a real etcd.
 
-use etcd_client::kv::{Compare, Delete, Get, Op, OpResponse, Put, Txn};
-use etcd_client::proto::etcdserverpb::{LeaseGrantRequest, lease_client::LeaseClient};
-use etcd_client::{Client, kv::TxnResponse};
 use etcd_tests::{shared_server, unique_prefix};
+use etcd3::kv::{Compare, Delete, Get, Op, OpResponse, Put, Txn};
+use etcd3::proto::etcdserverpb::{LeaseGrantRequest, lease_client::LeaseClient};
+use etcd3::{Client, kv::TxnResponse};
 
 async fn setup(name: &str) -> (Client, String) {
     let client = Client::connect(shared_server().endpoints()).await.unwrap();

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use etcd_client::{Client, Error};
 use etcd_core::grpc::GrpcWatch;
 use etcd_tests::{FaultProxy, Mode, shared_server, unique_prefix};
 use etcd_watch::Watcher;
+use etcd3::{Client, Error};
 use futures::StreamExt;
 
 #[tokio::test]
@@ -142,10 +142,7 @@ async fn silent_proxy(target: std::net::SocketAddr, hold: Duration) -> String {
 #[tokio::test]
 async fn no_request_leaves_before_the_server_has_spoken() {
     let server = shared_server();
-    for transport in [
-        etcd_client::Http2Transport::Builtin,
-        etcd_client::Http2Transport::Tonic,
-    ] {
+    for transport in [etcd3::Http2Transport::Builtin, etcd3::Http2Transport::Tonic] {
         let key = format!("{}k", unique_prefix("silent-proxy"));
         let url = silent_proxy(server.client_addr(), Duration::from_millis(500)).await;
         let client = Client::builder([url])
@@ -160,7 +157,7 @@ async fn no_request_leaves_before_the_server_has_spoken() {
             .expect_err("the proxy never passes an answer on");
         assert_eq!(
             error.applied(),
-            etcd_client::Applied::No,
+            etcd3::Applied::No,
             "{transport:?}: nothing was sent before the close: {error}"
         );
         let direct = etcd_tests::clients::raw_kv(&server.client_url());

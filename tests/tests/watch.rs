@@ -807,7 +807,7 @@ async fn a_blackhole_found_by_keepalive_is_resumed() {
 /// watches and one consumer, and progress requests.
 #[tokio::test]
 async fn the_facade_watches_and_groups() {
-    let client = etcd_client::Client::connect(shared_server().endpoints())
+    let client = etcd3::Client::connect(shared_server().endpoints())
         .await
         .unwrap();
     let p = unique_prefix("facade_watch");
@@ -874,7 +874,7 @@ async fn the_facade_watches_and_groups() {
 async fn new_watchers_have_streams_of_their_own() {
     let server = EtcdServer::start().await;
     let url = server.client_url();
-    let client = etcd_client::Client::connect([url.as_str()]).await.unwrap();
+    let client = etcd3::Client::connect([url.as_str()]).await.unwrap();
     let before = server_watch_streams(&url).await;
     let own = client.new_watcher();
     let other = client.new_watcher();

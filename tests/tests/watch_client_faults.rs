@@ -1,5 +1,5 @@
 //! The watch fault scenarios W2–W11 of the reliability plan (§6.2), each driving
-//! `etcd_client::Client` as a user builds it (`Client::builder(endpoints)…connect()`, the
+//! `etcd3::Client` as a user builds it (`Client::builder(endpoints)…connect()`, the
 //! default HTTP/2 transport, only the builder options the scenario names). Where a watch's
 //! deliveries must match the server's history, the watch is recorded with
 //! [`Recorder::watch`], every write of the watched prefix goes through
@@ -35,8 +35,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
-use etcd_client::watch::{Error as WatchError, Watch, WatchStream};
 use etcd_tests::clients::raw_kv;
 use etcd_tests::history::model::{
     Nanos, PutReq, Request, Response, TxnOp, TxnReq, WatchItem, WatchTrace,
@@ -45,6 +43,8 @@ use etcd_tests::history::reference::PROGRESS_FLAG;
 use etcd_tests::history::workload::Workload;
 use etcd_tests::history::{Proof, RecordedWatch, Recorder, WatchSpec, prefix_end};
 use etcd_tests::{EtcdCluster, EtcdServer, FaultProxy, Mode, unique_prefix};
+use etcd3::Client;
+use etcd3::watch::{Error as WatchError, Watch, WatchStream};
 use futures::StreamExt;
 
 /// One test at a time: each runs its own members on two cores and measures timings.
@@ -141,7 +141,7 @@ async fn wait_for(what: &str, within: Duration, mut condition: impl FnMut() -> b
 async fn put(
     recorder: &Recorder,
     client: u32,
-    kv: &etcd_client::Kv,
+    kv: &etcd3::Kv,
     key: impl Into<String>,
     value: impl Into<String>,
 ) -> i64 {
@@ -160,7 +160,7 @@ async fn put(
 async fn put_two(
     recorder: &Recorder,
     client: u32,
-    kv: &etcd_client::Kv,
+    kv: &etcd3::Kv,
     pairs: [(String, String); 2],
 ) -> i64 {
     let request = Request::Txn(TxnReq {
@@ -1069,11 +1069,11 @@ async fn w8a_a_big_revision_arrives_whole() {
         .await;
     let watching = client(server.endpoints()).await;
     let mut stream = watching.watch("/big/").prefix().await.expect("watch");
-    let ops: Vec<etcd_client::kv::Op> = (0..100)
+    let ops: Vec<etcd3::kv::Op> = (0..100)
         .map(|i| {
             let mut value = vec![b'x'; 64 * 1024];
             value[..3].copy_from_slice(format!("{i:03}").as_bytes());
-            etcd_client::kv::Op::put(format!("/big/{i:03}"), value)
+            etcd3::kv::Op::put(format!("/big/{i:03}"), value)
         })
         .collect();
     let rev = watching
@@ -1128,7 +1128,7 @@ async fn collect_all(stream: &mut WatchStream, last: i64) -> (Delivered, usize) 
 /// the raw watch reassembled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w8b_fragments_are_merged_into_what_an_unfragmented_watch_delivers() {
-    use etcd_client::proto::etcdserverpb as pb;
+    use etcd3::proto::etcdserverpb as pb;
     let _serial = SERIAL.lock().await;
     let server = EtcdServer::builder()
         .arg("--max-request-bytes=1048576")

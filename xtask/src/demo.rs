@@ -1,4 +1,4 @@
-//! `cargo xtask demo [--version 3.4|3.5]`: runs the `etcd-client` demo example against a
+//! `cargo xtask demo [--version 3.4|3.5]`: runs the `etcd3` demo example against a
 //! throwaway single-member etcd.
 
 use std::process::ExitCode;
@@ -15,15 +15,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     let endpoint = cluster.endpoints().join(",");
     eprintln!("xtask: etcd {version} is up at {endpoint}; running the demo example");
     let status = cargo()
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "etcd-client",
-            "--example",
-            "demo",
-            "--",
-        ])
+        .args(["run", "--quiet", "-p", "etcd3", "--example", "demo", "--"])
         .arg(&endpoint)
         .env("ETCD_ENDPOINTS", &endpoint)
         .status()

@@ -42,7 +42,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     eprintln!(
         "xtask: etcd {version} is healthy; data and logs in {}\n\
          xtask: try:  ETCDCTL_ENDPOINTS={endpoints} {etcdctl} member list\n\
-         xtask:       ETCD_ENDPOINTS={endpoints} cargo run -p etcd-client --example demo -- {first}\n\
+         xtask:       ETCD_ENDPOINTS={endpoints} cargo run -p etcd3 --example demo -- {first}\n\
          xtask: stop with Ctrl-C (or kill {}); the members and their data are removed",
         cluster.dir().display(),
         std::process::id()

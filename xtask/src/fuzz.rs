@@ -22,19 +22,19 @@ struct Target {
 const TARGETS: &[Target] = &[
     Target {
         name: "hpack",
-        package: "etcd-client",
+        package: "etcd3",
         binary: &["--lib"],
         test: "http2::fuzz::fuzz_hpack",
     },
     Target {
         name: "hpack_mutated",
-        package: "etcd-client",
+        package: "etcd3",
         binary: &["--lib"],
         test: "http2::fuzz::fuzz_hpack_mutated",
     },
     Target {
         name: "huffman",
-        package: "etcd-client",
+        package: "etcd3",
         binary: &["--lib"],
         test: "http2::fuzz::fuzz_huffman",
     },
@@ -46,13 +46,13 @@ const TARGETS: &[Target] = &[
     },
     Target {
         name: "connection",
-        package: "etcd-client",
+        package: "etcd3",
         binary: &["--test", "fuzz_connection"],
         test: "fuzz_connection",
     },
     Target {
         name: "connection_raw",
-        package: "etcd-client",
+        package: "etcd3",
         binary: &["--test", "fuzz_connection"],
         test: "fuzz_connection_raw",
     },

@@ -24,7 +24,7 @@ commands:
       ports, print `ETCDCTL_ENDPOINTS=...` and run until interrupted (Ctrl-C) or killed;
       then the members and their data are removed.
   demo [--version 3.4|3.5]
-      Run `cargo run -p etcd-client --example demo -- <endpoint>` against a throwaway etcd.
+      Run `cargo run -p etcd3 --example demo -- <endpoint>` against a throwaway etcd.
   test [--version 3.4|3.5|all] [--http2 builtin|tonic] [-- <cargo test args>]
       Run `cargo test --workspace` once per etcd version (default all: 3.5.1 and 3.4.23),
       with ETCD_BIN and ETCD_VERSION set for the test harness. --http2 sets
@@ -46,7 +46,7 @@ commands:
       Run the fuzz targets (ordinary tests that `cargo test` runs for a few seconds each)
       in release mode for S seconds each (default 60), and print the executions per
       target. Targets (default: all, one after the other): hpack, hpack_mutated, huffman
-      (etcd-client's HPACK and Huffman decoders, against independent crates), unary
+      (etcd3's HPACK and Huffman decoders, against independent crates), unary
       (etcd-core's gRPC codec over a scripted transport), connection, connection_raw (a
       Client against a hostile HTTP/2 server on a loopback socket). --seed N fixes the
       run's seed (ETCD_FUZZ_SEED); a failure prints ETCD_FUZZ_CASE=... to replay its case

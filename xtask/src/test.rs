@@ -2,7 +2,7 @@
 //! the project's one test command. Runs `cargo test --workspace` (unit, integration and doc
 //! tests) once per etcd version, with `ETCD_BIN` and `ETCD_VERSION` telling the test harness
 //! which etcd to spawn. `--http2` sets `ETCD_CLIENT_HTTP2`, which picks the HTTP/2 of every
-//! client the tests build for plain-text members (etcd-client's own or tonic's `Channel`)
+//! client the tests build for plain-text members (etcd3's own or tonic's `Channel`)
 //! unless a test chooses one itself; without it, the variable is passed on as found.
 
 use std::path::PathBuf;
@@ -129,10 +129,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The variable that picks etcd-client's HTTP/2 for plain-text members.
+/// The variable that picks etcd3's HTTP/2 for plain-text members.
 const HTTP2_VARIABLE: &str = "ETCD_CLIENT_HTTP2";
 
-/// A value of [`HTTP2_VARIABLE`] as etcd-client reads it, for the report.
+/// A value of [`HTTP2_VARIABLE`] as etcd3 reads it, for the report.
 fn known(value: &str) -> Option<&'static str> {
     let value = value.trim();
     if value.eq_ignore_ascii_case("tonic") {

@@ -87,10 +87,10 @@ impl ClientBuilder {
     /// timeout is refused the same way.
     ///
     /// ```no_run
-    /// # async fn example() -> etcd_client::Result<()> {
+    /// # async fn example() -> etcd3::Result<()> {
     /// use std::time::Duration;
     /// // The cluster runs with --grpc-keepalive-min-time=500ms.
-    /// let client = etcd_client::Client::builder(["http://127.0.0.1:2379"])
+    /// let client = etcd3::Client::builder(["http://127.0.0.1:2379"])
     ///     .keep_alive(Duration::from_secs(1), Duration::from_millis(500))
     ///     .server_keepalive_min_time(Duration::from_millis(500))
     ///     .connect()
@@ -128,8 +128,8 @@ impl ClientBuilder {
     /// `builtin-http2` feature (whose absence makes `Tonic` the default).
     ///
     /// ```no_run
-    /// # async fn example() -> etcd_client::Result<()> {
-    /// use etcd_client::{Client, Http2Transport};
+    /// # async fn example() -> etcd3::Result<()> {
+    /// use etcd3::{Client, Http2Transport};
     /// let client = Client::builder(["http://127.0.0.1:2379"])
     ///     .http2_transport(Http2Transport::Tonic)
     ///     .connect()
@@ -200,9 +200,9 @@ impl ClientBuilder {
     /// [`Error::Transport`](crate::Error::Transport).
     ///
     /// ```no_run
-    /// # async fn example() -> etcd_client::Result<()> {
+    /// # async fn example() -> etcd3::Result<()> {
     /// use std::time::Duration;
-    /// let client = etcd_client::Client::builder(["http://127.0.0.1:2379"])
+    /// let client = etcd3::Client::builder(["http://127.0.0.1:2379"])
     ///     .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(2)))
     ///     .layer(tower_http::trace::TraceLayer::new_for_grpc())
     ///     .connect()
@@ -270,11 +270,11 @@ impl ClientBuilder {
     /// with [`NeverSent`](etcd_core::transport::NeverSent).
     ///
     /// ```no_run
-    /// # async fn example() -> etcd_client::Result<()> {
+    /// # async fn example() -> etcd3::Result<()> {
     /// use std::time::Duration;
     /// use tonic::transport::Endpoint;
     ///
-    /// let client = etcd_client::Client::builder(["http://10.0.0.1:2379", "http://10.0.0.2:2379"])
+    /// let client = etcd3::Client::builder(["http://10.0.0.1:2379", "http://10.0.0.2:2379"])
     ///     .transport(|url| {
     ///         let channel = Endpoint::from_shared(url.to_owned())?
     ///             .connect_timeout(Duration::from_secs(1))

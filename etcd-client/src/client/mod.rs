@@ -41,8 +41,8 @@ pub type Auth = etcd_core::Auth<AuthStack>;
 /// A client for an etcd cluster. Cheap to clone, `Send + Sync`; every method takes `&self`.
 ///
 /// ```no_run
-/// # async fn example() -> etcd_client::Result<()> {
-/// let client = etcd_client::Client::connect(["http://127.0.0.1:2379"]).await?;
+/// # async fn example() -> etcd3::Result<()> {
+/// let client = etcd3::Client::connect(["http://127.0.0.1:2379"]).await?;
 /// client.kv().put("greeting", "hello").await?;
 /// # Ok(()) }
 /// ```
@@ -117,9 +117,9 @@ impl Client {
     /// Starts configuring a client for the given members.
     ///
     /// ```no_run
-    /// # async fn example() -> etcd_client::Result<()> {
+    /// # async fn example() -> etcd3::Result<()> {
     /// use std::time::Duration;
-    /// let client = etcd_client::Client::builder(["http://10.0.0.1:2379", "http://10.0.0.2:2379"])
+    /// let client = etcd3::Client::builder(["http://10.0.0.1:2379", "http://10.0.0.2:2379"])
     ///     .namespace("tenant-a/")
     ///     .connect_timeout(Duration::from_secs(3))
     ///     .keep_alive(Duration::from_secs(30), Duration::from_secs(10))
@@ -176,7 +176,7 @@ impl Client {
     /// or carry heavy traffic.
     ///
     /// ```no_run
-    /// # async fn example(client: etcd_client::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// # async fn example(client: etcd3::Client) -> Result<(), Box<dyn std::error::Error>> {
     /// let audit = client.new_watcher();
     /// let mut stream = audit.watch("audit/").prefix().from_revision(1).await?;
     /// # let _ = stream; Ok(()) }

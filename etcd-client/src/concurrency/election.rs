@@ -21,7 +21,7 @@ use crate::Client;
 /// with the lowest create revision.
 ///
 /// ```no_run
-/// # async fn example(session: etcd_client::concurrency::Session) -> etcd_client::Result<()> {
+/// # async fn example(session: etcd3::concurrency::Session) -> etcd3::Result<()> {
 /// use futures_util::StreamExt;
 /// let election = session.election("elections/leader");
 /// let leadership = election.campaign("node-1").await?;   // resolves when elected

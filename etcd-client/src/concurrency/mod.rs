@@ -14,7 +14,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use etcd_client::{Client, concurrency::Session, kv::Op};
+//! use etcd3::{Client, concurrency::Session, kv::Op};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::connect(["http://127.0.0.1:2379"]).await?;

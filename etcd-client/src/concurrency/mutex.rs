@@ -22,8 +22,8 @@ use super::{Error, Result, Session};
 /// [module documentation](super)).
 ///
 /// ```no_run
-/// # async fn example(session: etcd_client::concurrency::Session) -> etcd_client::Result<()> {
-/// use etcd_client::kv::Op;
+/// # async fn example(session: etcd3::concurrency::Session) -> etcd3::Result<()> {
+/// use etcd3::kv::Op;
 /// let mutex = session.mutex("locks/db");
 /// let guard = mutex.lock().await?;
 /// let resp = guard.txn().then([Op::put("db/owner", "me")]).await?;
@@ -128,7 +128,7 @@ pub(crate) fn prefixed(name: Bytes) -> Bytes {
 /// long as the lock must be held:
 ///
 /// ```no_run
-/// # async fn f(session: etcd_client::concurrency::Session) -> etcd_client::concurrency::Result<()> {
+/// # async fn f(session: etcd3::concurrency::Session) -> etcd3::concurrency::Result<()> {
 /// let _guard = session.lock("config").await?;
 /// // ... the lock is held until `_guard` goes out of scope.
 /// # Ok(()) }
@@ -138,7 +138,7 @@ pub(crate) fn prefixed(name: Bytes) -> Bytes {
 ///
 /// ```compile_fail
 /// # #![deny(unused_must_use)]
-/// # async fn f(session: etcd_client::concurrency::Session) -> etcd_client::concurrency::Result<()> {
+/// # async fn f(session: etcd3::concurrency::Session) -> etcd3::concurrency::Result<()> {
 /// session.lock("config").await?;
 /// # Ok(()) }
 /// ```

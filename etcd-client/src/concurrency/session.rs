@@ -62,9 +62,9 @@ impl Session {
     /// [`DEFAULT_TTL`]) and await the builder.
     ///
     /// ```no_run
-    /// # async fn example(client: etcd_client::Client) -> etcd_client::Result<()> {
+    /// # async fn example(client: etcd3::Client) -> etcd3::Result<()> {
     /// use std::time::Duration;
-    /// let session = etcd_client::concurrency::Session::new(&client)
+    /// let session = etcd3::concurrency::Session::new(&client)
     ///     .ttl(Duration::from_secs(10))
     ///     .await?;
     /// println!("lease {:x}", session.lease_id());

@@ -47,8 +47,8 @@ pub enum Isolation {
 /// fails and the function runs again on a fresh handle, until it commits or fails.
 ///
 /// ```no_run
-/// # async fn example(client: etcd_client::Client) -> etcd_client::Result<()> {
-/// use etcd_client::concurrency::Isolation;
+/// # async fn example(client: etcd3::Client) -> etcd3::Result<()> {
+/// use etcd3::concurrency::Isolation;
 /// // Move 10 from a to b, atomically, whatever else runs.
 /// client
 ///     .stm(|txn| async move {
@@ -59,7 +59,7 @@ pub enum Isolation {
 ///         let b = parse(txn.get("accounts/b").await?);
 ///         txn.put("accounts/a", (a - 10).to_string());
 ///         txn.put("accounts/b", (b + 10).to_string());
-///         Ok::<_, etcd_client::Error>(())
+///         Ok::<_, etcd3::Error>(())
 ///     })
 ///     .isolation(Isolation::Serializable)
 ///     .await?;

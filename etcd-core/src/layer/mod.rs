@@ -5,7 +5,7 @@
 //! They work on typed services (a [`GrpcKv`](crate::grpc::GrpcKv) and the like, whose
 //! error is [`Error`](crate::Error)), since whether a call may be sent again depends on
 //! the request (see [`Resend`](crate::resend::Resend)) and on how it failed. A stack of
-//! them, as the `etcd-client` facade builds it:
+//! them, as the `etcd3` facade builds it:
 //!
 //! ```text
 //! Retry (policy, deadline of the whole call)

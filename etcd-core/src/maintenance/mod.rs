@@ -4,7 +4,7 @@
 //! [`Maintenance`] is a cheap-to-clone handle over any [`MaintenanceService`]. Each method
 //! returns a [`Call`]; await it to send it. Status, defragment, hash and hash-kv concern the
 //! member that answers: over a single member's transport they are aimed at that member
-//! (the `etcd-client` facade offers `status_of(endpoint)` and friends for that).
+//! (the `etcd3` facade offers `status_of(endpoint)` and friends for that).
 //!
 //! ```no_run
 //! # async fn example<S: etcd_core::maintenance::MaintenanceService>(m: etcd_core::maintenance::Maintenance<S>) -> Result<(), Box<dyn std::error::Error>> {

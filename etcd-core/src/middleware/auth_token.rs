@@ -5,7 +5,7 @@
 //! [`TokenCell`], except `etcdserverpb.Auth/Authenticate`: old servers refuse an
 //! `Authenticate` that carries a stale token (etcd #12385), and it needs none.
 //!
-//! The cell is shared: whoever obtains a token (the `etcd-client` facade re-authenticates
+//! The cell is shared: whoever obtains a token (the `etcd3` facade re-authenticates
 //! when a token expires) stores it once, and every connection's next call sends it. Reading
 //! it costs a read lock and a reference-count increment.
 //!

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
-use etcd_client::concurrency::Session;
+use etcd3::Client;
+use etcd3::concurrency::Session;
 use serde::Serialize;
 
 use crate::history::model::{

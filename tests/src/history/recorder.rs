@@ -1,12 +1,12 @@
-//! Recording what clients under test do through `etcd_client::Client`: every call with its
+//! Recording what clients under test do through `etcd3::Client`: every call with its
 //! instants and outcome, every watch's deliveries, every kept-alive lease's status.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_client::kv::{Compare as ClientCompare, Delete, Get, Op as ClientOp, OpResponse, Put};
-use etcd_client::lease::KeepAlive;
+use etcd3::kv::{Compare as ClientCompare, Delete, Get, Op as ClientOp, OpResponse, Put};
+use etcd3::lease::KeepAlive;
 use futures::StreamExt;
 
 use super::model::*;
@@ -72,7 +72,7 @@ impl Recorder {
     /// Runs `req` through `kv` as logical client `client` and records it. A failed call is
     /// recorded with the client's own verdict on whether it may have applied; one whose
     /// outcome is unknown is recorded as never returning.
-    pub async fn run(&self, client: u32, kv: &etcd_client::Kv, req: Request) -> Response {
+    pub async fn run(&self, client: u32, kv: &etcd3::Kv, req: Request) -> Response {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let call = self.now();
         let result = execute(kv, &req).await;
@@ -108,9 +108,9 @@ impl Recorder {
     pub async fn watch(
         self: &Arc<Self>,
         client: u32,
-        etcd: &etcd_client::Client,
+        etcd: &etcd3::Client,
         spec: WatchSpec,
-    ) -> Result<RecordedWatch, etcd_client::watch::Error> {
+    ) -> Result<RecordedWatch, etcd3::watch::Error> {
         let mut watch = etcd.watch(spec.key.clone()).created_notify();
         if let Some(end) = &spec.end {
             watch = watch.range_end(end.clone());
@@ -186,9 +186,7 @@ impl Recorder {
                             }
                             trace.items.push(WatchItem::Events { at, events });
                         }
-                        Some(Err(etcd_client::watch::Error::WatchCompacted {
-                            compact_revision,
-                        })) => {
+                        Some(Err(etcd3::watch::Error::WatchCompacted { compact_revision })) => {
                             trace.items.push(WatchItem::Compacted {
                                 at,
                                 compact_revision,
@@ -390,7 +388,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn kv(kv: &etcd_client::kv::KeyValue) -> Kv {
+fn kv(kv: &etcd3::kv::KeyValue) -> Kv {
     Kv {
         key: text(kv.key()),
         value: text(kv.value()),
@@ -401,10 +399,10 @@ fn kv(kv: &etcd_client::kv::KeyValue) -> Kv {
     }
 }
 
-fn event(e: &etcd_client::watch::Event) -> Event {
+fn event(e: &etcd3::watch::Event) -> Event {
     Event {
         kind: match e.kind() {
-            etcd_client::watch::EventKind::Put => EventKind::Put,
+            etcd3::watch::EventKind::Put => EventKind::Put,
             _ => EventKind::Delete,
         },
         kv: kv(e.kv()),
@@ -483,7 +481,7 @@ fn client_compare(c: &Compare) -> ClientCompare {
     }
 }
 
-fn get_resp(r: &etcd_client::kv::GetResponse) -> GetResp {
+fn get_resp(r: &etcd3::kv::GetResponse) -> GetResp {
     GetResp {
         revision: r.revision(),
         kvs: r.kvs().iter().map(kv).collect(),
@@ -492,14 +490,14 @@ fn get_resp(r: &etcd_client::kv::GetResponse) -> GetResp {
     }
 }
 
-fn put_resp(r: &etcd_client::kv::PutResponse) -> PutResp {
+fn put_resp(r: &etcd3::kv::PutResponse) -> PutResp {
     PutResp {
         revision: r.revision(),
         prev: r.prev_kv().map(kv),
     }
 }
 
-fn delete_resp(r: &etcd_client::kv::DeleteResponse) -> DeleteResp {
+fn delete_resp(r: &etcd3::kv::DeleteResponse) -> DeleteResp {
     DeleteResp {
         revision: r.revision(),
         deleted: r.deleted(),
@@ -507,7 +505,7 @@ fn delete_resp(r: &etcd_client::kv::DeleteResponse) -> DeleteResp {
     }
 }
 
-async fn execute(kv: &etcd_client::Kv, req: &Request) -> etcd_client::Result<Response> {
+async fn execute(kv: &etcd3::Kv, req: &Request) -> etcd3::Result<Response> {
     Ok(match req {
         Request::Get(g) => Response::Get(get_resp(&get_builder(kv.get(g.key.clone()), g).await?)),
         Request::Put(p) => Response::Put(put_resp(

@@ -72,7 +72,7 @@ impl Workload {
         &self,
         recorder: Arc<Recorder>,
         client: u32,
-        kv: etcd_client::Kv,
+        kv: etcd3::Kv,
         seed: u64,
         stop: Arc<AtomicBool>,
     ) -> u64 {

@@ -40,7 +40,7 @@ pub(crate) fn svg(rows: &[Row]) -> String {
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{LEFT}" y="20" font-size="14" font-weight="bold">etcd-client: ours / theirs (crates.io etcd-client 0.21.1), medians</text>"#
+        r#"<text x="{LEFT}" y="20" font-size="14" font-weight="bold">etcd3: ours / theirs (crates.io etcd-client 0.21.1), medians</text>"#
     );
     // Legend.
     for (i, (color, text)) in [

@@ -69,7 +69,7 @@ async fn timed_run(s: &Spec) -> Result<RunResult, String> {
     let ep = s.endpoint.as_str();
     let mut result = match s.imp {
         Impl::Ours => {
-            let client = etcd_client::Client::connect([ep])
+            let client = etcd3::Client::connect([ep])
                 .await
                 .map_err(|e| e.to_string())?;
             match s.w {

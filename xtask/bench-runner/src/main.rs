@@ -1,5 +1,5 @@
 //! `bench-runner`: the same workloads, driven by the same harness code on the same tokio
-//! runtime, with our `etcd-client` and with the crates.io `etcd-client` 0.21 ("theirs"),
+//! runtime, with our `etcd3` and with the crates.io `etcd-client` 0.21 ("theirs"),
 //! alternating, over several rounds, against one etcd. Started by `cargo xtask bench`.
 //!
 //! ```text

@@ -22,7 +22,7 @@ use crate::workloads::replay::{HISTORY, History, TXN_PUTS};
 use crate::workloads::{GET_KEYS, RANGE_KEYS, VALUE_LEN, get_key, range_key, watch_key};
 use crate::{chart, report};
 
-type Client = etcd_client::Client;
+type Client = etcd3::Client;
 
 pub(crate) async fn run(args: Args) -> Result<(), String> {
     std::fs::create_dir_all(&args.out_dir).map_err(|e| e.to_string())?;
@@ -177,7 +177,7 @@ async fn setup(client: &Client, args: &Args) -> Result<(), String> {
 /// as transactions of [`TXN_PUTS`] puts each, one after the other, so that they take
 /// [`HISTORY`] / [`TXN_PUTS`] contiguous revisions (nothing else writes meanwhile).
 async fn watch_history(client: &Client) -> Result<History, String> {
-    use etcd_client::kv::Op;
+    use etcd3::kv::Op;
     let value = Bytes::from(vec![b'h'; VALUE_LEN]);
     let t0 = Instant::now();
     let mut revs = Vec::new();

@@ -58,7 +58,7 @@ fn err(e: impl std::fmt::Display) -> String {
 
 async fn watches(head: Writer, endpoint: &str, count: usize) -> Result<String, String> {
     let before = stable_watch_streams(endpoint).await?;
-    let client = etcd_client::Client::connect([endpoint])
+    let client = etcd3::Client::connect([endpoint])
         .await
         .map_err(err)?;
     let t0 = Instant::now();
@@ -117,7 +117,7 @@ async fn leases(
     count: usize,
     hold: Duration,
 ) -> Result<String, String> {
-    let client = etcd_client::Client::connect([endpoint])
+    let client = etcd3::Client::connect([endpoint])
         .await
         .map_err(err)?;
     let lessor = client.lease();

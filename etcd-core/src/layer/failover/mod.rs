@@ -54,7 +54,7 @@ impl<S> Failover<S> {
     /// goes to a member chosen at random, the next ones round-robin from there.
     ///
     /// # Panics
-    /// When `members` is empty; the `etcd-client` facade refuses an empty endpoint list
+    /// When `members` is empty; the `etcd3` facade refuses an empty endpoint list
     /// with a typed error first.
     pub fn new(members: impl IntoIterator<Item = (String, S)>) -> Self {
         let members = member_list(members);

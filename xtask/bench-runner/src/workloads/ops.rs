@@ -37,7 +37,7 @@ fn check_range<'a>(values: impl ExactSizeIterator<Item = &'a [u8]>) -> Result<u6
 
 #[derive(Clone)]
 pub(crate) struct Ours {
-    pub(crate) client: etcd_client::Client,
+    pub(crate) client: etcd3::Client,
     pub(crate) value: Bytes,
 }
 
@@ -65,7 +65,7 @@ impl Driver for Ours {
         n: u64,
         prefix: &str,
     ) -> Result<u64, String> {
-        use etcd_client::kv::{Compare, Op};
+        use etcd3::kv::{Compare, Op};
         let kv = self.client.kv();
         match (w, task) {
             (Workload::Put, _) => {

@@ -168,7 +168,7 @@ pub(crate) trait Watcher: Send + Sync + 'static {
 }
 
 /// Our client.
-pub(crate) struct Ours(pub(crate) etcd_client::Client);
+pub(crate) struct Ours(pub(crate) etcd3::Client);
 
 impl Watcher for Ours {
     async fn replay(&self, keys: Keys, replay: &mut Replay) -> Result<(), String> {
@@ -190,7 +190,7 @@ impl Watcher for Ours {
                 .ok_or("the watch stream ended")?
                 .map_err(|e| e.to_string())?;
             for ev in resp.events() {
-                let is_put = ev.kind() == etcd_client::watch::EventKind::Put;
+                let is_put = ev.kind() == etcd3::watch::EventKind::Put;
                 replay.event(is_put, ev.key(), ev.kv().mod_revision());
             }
         }

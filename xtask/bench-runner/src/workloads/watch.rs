@@ -29,7 +29,7 @@ pub(crate) struct OursEvents<S>(pub(crate) S);
 
 impl<S> Events for OursEvents<S>
 where
-    S: Stream<Item = Result<etcd_client::watch::WatchResponse, etcd_client::watch::Error>>
+    S: Stream<Item = Result<etcd3::watch::WatchResponse, etcd3::watch::Error>>
         + Unpin
         + Send,
 {
@@ -39,7 +39,7 @@ where
             Some(Err(e)) => Err(e.to_string()),
             Some(Ok(resp)) => {
                 for ev in resp.events() {
-                    if ev.kind() == etcd_client::watch::EventKind::Put {
+                    if ev.kind() == etcd3::watch::EventKind::Put {
                         checker.event(ev.key(), ev.kv().value());
                     }
                 }
