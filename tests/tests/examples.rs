@@ -64,3 +64,11 @@ async fn watch_failover_over_three_members() {
         .assert_stdout_contains("watching example/failover/")
         .assert_stdout_contains("all 40 keys seen in order");
 }
+
+/// etcd3: the tour `cargo xtask demo` runs, against the shared server.
+#[tokio::test]
+async fn demo() {
+    run_example("demo", [shared_server().client_url()])
+        .await
+        .assert_stdout_contains("The tour is over.");
+}

@@ -12,7 +12,7 @@ const MAX_PENALTY: Duration = Duration::from_secs(10);
 
 /// One member: its address, its service and its recent health.
 #[derive(Debug)]
-pub(super) struct Member<S> {
+pub(super) struct Target<S> {
     pub(super) endpoint: String,
     pub(super) service: S,
     pub(super) health: Mutex<Health>,
@@ -24,10 +24,10 @@ pub(super) struct Health {
     penalty: Duration,
 }
 
-pub(super) fn member_list<S>(members: impl IntoIterator<Item = (String, S)>) -> Arc<[Member<S>]> {
+pub(super) fn member_list<S>(members: impl IntoIterator<Item = (String, S)>) -> Arc<[Target<S>]> {
     members
         .into_iter()
-        .map(|(endpoint, service)| Member {
+        .map(|(endpoint, service)| Target {
             endpoint,
             service,
             health: Mutex::new(Health::default()),
@@ -35,7 +35,7 @@ pub(super) fn member_list<S>(members: impl IntoIterator<Item = (String, S)>) -> 
         .collect()
 }
 
-impl<S> Member<S> {
+impl<S> Target<S> {
     pub(super) fn record(&self, reachable: bool) {
         let mut health = lock(&self.health);
         if reachable {
@@ -55,7 +55,7 @@ impl<S> Member<S> {
 /// call sent to it in turn would wait out its whole deadline. A caller that drops a call
 /// on purpose costs the member a short penalty at worst: penalised members are still
 /// tried, after the others.
-pub(super) struct Unanswered<'a, S>(pub(super) Option<&'a Member<S>>);
+pub(super) struct Unanswered<'a, S>(pub(super) Option<&'a Target<S>>);
 
 impl<S> Drop for Unanswered<'_, S> {
     fn drop(&mut self) {

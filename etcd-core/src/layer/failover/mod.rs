@@ -26,7 +26,7 @@ use tracing::Instrument;
 use crate::resend::Resend;
 use crate::{Error, Result};
 use errors::{every_member_failed, may_resend, naming, should_skip};
-use health::{Member, Unanswered, lock, member_list, normalized};
+use health::{Target, Unanswered, lock, member_list, normalized};
 
 pub use layer::FailoverLayer;
 
@@ -36,7 +36,7 @@ pub use layer::FailoverLayer;
 /// already under way finish on the list they started with.
 #[derive(Debug)]
 pub struct Failover<S> {
-    members: Arc<RwLock<Arc<[Member<S>]>>>,
+    members: Arc<RwLock<Arc<[Target<S>]>>>,
     next: Arc<AtomicUsize>,
 }
 
@@ -98,7 +98,7 @@ impl<S> Failover<S> {
     }
 
     /// The current member list.
-    fn current(&self) -> Arc<[Member<S>]> {
+    fn current(&self) -> Arc<[Target<S>]> {
         Arc::clone(&self.members.read().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -109,7 +109,7 @@ impl<S> Failover<S> {
 
     /// The members to try for one call: healthy ones first, starting with the next in turn,
     /// then the skipped ones, soonest to recover first.
-    fn order(&self, members: &[Member<S>]) -> Vec<usize> {
+    fn order(&self, members: &[Target<S>]) -> Vec<usize> {
         let n = members.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let now = Instant::now();
