@@ -121,6 +121,34 @@ struct Inner {
 /// The auth state of a [`Client`](crate::Client): its credentials and current token, from
 /// [`Client::auth_session`](crate::Client::auth_session). Cheap to clone (clones share the
 /// state). Its `Debug` output shows neither the password nor the token.
+///
+/// With [`ClientBuilder::credentials`](crate::ClientBuilder::credentials) the client
+/// authenticates on its first call (nothing is sent by `connect`), and every call and
+/// stream carries the token (the wire-tier
+/// [`AuthToken`](etcd_core::middleware::AuthToken) layer reads it from one shared
+/// [`TokenCell`](etcd_core::middleware::TokenCell)). When a call is refused because the token expired or was issued before a
+/// change of users, roles or permissions ([`InvalidAuthToken`], [`AuthOldRevision`] in its
+/// etcd 3.4 and 3.5 forms, or [`UserEmpty`]), the client authenticates again
+/// (once, however many calls failed at the same time) and sends the call once more — up to
+/// eight times when the auth store keeps changing under one call (each refusal then follows
+/// a new auth revision, and changes can follow each other within milliseconds). That is safe for writes
+/// too: etcd checks the token before proposing a request, so a refused
+/// call never applied. A wrong password fails with [`AuthFailed`] after one `Authenticate`,
+/// without retrying; with auth disabled on the server (`AuthNotEnabled`) the client carries
+/// on without a token.
+///
+/// The watch stream re-authenticates the same way when the server refuses to create a
+/// watch on auth grounds, and the lease keep-alive stream carries the current token each
+/// time it is reopened. A token given with
+/// [`ClientBuilder::token`](crate::ClientBuilder::token) is never refreshed: its refusals
+/// reach the caller.
+///
+/// Passwords and tokens never appear in `Debug` output or in logs.
+///
+/// [`InvalidAuthToken`]: etcd_core::ServerErrorKind::InvalidAuthToken
+/// [`AuthOldRevision`]: etcd_core::ServerErrorKind::AuthOldRevision
+/// [`UserEmpty`]: etcd_core::ServerErrorKind::UserEmpty
+/// [`AuthFailed`]: etcd_core::ServerErrorKind::AuthFailed
 #[derive(Clone)]
 pub struct AuthSession {
     inner: Arc<Inner>,

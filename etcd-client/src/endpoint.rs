@@ -194,7 +194,7 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Connect
 }
 
 /// Sets up TLS for an `https://` endpoint.
-#[cfg(feature = "tls")]
+#[cfg(feature = "_tls")]
 fn with_tls(
     endpoint: Endpoint,
     address: &str,
@@ -212,7 +212,7 @@ fn with_tls(
 }
 
 /// Without the `tls` feature, `https://` endpoints are refused.
-#[cfg(not(feature = "tls"))]
+#[cfg(not(feature = "_tls"))]
 fn with_tls(_: Endpoint, address: &str, _: &ConnectOptions) -> Result<Endpoint, Error> {
     Err(crate::tls::invalid(format!(
         "endpoint {address} uses https://, but etcd-client was built without its `tls` feature"

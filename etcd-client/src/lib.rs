@@ -36,7 +36,9 @@
 //! variable `ETCD_CLIENT_HTTP2=tonic` says so (see [`Http2Transport`]); `https://` members
 //! always by tonic's channel. Cargo features, both on by default:
 //!
-//! - `tls`: `https://` members, with rustls;
+//! - `tls`: `https://` members, with rustls and its `ring` crypto provider (`tls-aws-lc`
+//!   picks aws-lc-rs instead; `tls-native-roots` and `tls-webpki-roots` add
+//!   `Tls::native_roots` and `Tls::webpki_roots`);
 //! - `builtin-http2`: the HTTP/2 of our own. Without it, tonic's channel serves every
 //!   member.
 
@@ -54,6 +56,14 @@ mod member_transport;
 pub mod services;
 mod stack;
 mod tls;
+
+#[cfg(all(
+    feature = "_tls",
+    not(any(feature = "tls-ring", feature = "tls-aws-lc"))
+))]
+compile_error!(
+    "etcd3's TLS needs a crypto provider: enable the feature `tls-ring` (what `tls` picks) or `tls-aws-lc`"
+);
 
 pub use auth_session::{AuthSession, Credentials};
 pub use client::ClientBuilder;
@@ -73,5 +83,5 @@ pub use etcd_proto as proto;
 pub use etcd_watch as watch;
 pub use etcd_watch::{GroupEvents, WatchStream};
 pub use maintenance::Maintenance;
-pub use member_transport::MemberTransport;
+pub use member_transport::{MemberTransport, TransportBody, TransportService};
 pub use tls::Tls;

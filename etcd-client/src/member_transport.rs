@@ -49,6 +49,52 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// A tower service that can carry a client's calls to one member: HTTP/2 requests with
+/// tonic's body in, responses with any [`TransportBody`] out, and an error that boxes. What
+/// [`ClientBuilder::layer`](crate::ClientBuilder::layer) layers must give and
+/// [`ClientBuilder::transport`](crate::ClientBuilder::transport) takes.
+///
+/// This is a trait alias: every type with the right bounds implements it.
+pub trait TransportService<B>:
+    tower::Service<
+        http::Request<Body>,
+        Response = http::Response<B>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> TransportService<B> for S where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A response body the client can read gRPC from: bytes, with an error that boxes (tonic's
+/// body, hyper's, or one that a layer such as tower-http's trace layer wraps).
+///
+/// This is a trait alias: every type with the right bounds implements it.
+pub trait TransportBody:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> TransportBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
 /// A user transport or a user-layered one, type-erased.
 pub(crate) type BoxTransport =
     BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>;
@@ -58,17 +104,8 @@ pub(crate) type BoxTransport =
 /// boxed.
 pub(crate) fn box_transport<S, B>(service: S) -> BoxTransport
 where
-    S: tower::Service<
-            http::Request<Body>,
-            Response = http::Response<B>,
-            Error: Into<BoxError>,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: TransportService<B>,
+    B: TransportBody,
 {
     BoxCloneSyncService::new(
         service

@@ -30,13 +30,20 @@ type Prefixed<T> = ResponseFuture<BoxFuture<'static, Result<T>>>;
 
 macro_rules! stack_service {
     (
-        $(#[$meta:meta])*
-        $name:ident($inner:ty) -> $future:ident { $($request:ty => $response:ty),+ $(,)? }
+        $(
+            $(#[$meta:meta])*
+            $name:ident($inner:ty)
+        ),+ -> $future:ident $calls:tt
     ) => {
-        $(#[$meta])*
-        #[derive(Clone, Debug)]
-        pub struct $name(pub(crate) $inner);
+        $(
+            $(#[$meta])*
+            #[derive(Clone, Debug)]
+            pub struct $name(pub(crate) $inner);
 
+            stack_service!(@calls $name $future $calls);
+        )+
+    };
+    (@calls $name:ident $future:ident { $($request:ty => $response:ty),+ $(,)? }) => {
         $(
             impl tower::Service<$request> for $name {
                 type Response = $response;
@@ -120,19 +127,7 @@ stack_service! {
 
 stack_service! {
     /// The maintenance calls of a client, spread over the members with failover.
-    MaintenanceStack(Reauth<Failover<GrpcMaintenance<AuthedTransport>>>) -> Boxed {
-        pb::AlarmRequest => pb::AlarmResponse,
-        pb::StatusRequest => pb::StatusResponse,
-        pb::DefragmentRequest => pb::DefragmentResponse,
-        pb::HashRequest => pb::HashResponse,
-        pb::HashKvRequest => pb::HashKvResponse,
-        pb::MoveLeaderRequest => pb::MoveLeaderResponse,
-        pb::SnapshotRequest => ResponseStream<pb::SnapshotResponse>,
-        pb::DowngradeRequest => pb::DowngradeResponse,
-    }
-}
-
-stack_service! {
+    MaintenanceStack(Reauth<Failover<GrpcMaintenance<AuthedTransport>>>),
     /// The maintenance calls of one member, without failover.
     MemberMaintenanceStack(Reauth<GrpcMaintenance<AuthedTransport>>) -> Boxed {
         pb::AlarmRequest => pb::AlarmResponse,

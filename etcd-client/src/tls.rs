@@ -8,9 +8,12 @@ use etcd_core::{Error, InvalidRequest};
 
 /// TLS settings for a client, given to [`ClientBuilder::tls`](crate::ClientBuilder::tls).
 ///
-/// TLS runs on rustls (with the `ring` provider), through the default `tls` cargo feature.
-/// The server's certificate is always verified, against the CA certificates given here
-/// only: the system's roots are not used, and verification cannot be turned off.
+/// TLS runs on rustls, through the default `tls` cargo feature (the `ring` crypto provider;
+/// `tls-aws-lc` picks aws-lc-rs instead). The server's certificate is always verified,
+/// against the CA certificates given here, and against the operating system's roots
+/// (`native_roots`, feature `tls-native-roots`) or Mozilla's
+/// (`webpki_roots`, feature `tls-webpki-roots`) when asked;
+/// verification cannot be turned off.
 ///
 /// ```no_run
 /// # async fn example() -> etcd3::Result<()> {
@@ -38,6 +41,8 @@ pub struct Tls {
     ca: Vec<Bytes>,
     identity: Option<(Bytes, Bytes)>,
     server_name: Option<String>,
+    native_roots: bool,
+    webpki_roots: bool,
 }
 
 impl fmt::Debug for Tls {
@@ -52,6 +57,8 @@ impl fmt::Debug for Tls {
                     .map(|_| "certificate and key (redacted)"),
             )
             .field("server_name", &self.server_name)
+            .field("native_roots", &self.native_roots)
+            .field("webpki_roots", &self.webpki_roots)
             .finish()
     }
 }
@@ -86,8 +93,30 @@ impl Tls {
         self
     }
 
+    /// Trusts the operating system's root certificates as well (read when the client
+    /// connects; `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured): for servers whose
+    /// certificates a public or company CA signed.
+    #[cfg(feature = "tls-native-roots")]
+    pub fn native_roots(mut self) -> Self {
+        self.native_roots = true;
+        self
+    }
+
+    /// Trusts Mozilla's root certificates as well, compiled into the program (the
+    /// `webpki-roots` crate): the same roots on every machine.
+    #[cfg(feature = "tls-webpki-roots")]
+    pub fn webpki_roots(mut self) -> Self {
+        self.webpki_roots = true;
+        self
+    }
+
+    /// Whether any roots beyond the given CA certificates are trusted.
+    fn any_roots(&self) -> bool {
+        self.native_roots || self.webpki_roots
+    }
+
     /// Checks the settings, and turns them into tonic's TLS configuration.
-    #[cfg(feature = "tls")]
+    #[cfg(feature = "_tls")]
     pub(crate) fn client_config(
         &self,
         handshake_timeout: std::time::Duration,
@@ -108,10 +137,11 @@ impl Tls {
             Ok(())
         };
 
-        if self.ca.is_empty() {
+        if self.ca.is_empty() && !self.any_roots() {
             return Err(invalid(
                 "TLS settings without a CA certificate: add the CA that signed the servers' \
-                 certificates with Tls::ca_pem (the system's roots are not used)"
+                 certificates with Tls::ca_pem, or trust the system's roots with \
+                 Tls::native_roots (feature tls-native-roots)"
                     .into(),
             ));
         }
@@ -119,6 +149,14 @@ impl Tls {
             .timeout(handshake_timeout)
             // etcd always speaks HTTP/2; do not insist on ALPN.
             .assume_http2(true);
+        #[cfg(feature = "tls-native-roots")]
+        if self.native_roots {
+            config = config.with_native_roots();
+        }
+        #[cfg(feature = "tls-webpki-roots")]
+        if self.webpki_roots {
+            config = config.with_webpki_roots();
+        }
         for pem in &self.ca {
             certificates("CA certificate", pem)?;
             config = config.ca_certificate(Certificate::from_pem(pem));
@@ -148,7 +186,7 @@ pub(crate) fn invalid(why: String) -> Error {
     Error::InvalidRequest(InvalidRequest::Other(why.into()))
 }
 
-#[cfg(all(test, feature = "tls"))]
+#[cfg(all(test, feature = "_tls"))]
 mod tests {
     use super::*;
     use std::time::Duration;
@@ -177,6 +215,28 @@ mod tests {
             .client_config(Duration::from_secs(1))
             .unwrap_err();
         assert!(message(e).contains("CA certificate"));
+    }
+
+    #[cfg(feature = "tls-webpki-roots")]
+    #[test]
+    fn roots_stand_in_for_a_ca() {
+        assert!(
+            Tls::new()
+                .webpki_roots()
+                .client_config(Duration::from_secs(1))
+                .is_ok()
+        );
+    }
+
+    #[cfg(feature = "tls-native-roots")]
+    #[test]
+    fn the_systems_roots_stand_in_for_a_ca() {
+        assert!(
+            Tls::new()
+                .native_roots()
+                .client_config(Duration::from_secs(1))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use etcd_core::grpc::{GrpcAuth, GrpcCluster, GrpcKv, GrpcLease, GrpcMaintenance, GrpcWatch};
 use etcd_core::kv::KvLimits;
 use etcd_core::{BoxError, IntoBytes, Result};
@@ -14,7 +13,9 @@ use crate::auth_session::{AuthSession, AuthSettings, Credentials, reauthenticati
 use crate::endpoint::{ConnectOptions, HTTP2_VARIABLE, Http2Transport, channel, check_keep_alive};
 use crate::endpoints::Endpoints;
 use crate::maintenance::Maintenance;
-use crate::member_transport::{MakeTransport, MemberTransport, WrapChannel, box_transport};
+use crate::member_transport::{
+    MakeTransport, MemberTransport, TransportBody, TransportService, WrapChannel, box_transport,
+};
 use crate::services::{
     AuthStack, ClusterStack, ElectionStack, KvStack, LeaseStack, LockStack, WatchStack,
 };
@@ -194,7 +195,7 @@ impl ClientBuilder {
     /// timeouts or anything else. StackSettings added later wrap earlier ones. The client's own
     /// auth-token and require-leader middleware sit above them.
     ///
-    /// The layered service may answer with any HTTP body of [`Bytes`] (tower-http's
+    /// The layered service may answer with any HTTP body of [`Bytes`](bytes::Bytes) (tower-http's
     /// `TraceLayer` wraps the body to see its end, for example); the client puts it in
     /// tonic's [`Body`](tonic::body::Body). Its errors become
     /// [`Error::Transport`](crate::Error::Transport).
@@ -216,17 +217,8 @@ impl ClientBuilder {
     pub fn layer<L, B>(mut self, layer: L) -> Self
     where
         L: tower::Layer<MemberTransport> + Send + Sync + 'static,
-        L::Service: tower::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<B>,
-                Error: Into<BoxError>,
-                Future: Send + 'static,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        L::Service: TransportService<B>,
+        B: TransportBody,
     {
         let inner = self.layers.wrap.take();
         let wrap = WrapChannel::new(move |link| {
@@ -263,7 +255,7 @@ impl ClientBuilder {
     /// `connect` (or the change of endpoints, leaving them as they were) with
     /// [`Error::InvalidRequest`] naming the endpoint.
     ///
-    /// The service may answer with any HTTP body of [`Bytes`], and fail with any error
+    /// The service may answer with any HTTP body of [`Bytes`](bytes::Bytes), and fail with any error
     /// (which becomes [`Error::Transport`](crate::Error::Transport)). Failover resends a
     /// write on another member only when the error proves the request never left: a
     /// refused connection under tonic or hyper does, and a transport of yours can say so
@@ -293,17 +285,8 @@ impl ClientBuilder {
     where
         F: Fn(&str) -> std::result::Result<S, E> + Send + Sync + 'static,
         E: Into<BoxError>,
-        S: tower::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<B>,
-                Error: Into<BoxError>,
-                Future: Send + 'static,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: TransportService<B>,
+        B: TransportBody,
     {
         self.transport = Some(MakeTransport::new(move |address| {
             make(address).map(box_transport).map_err(Into::into)
@@ -332,7 +315,7 @@ impl ClientBuilder {
     /// issued before a change of users, roles or permissions), retrying the refused call
     /// once. A wrong password fails calls with
     /// [`ServerErrorKind::AuthFailed`](crate::ServerErrorKind::AuthFailed); with auth
-    /// disabled on the server, calls go without a token. See [`crate::session`]. The
+    /// disabled on the server, calls go without a token. See [`AuthSession`](crate::AuthSession). The
     /// password never appears in `Debug` output or logs.
     pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.auth.credentials = Some(Credentials::new(user, password));
