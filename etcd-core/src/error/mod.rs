@@ -34,12 +34,14 @@ pub enum Error {
     /// `call` names what timed out (`PutRequest`, `watch creation`, ...) and `limit` the
     /// deadline that passed, when the part of the client that gave up knows them (a tower
     /// timeout layer of your own does not say).
-    #[error("{}", timeout_message(*call, *limit))]
+    #[error("{}", timeout_message(*call, *limit, endpoints))]
     Timeout {
         /// What timed out: the request type or the step (for example `watch creation`).
         call: Option<&'static str>,
         /// The deadline that passed.
         limit: Option<std::time::Duration>,
+        /// The members the call was sent to, in order (empty when unknown).
+        endpoints: Box<[String]>,
     },
     /// The connection failed. Whether the request reached the server is in `applied`.
     #[error("transport error: {message}")]
@@ -123,14 +125,23 @@ pub enum Applied {
 }
 
 /// The text of [`Error::Timeout`].
-fn timeout_message(call: Option<&str>, limit: Option<std::time::Duration>) -> String {
-    match (call, limit) {
+fn timeout_message(
+    call: Option<&str>,
+    limit: Option<std::time::Duration>,
+    endpoints: &[String],
+) -> String {
+    let what = match (call, limit) {
         (Some(call), Some(limit)) => {
             format!("request timed out: {call} took longer than {limit:?}")
         }
         (Some(call), None) => format!("request timed out: {call}"),
         (None, Some(limit)) => format!("request timed out after {limit:?}"),
         (None, None) => "request timed out".to_owned(),
+    };
+    match endpoints {
+        [] => what,
+        [one] => format!("{what}, sent to {one}"),
+        many => format!("{what}, sent to {}", many.join(", ")),
     }
 }
 
@@ -140,6 +151,7 @@ impl Error {
         Error::Timeout {
             call: Some(call),
             limit: Some(limit),
+            endpoints: Box::default(),
         }
     }
 
@@ -160,6 +172,7 @@ impl Error {
             return Error::Timeout {
                 call: None,
                 limit: None,
+                endpoints: Box::default(),
             };
         }
         // Anything else failed below gRPC: classified as a transport failure, never sent

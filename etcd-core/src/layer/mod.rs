@@ -19,6 +19,7 @@
 mod backoff;
 pub mod failover;
 pub mod retry;
+mod tried;
 
 pub use backoff::Backoff;
 pub use failover::{Failover, FailoverLayer};

@@ -365,6 +365,7 @@ impl From<tonic::Status> for Error {
                 return Error::Timeout {
                     call: None,
                     limit: None,
+                    endpoints: Box::default(),
                 };
             }
             if let Some(message) = tls_failure(&status) {

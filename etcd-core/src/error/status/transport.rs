@@ -303,6 +303,7 @@ mod tests {
         let e = Error::from_boxed(Box::new(Error::Timeout {
             call: None,
             limit: None,
+            endpoints: Box::default(),
         }));
         assert!(matches!(e, Error::Timeout { .. }));
         let e = Error::from_boxed(Box::new(tonic::Status::new(

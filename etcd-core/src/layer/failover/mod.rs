@@ -179,6 +179,7 @@ where
                 }
                 let service = members[member].service.clone();
                 let mut pending = Unanswered(Some(&members[member]));
+                super::tried::record(&members[member].endpoint);
                 let span = tracing::debug_span!(
                     "member",
                     endpoint = %members[member].endpoint,
@@ -248,6 +249,48 @@ mod tests {
         let alone = Failover::new([("http://c:2379".to_owned(), refusing("refused"))]);
         let error = alone.oneshot(pb::PutRequest::default()).await.unwrap_err();
         assert_eq!(error.to_string(), "transport error: http://c:2379: refused");
+    }
+
+    /// A read that times out names the call, the limit and the members it was sent to:
+    /// the first member refused the connection, the second never answered.
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_names_the_members_the_call_was_sent_to() {
+        let refused = tower::service_fn(|_: pb::RangeRequest| async {
+            Err::<&'static str, _>(Error::Transport {
+                message: "connection refused".into(),
+                applied: Applied::No,
+                source: None,
+            })
+        });
+        let stalled = tower::service_fn(|_: pb::RangeRequest| {
+            futures_util::future::pending::<Result<&'static str>>()
+        });
+        let failover = Failover::new([
+            (
+                "http://a:2379".to_owned(),
+                tower::util::BoxCloneSyncService::new(refused),
+            ),
+            (
+                "http://b:2379".to_owned(),
+                tower::util::BoxCloneSyncService::new(stalled),
+            ),
+        ])
+        .starting_at(0);
+        let retry = crate::layer::Retry::new(
+            failover,
+            crate::layer::RetryPolicy::never(),
+            Some(Duration::from_millis(300)),
+        );
+        let error = retry
+            .oneshot(pb::RangeRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "request timed out: RangeRequest took longer than 300ms, sent to http://a:2379, \
+             http://b:2379"
+        );
+        assert!(error.is_outcome_unknown() || error.applied() == Applied::Unknown);
     }
 
     /// A member that never answers is skipped after a call to it was dropped at its

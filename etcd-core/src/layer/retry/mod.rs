@@ -24,6 +24,7 @@ use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
+use super::tried::Tried;
 use crate::resend::Resend;
 use crate::{Error, Result};
 
@@ -83,9 +84,16 @@ where
             None => Box::pin(attempts.instrument(span)),
             Some(limit) => Box::pin(
                 async move {
-                    tokio::time::timeout(limit, attempts)
-                        .await
-                        .unwrap_or(Err(Error::timeout(call, limit)))
+                    // Failover below notes the members the call goes to, for the error.
+                    let tried = Tried::default();
+                    match tokio::time::timeout(limit, tried.scope(attempts)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(Error::Timeout {
+                            call: Some(call),
+                            limit: Some(limit),
+                            endpoints: tried.endpoints(),
+                        }),
+                    }
                 }
                 .instrument(span),
             ),
@@ -239,7 +247,7 @@ mod tests {
         .await
         .unwrap_err();
         assert!(
-            matches!(e, Error::Timeout { call: Some("PutRequest"), limit: Some(l) } if l == Duration::from_millis(100)),
+            matches!(e, Error::Timeout { call: Some("PutRequest"), limit: Some(l), .. } if l == Duration::from_millis(100)),
             "{e:?}"
         );
         assert_eq!(
