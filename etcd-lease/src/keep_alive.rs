@@ -28,10 +28,9 @@ use std::time::Duration;
 
 use etcd_core::Error as CoreError;
 use etcd_core::layer::Backoff;
-use etcd_core::stream::{RequestStream, ResponseStream};
+use etcd_core::stream::{ReopeningStream, StreamEvent};
 use etcd_proto::etcdserverpb as pb;
-use futures_util::future::{BoxFuture, poll_fn};
-use futures_util::{StreamExt, TryFutureExt};
+use futures_util::future::poll_fn;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
@@ -187,30 +186,10 @@ struct Lease {
     revoking: u32,
 }
 
-type Responses = ResponseStream<pb::LeaseKeepAliveResponse>;
-
-/// The stream, in its states.
-#[derive(Default)]
-enum Stream {
-    /// No lease to keep alive: no stream.
-    #[default]
-    Idle,
-    /// Waiting before reopening.
-    Backoff { until: Instant },
-    /// The call is in flight; requests already queue in `requests`.
-    Opening {
-        open: BoxFuture<'static, Result<Responses, CoreError>>,
-    },
-    /// Replies arrive on `responses`.
-    Open { responses: Responses },
-}
-
 /// The stream and its bookkeeping.
 #[derive(Default)]
 struct Link {
-    stream: Stream,
-    /// Where requests go while the stream is opening or open.
-    requests: Option<mpsc::UnboundedSender<pb::LeaseKeepAliveRequest>>,
+    stream: ReopeningStream<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>,
     /// Requests sent on the current stream and not answered yet.
     outstanding: usize,
     /// When each unanswered request on the current stream was sent, per lease, oldest
@@ -225,10 +204,7 @@ impl Link {
     /// Sends a keep-alive for `id` if a stream is opening or open. Returns false when not
     /// (the request is then sent when one opens).
     fn send(&mut self, id: i64, now: Instant) -> bool {
-        let Some(requests) = &self.requests else {
-            return false;
-        };
-        if requests.send(pb::LeaseKeepAliveRequest { id }).is_err() {
+        if !self.stream.send(pb::LeaseKeepAliveRequest { id }) {
             return false;
         }
         if self.outstanding == 0 {
@@ -253,8 +229,7 @@ impl Link {
     }
 
     fn close(&mut self) {
-        self.stream = Stream::Idle;
-        self.requests = None;
+        self.stream.close();
         self.outstanding = 0;
         self.sent.clear();
         self.waiting_since = None;
@@ -264,8 +239,7 @@ impl Link {
 /// What woke the task.
 enum Event {
     Command(Option<Command>),
-    Opened(Result<Responses, CoreError>),
-    Response(Option<Result<pb::LeaseKeepAliveResponse, CoreError>>),
+    Stream(StreamEvent<pb::LeaseKeepAliveResponse>),
     Timer,
 }
 
@@ -299,17 +273,16 @@ where
             match event {
                 Event::Command(None) => break,
                 Event::Command(Some(command)) => self.on_command(command, now),
-                Event::Opened(Ok(responses)) => {
+                Event::Stream(StreamEvent::Opened) => {
                     tracing::debug!("lease keep-alive stream open");
-                    self.link.stream = Stream::Open { responses };
                 }
-                Event::Opened(Err(error)) => self.on_failure(&error, now),
-                Event::Response(Some(Ok(reply))) => self.on_reply(reply, now),
-                Event::Response(Some(Err(error))) => self.on_failure(&error, now),
-                Event::Response(None) => {
+                Event::Stream(StreamEvent::Response(reply)) => self.on_reply(reply, now),
+                Event::Stream(StreamEvent::Broken(Some(error))) => self.on_failure(&error, now),
+                Event::Stream(StreamEvent::Broken(None)) => {
                     let error = CoreError::Protocol("the keep-alive stream ended".into());
                     self.on_failure(&error, now);
                 }
+                Event::Stream(StreamEvent::WaitOver) => self.open(now),
                 Event::Timer => self.on_timer(now),
             }
         }
@@ -320,18 +293,8 @@ where
         if let Poll::Ready(command) = self.commands.poll_recv(cx) {
             return Poll::Ready(Event::Command(command));
         }
-        match &mut self.link.stream {
-            Stream::Opening { open } => {
-                if let Poll::Ready(result) = open.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Opened(result));
-                }
-            }
-            Stream::Open { responses } => {
-                if let Poll::Ready(item) = responses.poll_next_unpin(cx) {
-                    return Poll::Ready(Event::Response(item));
-                }
-            }
-            Stream::Idle | Stream::Backoff { .. } => {}
+        if let Poll::Ready(event) = self.link.stream.poll_event(cx) {
+            return Poll::Ready(Event::Stream(event));
         }
         if self.sleep_at.is_some() && self.sleep.as_mut().poll(cx).is_ready() {
             self.sleep_at = None;
@@ -344,14 +307,10 @@ where
     fn arm_timer(&mut self) {
         let mut next = self.timers.peek().map(|Reverse((when, _))| *when);
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        match self.link.stream {
-            Stream::Backoff { until } => consider(until),
-            Stream::Opening { .. } | Stream::Open { .. } => {
-                if let (true, Some(since)) = (self.link.outstanding > 0, self.link.waiting_since) {
-                    consider(since + self.config.ack_timeout);
-                }
-            }
-            Stream::Idle => {}
+        if self.link.stream.is_connected()
+            && let (true, Some(since)) = (self.link.outstanding > 0, self.link.waiting_since)
+        {
+            consider(since + self.config.ack_timeout);
         }
         if next != self.sleep_at {
             if let Some(at) = next {
@@ -398,7 +357,7 @@ where
                 if reply.send(registration).is_err() {
                     self.release(id, generation);
                 }
-                if matches!(self.link.stream, Stream::Idle) && !self.leases.is_empty() {
+                if self.link.stream.is_idle() && !self.leases.is_empty() {
                     self.open(now);
                 }
             }
@@ -407,7 +366,7 @@ where
                 let asked = !waiters.is_empty()
                     || self.leases.get(&id).is_some_and(|lease| lease.in_flight);
                 waiters.push(reply);
-                if matches!(self.link.stream, Stream::Idle) {
+                if self.link.stream.is_idle() {
                     self.open(now);
                 } else if !asked {
                     self.link.send(id, now);
@@ -494,22 +453,8 @@ where
 
     /// Opens a new stream and asks again for every lease owed a reply.
     fn open(&mut self, now: Instant) {
-        let (sender, mut receiver) = mpsc::unbounded_channel();
-        let requests: RequestStream<pb::LeaseKeepAliveRequest> =
-            Box::pin(futures_util::stream::poll_fn(move |cx| {
-                receiver.poll_recv(cx)
-            }));
-        // Built outside any async block: the boxed stream's lifetime must stay `'static`
-        // for the compiler to see the call's future as `Send`.
-        let open = Box::pin(
-            self.service
-                .clone()
-                .oneshot(requests)
-                .map_err(|e| CoreError::from_boxed(e.into())),
-        );
         self.link.close();
-        self.link.stream = Stream::Opening { open };
-        self.link.requests = Some(sender);
+        self.link.stream.open(self.service.clone());
         for (&id, lease) in &self.leases {
             if lease.in_flight {
                 self.link.send(id, now);
@@ -540,7 +485,7 @@ where
         } else {
             // After two failures in a row, the backoff's first pause.
             let pause = self.config.reconnect_backoff.pause(self.failures - 2);
-            self.link.stream = Stream::Backoff { until: now + pause };
+            self.link.stream.wait(pause);
         }
     }
 
@@ -589,22 +534,16 @@ where
     }
 
     fn on_timer(&mut self, now: Instant) {
-        match self.link.stream {
-            Stream::Backoff { until } if until <= now => self.open(now),
-            Stream::Opening { .. } | Stream::Open { .. } => {
-                if let (true, Some(since)) = (self.link.outstanding > 0, self.link.waiting_since)
-                    && since + self.config.ack_timeout <= now
-                {
-                    tracing::debug!(
-                        outstanding = self.link.outstanding,
-                        "lease keep-alive stream stalled; reopening"
-                    );
-                    let error =
-                        CoreError::timeout("lease keep-alive renewal", self.config.ack_timeout);
-                    self.on_failure(&error, now);
-                }
-            }
-            _ => {}
+        if self.link.stream.is_connected()
+            && let (true, Some(since)) = (self.link.outstanding > 0, self.link.waiting_since)
+            && since + self.config.ack_timeout <= now
+        {
+            tracing::debug!(
+                outstanding = self.link.outstanding,
+                "lease keep-alive stream stalled; reopening"
+            );
+            let error = CoreError::timeout("lease keep-alive renewal", self.config.ack_timeout);
+            self.on_failure(&error, now);
         }
         // Renewals due within BATCH go out together: with many leases, one wake-up and
         // one write serve dozens of them instead of one each.

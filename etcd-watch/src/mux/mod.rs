@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_core::layer::Backoff;
+use etcd_core::stream::ReopeningStream;
 use etcd_core::watch::WatchService;
 use etcd_proto::etcdserverpb as pb;
 use futures_util::future::BoxFuture;
@@ -33,7 +34,6 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::Error;
 use crate::event::{Event, WatchId, WatchResponse};
 use crate::options::Spec;
-use stream::StreamState;
 
 /// One item of a single watch's stream.
 pub(crate) type Item = Result<WatchResponse, Error>;
@@ -154,7 +154,7 @@ pub(crate) struct Mux<S> {
     by_server: HashMap<i64, WatchId>,
     /// Server ids cancelled by us whose responses are ignored.
     ignored: HashSet<i64>,
-    stream: StreamState,
+    stream: ReopeningStream<pb::WatchRequest, pb::WatchResponse>,
     /// Reopenings in a row without a watch created in between.
     failures: u32,
     /// Gets a new auth token (see `Watcher::with_reauthentication`).
@@ -182,7 +182,7 @@ impl<S: WatchService> Mux<S> {
             creating: VecDeque::new(),
             by_server: HashMap::new(),
             ignored: HashSet::new(),
-            stream: StreamState::Idle,
+            stream: ReopeningStream::new(),
             failures: 0,
             reauth: None,
             reauth_next: false,
@@ -205,7 +205,7 @@ impl<S: WatchService> Mux<S> {
                     Some(command) => self.command(command),
                     None => return,
                 },
-                event = self.stream.next() => self.stream_event(event),
+                event = self.stream.next_event() => self.stream_event(event),
             }
         }
     }

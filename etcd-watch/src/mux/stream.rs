@@ -1,72 +1,16 @@
-//! The one gRPC stream: opening it, sending on it, and reopening it after a backoff when
-//! it breaks, with every live watch queued to be created again.
+//! The one gRPC stream (a [`ReopeningStream`](etcd_core::stream::ReopeningStream)):
+//! opening it when watches wait, sending on it, and reopening it after a backoff when it
+//! breaks, with every live watch queued to be created again.
 
-use std::pin::Pin;
-
-use etcd_core::stream::{RequestStream, ResponseStream};
+use etcd_core::stream::StreamEvent;
 use etcd_core::watch::WatchService;
 use etcd_core::{Error as CoreError, ServerErrorKind};
 use etcd_proto::etcdserverpb as pb;
-use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use pb::watch_request::RequestUnion;
-use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 use super::{Error, Mux, Phase, WatchId};
-
-/// The stream, as far as it exists.
-pub(super) enum StreamState {
-    /// No stream (no watch needs one).
-    Idle,
-    /// Waiting before reopening a broken stream.
-    Backoff(Pin<Box<tokio::time::Sleep>>),
-    /// The service was called; requests are queued on `requests` meanwhile.
-    Opening {
-        requests: mpsc::UnboundedSender<pb::WatchRequest>,
-        opening: BoxFuture<'static, Result<ResponseStream<pb::WatchResponse>, CoreError>>,
-    },
-    /// The stream is up.
-    Open {
-        requests: mpsc::UnboundedSender<pb::WatchRequest>,
-        responses: ResponseStream<pb::WatchResponse>,
-    },
-}
-
-/// What happened to the stream.
-pub(super) enum StreamEvent {
-    BackoffDone,
-    Opened(Result<ResponseStream<pb::WatchResponse>, CoreError>),
-    Response(pb::WatchResponse),
-    Broken(Option<CoreError>),
-}
-
-impl StreamState {
-    pub(super) fn requests(&self) -> Option<&mpsc::UnboundedSender<pb::WatchRequest>> {
-        match self {
-            StreamState::Opening { requests, .. } | StreamState::Open { requests, .. } => {
-                Some(requests)
-            }
-            _ => None,
-        }
-    }
-
-    pub(super) async fn next(&mut self) -> StreamEvent {
-        match self {
-            StreamState::Idle => std::future::pending().await,
-            StreamState::Backoff(sleep) => {
-                sleep.as_mut().await;
-                StreamEvent::BackoffDone
-            }
-            StreamState::Opening { opening, .. } => StreamEvent::Opened(opening.await),
-            StreamState::Open { responses, .. } => match responses.next().await {
-                Some(Ok(response)) => StreamEvent::Response(response),
-                Some(Err(error)) => StreamEvent::Broken(Some(error)),
-                None => StreamEvent::Broken(None),
-            },
-        }
-    }
-}
 
 impl<S: WatchService> Mux<S> {
     /// Opens a stream when watches wait for one, and sends their creation requests.
@@ -80,37 +24,35 @@ impl<S: WatchService> Mux<S> {
             }
         }
         if self.queued.is_empty() {
-            if self.watches.is_empty()
-                && !matches!(self.stream, StreamState::Idle | StreamState::Backoff(_))
-            {
+            if self.watches.is_empty() && self.stream.is_connected() {
                 tracing::debug!("no watches left: closing the watch stream");
                 self.close_stream();
             }
             return;
         }
-        if matches!(self.stream, StreamState::Idle) {
-            let (requests, rx) = mpsc::unbounded_channel();
-            let mut rx = rx;
-            let outgoing: RequestStream<pb::WatchRequest> =
-                futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
-            let open = self
-                .service
-                .clone()
-                .oneshot(outgoing)
-                .map(|result| result.map_err(|e| CoreError::from_boxed(e.into())));
-            let opening = match (&self.reauth, std::mem::take(&mut self.reauth_next)) {
+        if self.stream.is_idle() {
+            let service = self.service.clone();
+            let reauth = match (&self.reauth, std::mem::take(&mut self.reauth_next)) {
                 (Some(reauth), true) => {
                     tracing::debug!("getting a new auth token before reopening the watch stream");
-                    reauth().then(move |_| open).boxed()
+                    Some(reauth())
                 }
-                _ => open.boxed(),
+                _ => None,
             };
             tracing::debug!(watches = self.watches.len(), "opening a watch stream");
-            self.stream = StreamState::Opening { requests, opening };
+            self.stream.open_with(move |outgoing| {
+                let open = service
+                    .oneshot(outgoing)
+                    .map(|result| result.map_err(|e| CoreError::from_boxed(e.into())));
+                match reauth {
+                    Some(reauth) => reauth.then(move |_| open).boxed(),
+                    None => open.boxed(),
+                }
+            });
         }
-        let Some(requests) = self.stream.requests() else {
+        if !self.stream.is_connected() {
             return; // backing off
-        };
+        }
         while let Some(id) = self.queued.pop_front() {
             let Some(watch) = self.watches.get_mut(&id) else {
                 continue;
@@ -127,25 +69,23 @@ impl<S: WatchService> Mux<S> {
                 self.next_server_id += 1;
                 create.watch_id = self.next_server_id;
             }
-            let _ = requests.send(request);
+            self.stream.send(request);
             watch.phase = Phase::Creating;
             self.creating.push_back(Some(id));
         }
     }
 
     pub(super) fn close_stream(&mut self) {
-        self.stream = StreamState::Idle;
+        self.stream.close();
         self.creating.clear();
         self.by_server.clear();
         self.ignored.clear();
     }
 
     pub(super) fn send(&self, request: RequestUnion) {
-        if let Some(requests) = self.stream.requests() {
-            let _ = requests.send(pb::WatchRequest {
-                request_union: Some(request),
-            });
-        }
+        self.stream.send(pb::WatchRequest {
+            request_union: Some(request),
+        });
     }
 
     pub(super) fn send_cancel(&mut self, server_id: i64) {
@@ -155,21 +95,11 @@ impl<S: WatchService> Mux<S> {
         self.ignored.insert(server_id);
     }
 
-    pub(super) fn stream_event(&mut self, event: StreamEvent) {
+    pub(super) fn stream_event(&mut self, event: StreamEvent<pb::WatchResponse>) {
         match event {
-            StreamEvent::BackoffDone => self.stream = StreamState::Idle,
-            StreamEvent::Opened(Ok(responses)) => {
-                let StreamState::Opening { requests, .. } =
-                    std::mem::replace(&mut self.stream, StreamState::Idle)
-                else {
-                    unreachable!("opened while not opening");
-                };
-                self.stream = StreamState::Open {
-                    requests,
-                    responses,
-                };
-            }
-            StreamEvent::Opened(Err(error)) => self.broken(Some(error)),
+            // Opened on the next pump.
+            StreamEvent::WaitOver => {}
+            StreamEvent::Opened => {}
             StreamEvent::Broken(error) => self.broken(error),
             StreamEvent::Response(response) => self.response(response),
         }
@@ -216,7 +146,7 @@ impl<S: WatchService> Mux<S> {
             // Jittered, so that watchers broken together (a member restarted under many
             // clients) do not all come back at the same instant.
             let pause = self.config.backoff.pause(self.failures);
-            self.stream = StreamState::Backoff(Box::pin(tokio::time::sleep(pause)));
+            self.stream.wait(pause);
             self.failures = self.failures.saturating_add(1);
         }
     }

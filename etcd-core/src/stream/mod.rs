@@ -13,3 +13,7 @@ pub type RequestStream<T> = BoxStream<'static, T>;
 
 /// The messages a server sends back; a broken stream ends with an [`Error`](crate::Error).
 pub type ResponseStream<T> = BoxStream<'static, Result<T>>;
+
+mod reopening;
+
+pub use reopening::{ReopeningStream, StreamEvent};
