@@ -4,15 +4,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use etcd_core::layer::{Failover, Retry, RetryPolicy};
 use etcd_core::middleware::{AuthToken, RequireLeader};
 use etcd_core::namespace::Namespace;
 
 use crate::auth_session::{AuthSession, Reauth};
 use crate::endpoints::Endpoints;
-use crate::member_transport::Connection;
-use crate::member_transport::{AuthedTransport, MemberTransport, WrapChannel};
-use etcd_core::layer::Failover;
-use etcd_core::layer::{Retry, RetryPolicy};
+use crate::member_transport::{AuthedTransport, Connection, MemberTransport, WrapChannel};
 
 /// The typed stack of the key-bearing services (KV, lease, watch): the namespace, over
 /// retries and the call deadline, over re-authentication when a token is refused

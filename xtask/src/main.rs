@@ -8,6 +8,8 @@ mod demo;
 mod etcd;
 mod etcd_bin;
 mod fuzz;
+#[cfg(test)]
+mod module_graph;
 mod test;
 mod util;
 
