@@ -111,6 +111,7 @@ impl Tls {
     }
 
     /// Whether any roots beyond the given CA certificates are trusted.
+    #[cfg(feature = "_tls")]
     fn any_roots(&self) -> bool {
         self.native_roots || self.webpki_roots
     }
