@@ -25,6 +25,7 @@
 mod compact;
 mod delete;
 mod get;
+mod pages;
 mod put;
 mod response;
 mod txn;
@@ -36,6 +37,7 @@ use tower::util::Oneshot;
 pub use compact::Compact;
 pub use delete::Delete;
 pub use get::{Get, SortOrder, SortTarget};
+pub use pages::Pages;
 pub use put::Put;
 pub use response::{
     CompactResponse, DeleteResponse, GetResponse, KeyValue, OpResponse, PutResponse,
