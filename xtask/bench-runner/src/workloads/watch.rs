@@ -29,9 +29,7 @@ pub(crate) struct OursEvents<S>(pub(crate) S);
 
 impl<S> Events for OursEvents<S>
 where
-    S: Stream<Item = Result<etcd3::watch::WatchResponse, etcd3::watch::Error>>
-        + Unpin
-        + Send,
+    S: Stream<Item = Result<etcd3::watch::WatchResponse, etcd3::watch::Error>> + Unpin + Send,
 {
     async fn next(&mut self, checker: &mut Checker) -> Result<bool, String> {
         match self.0.next().await {
