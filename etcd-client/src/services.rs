@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use etcd_core::grpc::{
     GrpcAuth, GrpcCluster, GrpcElection, GrpcKv, GrpcLease, GrpcLock, GrpcMaintenance, GrpcWatch,
 };
-use etcd_core::layer::Failover;
+use etcd_core::layer::{Failover, Monotonic};
 use etcd_core::namespace::future::ResponseFuture;
 use etcd_core::proto::etcdserverpb as pb;
 use etcd_core::proto::{v3electionpb, v3lockpb};
@@ -64,7 +64,7 @@ macro_rules! stack_service {
 
 stack_service! {
     /// The KV calls of a client (`Range`, `Put`, `DeleteRange`, `Txn`, `Compact`).
-    KvStack(Stack<GrpcKv<AuthedTransport>>) -> Prefixed {
+    KvStack(Stack<Monotonic<GrpcKv<AuthedTransport>>>) -> Prefixed {
         pb::RangeRequest => pb::RangeResponse,
         pb::PutRequest => pb::PutResponse,
         pb::DeleteRangeRequest => pb::DeleteRangeResponse,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcd_core::layer::{Failover, Retry, RetryPolicy};
+use etcd_core::layer::{Failover, Retry, RetryPolicy, RevisionFloor};
 use etcd_core::middleware::{AuthToken, RequireLeader};
 use etcd_core::namespace::Namespace;
 
@@ -36,6 +36,8 @@ pub(crate) struct StackSettings {
     pub(crate) require_leader: bool,
     /// The user's tower layers over each member's channel.
     pub(crate) wrap: Option<WrapChannel>,
+    /// The highest revision seen, when reads must not go back in time.
+    pub(crate) floor: Option<RevisionFloor>,
 }
 
 /// A member's connection, carrying the session's token and, when asked, the

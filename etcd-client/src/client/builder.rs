@@ -20,7 +20,7 @@ use crate::services::{
     AuthStack, ClusterStack, ElectionStack, KvStack, LeaseStack, LockStack, WatchStack,
 };
 use crate::stack::{StackSettings, stack, stack_without_namespace, transport};
-use etcd_core::layer::RetryPolicy;
+use etcd_core::layer::{Monotonic, RetryPolicy, RevisionFloor};
 
 /// Settings for a [`Client`], from [`Client::builder`].
 #[derive(Clone, Debug)]
@@ -187,6 +187,17 @@ impl ClientBuilder {
     /// hanging or serving stale data. Default: off.
     pub fn require_leader(mut self, require: bool) -> Self {
         self.layers.require_leader = require;
+        self
+    }
+
+    /// Monotonic reads: the client remembers the highest revision it has seen in any KV
+    /// answer, and a read a member answers at an older revision (a member that fell
+    /// behind, or was restored from an older snapshot) is sent to another member instead;
+    /// when no member is current, the read fails with
+    /// [`Error::StaleRead`](crate::Error::StaleRead). Serializable reads then never go
+    /// back in time either, whichever member serves them. Default: off.
+    pub fn monotonic_reads(mut self, on: bool) -> Self {
+        self.layers.floor = on.then(RevisionFloor::new);
         self
     }
 
@@ -380,8 +391,15 @@ impl ClientBuilder {
         }
         // One stack per etcd service, over the same connections.
         let mut client = Client {
-            kv: etcd_core::Kv::new(KvStack(stack(&members, GrpcKv::new, &layers)))
-                .with_limits(limits),
+            kv: etcd_core::Kv::new(KvStack(stack(
+                &members,
+                {
+                    let floor = layers.floor.clone();
+                    move |transport| Monotonic::new(GrpcKv::new(transport), floor.clone())
+                },
+                &layers,
+            )))
+            .with_limits(limits),
             lease: etcd_lease::Lessor::with_config(
                 LeaseStack(stack(&members, GrpcLease::new, &layers)),
                 keep_alive_config,

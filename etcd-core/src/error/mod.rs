@@ -110,6 +110,19 @@ pub enum Error {
     /// it no longer leads.
     #[error("not the leader: the leadership key was deleted or recreated")]
     NotLeader,
+    /// With monotonic reads on, a member answered a read at a revision older than one this
+    /// client has already seen (it fell behind the others, or was restored from an older
+    /// snapshot). The read was sent on to another member; this error means none answered
+    /// at `seen` or later. Nothing was applied.
+    #[error(
+        "stale read: the member answered at revision {revision}, older than revision {seen} this client has already seen"
+    )]
+    StaleRead {
+        /// The revision the member answered at.
+        revision: i64,
+        /// The highest revision the client had seen.
+        seen: i64,
+    },
 }
 
 /// Whether a request that failed may still have taken effect on the server.
@@ -198,7 +211,8 @@ impl Error {
             | Error::WatchNoLeader
             | Error::SessionExpired { .. }
             | Error::Locked { .. }
-            | Error::NotLeader => Applied::No,
+            | Error::NotLeader
+            | Error::StaleRead { .. } => Applied::No,
         }
     }
 

@@ -18,9 +18,11 @@
 
 mod backoff;
 pub mod failover;
+mod monotonic;
 pub mod retry;
 mod tried;
 
 pub use backoff::Backoff;
 pub use failover::{Failover, FailoverLayer};
+pub use monotonic::{Monotonic, MonotonicFuture, RevisionFloor, Revisioned};
 pub use retry::{Retry, RetryLayer, RetryPolicy};

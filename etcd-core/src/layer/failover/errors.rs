@@ -10,6 +10,8 @@ pub(super) fn may_resend(error: &Error, read_only: bool) -> bool {
     match error {
         Error::Transport { applied, .. } => read_only || *applied == Applied::No,
         Error::Server(e) => e.kind().is_refused_by_member(),
+        // Another member may be current.
+        Error::StaleRead { .. } => read_only,
         _ => false,
     }
 }
@@ -77,7 +79,7 @@ pub(super) fn every_member_failed(mut failures: Vec<(String, Error)>) -> Error {
 /// serializable reads and a few maintenance calls).
 pub(super) fn should_skip(error: &Error) -> bool {
     match error {
-        Error::Transport { .. } => true,
+        Error::Transport { .. } | Error::StaleRead { .. } => true,
         Error::Server(e) => e.kind().is_refused_by_member(),
         _ => false,
     }

@@ -43,7 +43,7 @@ impl<S> Target<S> {
         } else {
             health.penalty = (health.penalty * 2).clamp(FIRST_PENALTY, MAX_PENALTY);
             health.skip_until = Some(Instant::now() + health.penalty);
-            tracing::warn!(endpoint = %self.endpoint, penalty = ?health.penalty, "member unreachable: skipped for a while");
+            tracing::warn!(endpoint = %self.endpoint, penalty = ?health.penalty, "member unreachable, stalled, a learner or behind: skipped for a while");
         }
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! [`Failover`] is a typed tower service over one inner service per member. Each call goes
 //! to the next member in turn (each failover service starts its turn at a random member,
-//! so that many clients given the same list do not all load its first member), skipping members that recently failed to connect or left a
-//! call unanswered until it was dropped (its deadline passed), or refused it as a learner.
-//! When a call fails in a way that proves the request never reached the server, or a
-//! learner refused it (`etcdserver: rpc not supported for learner`, before doing
-//! anything), it is sent to the next member; a read-only request is also sent on after
-//! any connection failure. A write
-//! whose outcome is unknown is never resent: the caller gets the typed error.
+//! so that many clients given the same list do not all load its first member), skipping
+//! members that recently failed to connect, left a call unanswered until it was dropped
+//! (its deadline passed), refused it as a learner, or answered a read from behind the
+//! client ([`Monotonic`](super::Monotonic)). When a call fails in a way that proves the
+//! request never reached the server, or a learner refused it (`etcdserver: rpc not
+//! supported for learner`, before doing anything), it is sent to the next member; a
+//! read-only request is also sent on after any connection failure or a stale answer. A
+//! write whose outcome is unknown is never resent: the caller gets the typed error.
 
 mod errors;
 mod health;

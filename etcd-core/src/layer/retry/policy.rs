@@ -86,6 +86,8 @@ pub(super) fn may_retry(error: &Error, read_only: bool) -> bool {
         // no TLS on the port) fails the same way every time.
         Error::Transport { .. } if error.is_tls() => false,
         Error::Transport { applied, .. } => read_only || *applied == Applied::No,
+        // Every member was behind: one may have caught up by the next attempt.
+        Error::StaleRead { .. } => read_only,
         _ => false,
     }
 }
