@@ -72,3 +72,79 @@ async fn demo() {
         .await
         .assert_stdout_contains("The tour is over.");
 }
+
+/// etcd3: `mirror` copies a prefix from one server to another at one revision, then
+/// applies the changes it watches; afterwards both hold the same keys and values.
+#[tokio::test]
+async fn mirror_between_two_servers() {
+    use etcd3::Client;
+    use etcd3::kv::Op;
+    use std::time::Duration;
+
+    let (source, destination) = (
+        etcd_tests::EtcdServer::start().await,
+        etcd_tests::EtcdServer::start().await,
+    );
+    let src = Client::connect(source.endpoints()).await.unwrap();
+    let dst = Client::connect(destination.endpoints()).await.unwrap();
+    for first in (0..2_500).step_by(100) {
+        let puts = (first..first + 100).map(|i| Op::put(format!("app/{i:04}"), format!("v{i}")));
+        src.kv().txn().then(puts).await.unwrap();
+    }
+    dst.kv()
+        .put("app/stale", "not in the source")
+        .await
+        .unwrap();
+
+    let run = tokio::spawn(
+        Example::new("mirror")
+            .args([
+                source.client_url(),
+                destination.client_url(),
+                "app/".to_owned(),
+                "60".to_owned(),
+            ])
+            .timeout(Duration::from_secs(60))
+            .run(),
+    );
+    // Once the copy is complete, 60 changes: 40 puts (30 of new keys) and 20 deletes.
+    let copied = async {
+        loop {
+            let now = dst.kv().get("app/").prefix().count_only().await.unwrap();
+            let stale = dst.kv().get("app/stale").await.unwrap();
+            if now.count() == 2_500 && stale.kvs().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), copied)
+        .await
+        .expect("the copy completes");
+    for i in 0..40 {
+        src.kv()
+            .put(format!("app/{:04}", 2_490 + i), "changed")
+            .await
+            .unwrap();
+    }
+    for i in 0..20 {
+        src.kv().delete(format!("app/{i:04}")).await.unwrap();
+    }
+    run.await
+        .unwrap()
+        .assert_stdout_contains("2500 keys copied")
+        .assert_stdout_contains("mirrored 60 changes");
+
+    let pairs = |resp: etcd3::kv::GetResponse| {
+        resp.kvs()
+            .iter()
+            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
+            .collect::<Vec<_>>()
+    };
+    let expected = pairs(src.kv().get("app/").prefix().await.unwrap());
+    assert_eq!(expected.len(), 2_500 - 20 + 30);
+    assert_eq!(
+        pairs(dst.kv().get("app/").prefix().await.unwrap()),
+        expected
+    );
+}
