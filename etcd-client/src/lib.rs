@@ -81,6 +81,7 @@ pub use etcd_lease as lease;
 pub use etcd_proto as proto;
 /// Watches, multiplexed over one stream and resumed after failures (the `etcd-watch` crate).
 pub use etcd_watch as watch;
+pub use etcd_watch::cache::Cache;
 pub use etcd_watch::{GroupEvents, WatchStream};
 pub use maintenance::Maintenance;
 pub use member_transport::{MemberTransport, TransportBody, TransportService};

@@ -73,6 +73,7 @@
 //! never holds up other watches. Progress notifications that find the buffer full are
 //! skipped (they do not move the resume revision then).
 
+pub mod cache;
 mod error;
 mod event;
 mod mux;

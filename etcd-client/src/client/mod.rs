@@ -185,6 +185,24 @@ impl Client {
         self.watcher.on_new_stream()
     }
 
+    /// A local copy of `range`, kept in step with etcd (see [`Cache`](crate::Cache)):
+    /// listed page by page at one revision, then followed by a watch on this client's
+    /// watch stream (shared by all its caches and watches). Resolves once the first list
+    /// is in.
+    ///
+    /// ```no_run
+    /// # async fn example(client: etcd3::Client) -> etcd3::Result<()> {
+    /// use etcd3::KeyRange;
+    /// let flags = client.cache(KeyRange::prefix("flags/")).await?;
+    /// let written = client.kv().put("flags/dark-mode", "on").await?.revision();
+    /// flags.wait_for(written).await?;
+    /// assert_eq!(flags.get("flags/dark-mode").unwrap().value(), b"on");
+    /// # Ok(()) }
+    /// ```
+    pub async fn cache(&self, range: etcd_core::KeyRange) -> Result<crate::Cache> {
+        crate::Cache::start(self.kv.clone(), self.watcher.clone(), range).await
+    }
+
     /// Cluster membership: list, add (as a voter or a learner), remove, update, promote.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
