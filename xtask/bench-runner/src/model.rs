@@ -14,10 +14,11 @@ pub(crate) enum Workload {
     WatchReplay,
     LeaseKeepAlive,
     Range,
+    Scan,
 }
 
 impl Workload {
-    pub(crate) const ALL: [Workload; 8] = [
+    pub(crate) const ALL: [Workload; 9] = [
         Workload::Put,
         Workload::Get,
         Workload::GetSerializable,
@@ -26,6 +27,7 @@ impl Workload {
         Workload::WatchReplay,
         Workload::LeaseKeepAlive,
         Workload::Range,
+        Workload::Scan,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -38,6 +40,7 @@ impl Workload {
             Workload::WatchReplay => "watch-replay",
             Workload::LeaseKeepAlive => "lease-keepalive",
             Workload::Range => "range",
+            Workload::Scan => "scan",
         }
     }
 
@@ -50,7 +53,7 @@ impl Workload {
     /// would be 5 million events a run.
     pub(crate) fn default_concurrency(self) -> &'static [usize] {
         match self {
-            Workload::WatchReplay | Workload::Range => &[1, 16],
+            Workload::WatchReplay | Workload::Range | Workload::Scan => &[1, 16],
             _ => &[1, 16, 256],
         }
     }

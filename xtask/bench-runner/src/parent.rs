@@ -161,7 +161,7 @@ async fn setup(client: &Client, args: &Args) -> Result<(), String> {
     if args.workloads.iter().any(|w| reads.contains(w)) {
         keys.extend((0..GET_KEYS).map(get_key));
     }
-    if args.workloads.contains(&Workload::Range) {
+    if args.workloads.contains(&Workload::Range) || args.workloads.contains(&Workload::Scan) {
         keys.extend((0..RANGE_KEYS).map(range_key));
     }
     futures_util::stream::iter(keys)

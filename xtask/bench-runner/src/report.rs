@@ -184,7 +184,7 @@ pub(crate) fn markdown(rows: &[Row], scales: &[BTreeMap<String, Value>], args: &
         };
         let ops_cell = |m: &Option<Med>| {
             let ops = num(side(m, |m| m.ops), 0);
-            if row.w == Workload::Range {
+            if matches!(row.w, Workload::Range | Workload::Scan) {
                 format!("{ops} ({} keys/s)", num(side(m, |m| m.items), 0))
             } else {
                 ops

@@ -1,4 +1,5 @@
-//! put, get, get serializable, txn, range and lease keep-alive round trips, for both clients,
+//! put, get, get serializable, txn, range, scan (ours in pages, theirs whole) and lease
+//! keep-alive round trips, for both clients,
 //! and the puts of the watch workload (values stamped with the time they are sent).
 //!
 //! Shapes: the KV calls are the same request on both sides. For lease keep-alive round trips
@@ -12,6 +13,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 
 use super::{LEASE_TTL_SECS, RANGE_KEYS, RANGE_PREFIX, VALUE_LEN, get_key};
 use crate::harness::Driver;
@@ -105,6 +107,22 @@ impl Driver for Ours {
                 let resp = kv.get(RANGE_PREFIX).prefix().await.map_err(err)?;
                 return check_range(resp.kvs().iter().map(|kv| kv.value()));
             }
+            (Workload::Scan, _) => {
+                // Pages of 1,000 keys at one revision: one page in memory at a time.
+                let mut pages = kv.get(RANGE_PREFIX).prefix().paginate(1000);
+                let mut keys = 0;
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(err)?;
+                    if page.kvs().iter().any(|kv| kv.value().len() != VALUE_LEN) {
+                        return Err("scan: wrong value".into());
+                    }
+                    keys += page.kvs().len() as u64;
+                }
+                if keys != RANGE_KEYS {
+                    return Err(format!("scan: {keys} keys, expected {RANGE_KEYS}"));
+                }
+                return Ok(keys);
+            }
             (Workload::LeaseKeepAlive, OursTask::Lease(id)) => {
                 let resp = self
                     .client
@@ -190,7 +208,8 @@ impl Driver for Theirs {
                     return Err("txn: compare failed".into());
                 }
             }
-            (Workload::Range, TheirsTask::Kv(kv)) => {
+            // Theirs has no paginated read: the whole prefix in one call, as for range.
+            (Workload::Range | Workload::Scan, TheirsTask::Kv(kv)) => {
                 let options = Some(GetOptions::new().with_prefix());
                 let resp = kv.get(RANGE_PREFIX, options).await.map_err(err)?;
                 return check_range(resp.kvs().iter().map(|kv| kv.value()));
