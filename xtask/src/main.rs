@@ -37,8 +37,9 @@ commands:
       of its own, on a throwaway etcd 3.5.1 (--unsafe-no-fsync --max-request-bytes 32768).
       Workloads: put, get, get-serializable, txn, watch (one prefix watch receiving the
       client's own puts), watch-replay (1 and 16 watches each replaying a 20,000-put
-      history), lease-keepalive and range (10,000 keys), at concurrency 1, 16 and 256
-      (watch-replay, range: 1 and 16); then the scale runs of our client alone (watches-10k, leases-10k held for
+      history), lease-keepalive, range (10,000 keys in one read) and scan (the same keys:
+      ours in pages of 1,000 at one revision, theirs in one read), at concurrency 1, 16 and
+      256 (watch-replay, range, scan: 1 and 16); then the scale runs of our client alone (watches-10k, leases-10k held for
       60 s), skipped with --no-scale. Defaults: 3 rounds of 2000 ms per run; --quick: 500 ms
       runs and short scale runs. Runner args, e.g.
       `-- --workloads put,watch --concurrency 1,16 --clients ours,theirs`. Writes
