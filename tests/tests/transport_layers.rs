@@ -211,18 +211,7 @@ async fn the_client_runs_over_the_users_transport() {
         .await
         .unwrap();
     assert_eq!(made.urls(), [url.as_str()]);
-    let p = unique_prefix("user_transport");
-    let mut watch = client.watch(format!("{p}k")).await.unwrap();
-    client.kv().put(format!("{p}k"), "v").await.unwrap();
-    let read = client.kv().get(format!("{p}k")).await.unwrap();
-    assert_eq!(read.value(), Some(&b"v"[..]));
-    let lease = client.lease().grant(Duration::from_secs(30)).await.unwrap();
-    let events = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .expect("a watch event in time")
-        .expect("the watch is open")
-        .unwrap();
-    assert_eq!(events.events()[0].kv().value(), b"v");
+    let lease = watch_put_get(&client, "user_transport").await;
 
     for (counter, name) in [(made.counter(&url), "transport"), (layered, "layer")] {
         for path in [
@@ -333,17 +322,7 @@ async fn the_client_takes_tower_https_trace_layer() {
         .connect()
         .await
         .unwrap();
-    let p = unique_prefix("trace_layer");
-    let mut watch = client.watch(format!("{p}k")).await.unwrap();
-    client.kv().put(format!("{p}k"), "v").await.unwrap();
-    let read = client.kv().get(format!("{p}k")).await.unwrap();
-    assert_eq!(read.value(), Some(&b"v"[..]));
-    let events = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .expect("a watch event in time")
-        .expect("the watch is open")
-        .unwrap();
-    assert_eq!(events.events()[0].kv().value(), b"v");
+    watch_put_get_only(&client, "trace_layer").await;
     assert_eq!(ok_ends.load(Ordering::SeqCst), 2, "the put's and the get's");
 
     let missing = client.lease().revoke(0x7eed_0000_0000_0001).await;
@@ -356,4 +335,27 @@ async fn the_client_takes_tower_https_trace_layer() {
     assert_eq!(requests.load(Ordering::SeqCst), 4);
     let not_found = tonic::Code::NotFound as i32;
     assert_eq!(*failures.lock().unwrap(), [Some(not_found)]);
+}
+
+/// A watch on a fresh key, a put and a get of it, and the watch's event: a put, a get
+/// and a watch through whatever the client runs on.
+async fn watch_put_get_only(client: &Client, name: &str) {
+    let p = unique_prefix(name);
+    let mut watch = client.watch(format!("{p}k")).await.unwrap();
+    client.kv().put(format!("{p}k"), "v").await.unwrap();
+    let read = client.kv().get(format!("{p}k")).await.unwrap();
+    assert_eq!(read.value(), Some(&b"v"[..]));
+    let events = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("a watch event in time")
+        .expect("the watch is open")
+        .unwrap();
+    assert_eq!(events.events()[0].kv().value(), b"v");
+}
+
+/// [`watch_put_get_only`] with a lease granted between the get and the watch's event.
+async fn watch_put_get(client: &Client, name: &str) -> etcd3::lease::Lease {
+    let lease = client.lease().grant(Duration::from_secs(30)).await.unwrap();
+    watch_put_get_only(client, name).await;
+    lease
 }
