@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use etcd_tests::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
+use etcd_tests::{EtcdCluster, EtcdServer, FaultProxy, Mode, shared_server, unique_prefix};
 use etcd3::watch::cache::{Change, Health, Snapshot};
-use etcd3::{Client, KeyRange};
+use etcd3::{Client, KeyRange, ServerErrorKind};
 use futures::StreamExt;
 
 /// Keys and values, in key order.
@@ -96,6 +96,60 @@ async fn the_cache_follows_puts_and_deletes_and_reads_your_writes() {
         .expect("a progress notification brings the cache to a revision outside its range")
         .unwrap();
     assert_eq!(cache.len(), 2);
+}
+
+/// A cache started at a past revision first holds the range as it was then, then
+/// replays every change since, in order, to the current state; a compacted revision is
+/// the typed `Compacted` error.
+#[tokio::test]
+async fn a_cache_started_at_a_past_revision_catches_up_in_order() {
+    // A server of its own: the compaction would disturb the other tests' reads of the past.
+    let server = EtcdServer::start().await;
+    let client = Client::connect(server.endpoints()).await.unwrap();
+    let kv = client.kv();
+    let at = kv.put("c/a", "1").await.unwrap().revision();
+    kv.put("c/outside-before", "x").await.unwrap();
+    let mut writes = Vec::new();
+    writes.push(kv.put("c/b", "2").await.unwrap().revision());
+    writes.push(kv.put("c/a", "3").await.unwrap().revision());
+    writes.push(kv.delete("c/b").await.unwrap().revision());
+    for i in 0..200 {
+        writes.push(kv.put(format!("c/k{i:03}"), "v").await.unwrap().revision());
+    }
+    let last = *writes.last().unwrap();
+    let range = KeyRange::range("c/a", "c/o");
+
+    let cache = client.cache_at(range.clone(), at).await.unwrap();
+    assert!(cache.revision() >= at, "the first list is at {at}");
+    let mut changes = cache.changes();
+    tokio::time::timeout(Duration::from_secs(10), cache.wait_for(last))
+        .await
+        .expect("the cache catches up")
+        .unwrap();
+    let fresh = kv.get("c/a").range_end("c/o").revision(last).await.unwrap();
+    assert_eq!(state_of(&cache.snapshot()), state_of_get(&fresh));
+    assert_eq!(cache.len(), 201, "c/a and the 200 keys; c/b was deleted");
+    // The changes seen are in revision order, each once, all among the writes.
+    let mut seen = Vec::new();
+    while let Ok(Some(change)) =
+        tokio::time::timeout(Duration::from_millis(200), changes.next()).await
+    {
+        match change {
+            Change::Put { kv, .. } => seen.push(kv.mod_revision()),
+            Change::Delete { revision, .. } => seen.push(revision),
+            other => panic!("no relist expected: {other:?}"),
+        }
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert!(seen.iter().all(|r| writes.contains(r)), "{seen:?}");
+
+    kv.compact(last).await.unwrap();
+    let error = client.cache_at(range, at).await.unwrap_err();
+    assert_eq!(
+        error.server_kind(),
+        Some(ServerErrorKind::Compacted),
+        "{error:?}"
+    );
 }
 
 /// Writers change 40 keys while the leader is killed and, later, the cache is cut off

@@ -100,3 +100,117 @@ async fn with_every_member_behind_a_read_fails_with_stale_read() {
     // Writes are not refused: their answer moves the client on.
     client.kv().put("other", "x").await.unwrap();
 }
+
+/// A real member behind: a follower is paused while the others commit 50 writes to `k` and
+/// 30 MB of other writes (more than the sockets between the members can hold, so the
+/// follower cannot have them waiting on resume), then the two current members are paused
+/// and the follower resumed alone (no quorum, so it cannot catch up, and answers
+/// serializable reads from its older state). A monotonic
+/// client that has seen the newest revision never accepts the follower's answers: each
+/// read fails typed (`StaleRead`, or a timeout naming the follower among the members
+/// tried) until the current members are back, and then reads are current again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_member_left_behind_never_serves_a_monotonic_read() {
+    let cluster = etcd_tests::EtcdCluster::start(3).await;
+    let (leader, followers) = cluster.leader_and_followers().await;
+    let (behind, other) = (followers[0], followers[1]);
+    let writer = Client::connect([cluster.member(leader).client_url()])
+        .await
+        .unwrap();
+    writer.kv().put("k", "old").await.unwrap();
+    let monotonic = Client::builder(cluster.client_urls())
+        .monotonic_reads(true)
+        .request_timeout(std::time::Duration::from_secs(1))
+        .retry_policy(RetryPolicy::default().with_max_retries(3))
+        .connect()
+        .await
+        .unwrap();
+
+    cluster.member(behind).pause();
+    let mut newest = 0;
+    for i in 0..50 {
+        newest = writer
+            .kv()
+            .put("k", format!("new {i}"))
+            .await
+            .unwrap()
+            .revision();
+    }
+    let filler = vec![b'f'; 100 * 1024];
+    for i in 0..300 {
+        newest = writer
+            .kv()
+            .put(format!("filler/{i}"), filler.clone())
+            .await
+            .unwrap()
+            .revision();
+    }
+    // The client sees the newest revision (from a current member: the paused one answers
+    // nothing).
+    let seen = loop {
+        if let Ok(resp) = monotonic.kv().get("k").serializable().await {
+            break resp.revision();
+        }
+    };
+    assert!(seen >= newest, "{seen} < {newest}");
+
+    // Only the member behind answers now.
+    cluster.member(leader).pause();
+    cluster.member(other).pause();
+    cluster.member(behind).resume();
+    let alone = Client::builder([cluster.member(behind).client_url()])
+        .request_timeout(std::time::Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    let stale = alone.kv().get("k").serializable().await.unwrap();
+    assert!(
+        stale.revision() < seen,
+        "the setup must leave the member behind: it answers at {}, the client saw {seen}",
+        stale.revision()
+    );
+    // Each read fails typed: refused as stale, or timed out with the member behind among
+    // the members it was sent to (its answer refused, the next member paused).
+    let behind_url = cluster.member(behind).client_url();
+    let (mut refused, mut stale_reads) = (0, 0);
+    for _ in 0..6 {
+        match monotonic.kv().get("k").serializable().await {
+            Ok(resp) => panic!(
+                "a read answered at {} after the client saw {seen}",
+                resp.revision()
+            ),
+            Err(Error::StaleRead {
+                revision,
+                seen: floor,
+            }) => {
+                assert!(revision < floor && floor >= seen, "{revision} / {floor}");
+                refused += 1;
+                stale_reads += 1;
+            }
+            Err(Error::Timeout { endpoints, .. }) => {
+                refused += usize::from(endpoints.contains(&behind_url));
+            }
+            Err(other) => panic!("expected StaleRead or a timeout, got {other:?}"),
+        }
+    }
+    eprintln!("monotonic: of 6 reads, {stale_reads} StaleRead, {refused} via the member behind");
+    assert!(refused > 0, "the member behind was asked, and refused");
+
+    // The current members are back: reads are current again.
+    cluster.member(leader).resume();
+    cluster.member(other).resume();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match monotonic.kv().get("k").serializable().await {
+            Ok(resp) => {
+                assert!(resp.revision() >= seen, "{} < {seen}", resp.revision());
+                assert_eq!(resp.kvs()[0].value(), b"new 49");
+                break;
+            }
+            Err(error) => assert!(
+                std::time::Instant::now() < deadline,
+                "reads did not come back: {error:?}"
+            ),
+        }
+    }
+}

@@ -203,6 +203,27 @@ impl Client {
         crate::Cache::start(self.kv.clone(), self.watcher.clone(), range).await
     }
 
+    /// A local copy of `range` as it was at `revision`, then caught up with every change
+    /// since and kept in step (see [`Cache::start_at`](crate::Cache::start_at)): for a
+    /// process resuming from a revision it already knows. A compacted `revision` fails
+    /// with [`ServerErrorKind::Compacted`](crate::ServerErrorKind::Compacted).
+    ///
+    /// ```no_run
+    /// # async fn example(client: etcd3::Client, saved_at: i64) -> etcd3::Result<()> {
+    /// use etcd3::KeyRange;
+    /// let flags = client.cache_at(KeyRange::prefix("flags/"), saved_at).await?;
+    /// let now = client.kv().get("flags/").count_only().await?.revision();
+    /// flags.wait_for(now).await?; // caught up
+    /// # Ok(()) }
+    /// ```
+    pub async fn cache_at(
+        &self,
+        range: etcd_core::KeyRange,
+        revision: i64,
+    ) -> Result<crate::Cache> {
+        crate::Cache::start_at(self.kv.clone(), self.watcher.clone(), range, revision).await
+    }
+
     /// Cluster membership: list, add (as a voter or a learner), remove, update, promote.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster

@@ -1,39 +1,41 @@
 //! The members a call was sent to, recorded by failover for the retry layer above it, so
 //! that a call that times out can say where it waited.
 
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
 
 tokio::task_local! {
-    static TRIED: Tried;
+    /// The endpoints the current call was sent to, in order, each once.
+    static TRIED: RefCell<Vec<Arc<str>>>;
 }
 
-/// The endpoints one call was sent to, in order, each once.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Tried(Arc<Mutex<Vec<String>>>);
-
-impl Tried {
-    /// Runs `call` with this record visible to the layers below (see [`record`]).
-    pub(crate) async fn scope<F: std::future::Future>(&self, call: F) -> F::Output {
-        TRIED.scope(self.clone(), call).await
-    }
-
-    /// The endpoints recorded so far.
-    pub(crate) fn endpoints(&self) -> Box<[String]> {
-        lock(&self.0).clone().into_boxed_slice()
+/// Runs `call` for at most `limit`, with a record of the members it is sent to visible to
+/// the layers below (see [`record`]). When the limit passes first, the call is dropped
+/// and the members it was sent to are the error.
+pub(crate) async fn within<F: Future>(
+    limit: Duration,
+    call: F,
+) -> Result<F::Output, Box<[String]>> {
+    let scoped = TRIED.scope(RefCell::new(Vec::new()), call);
+    tokio::pin!(scoped);
+    match tokio::time::timeout(limit, &mut scoped).await {
+        Ok(output) => Ok(output),
+        Err(_) => Err(scoped
+            .as_mut()
+            .take_value()
+            .map(|tried| tried.into_inner().iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default()),
     }
 }
 
-/// Notes that the current call is being sent to `endpoint`; nothing outside a
-/// [`Tried::scope`].
-pub(crate) fn record(endpoint: &str) {
+/// Notes that the current call is being sent to `endpoint`; nothing outside
+/// [`within`].
+pub(crate) fn record(endpoint: &Arc<str>) {
     let _ = TRIED.try_with(|tried| {
-        let mut list = lock(&tried.0);
+        let mut list = tried.borrow_mut();
         if !list.iter().any(|e| e == endpoint) {
-            list.push(endpoint.to_owned());
+            list.push(Arc::clone(endpoint));
         }
     });
-}
-
-fn lock(list: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
-    list.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -106,7 +106,40 @@ impl Cache {
         K: KvService,
         W: WatchService,
     {
-        let first = task::list(&kv, &range).await?;
+        Self::list_and_follow(kv, watcher, range, None).await
+    }
+
+    /// Lists `range` as it was at `revision` and follows it from the next revision on:
+    /// the copy first reflects `revision`, then catches up with every change since, in
+    /// revision order. For a process that resumes from a
+    /// revision it already knows, such as the one a saved copy was taken at. A `revision`
+    /// compaction has passed fails with the server's
+    /// [`Compacted`](etcd_core::ServerErrorKind::Compacted) error; a revision ahead of the
+    /// store's fails as a future revision.
+    pub async fn start_at<K, W>(
+        kv: Kv<K>,
+        watcher: Watcher<W>,
+        range: KeyRange,
+        revision: i64,
+    ) -> Result<Self>
+    where
+        K: KvService,
+        W: WatchService,
+    {
+        Self::list_and_follow(kv, watcher, range, Some(revision)).await
+    }
+
+    async fn list_and_follow<K, W>(
+        kv: Kv<K>,
+        watcher: Watcher<W>,
+        range: KeyRange,
+        at: Option<i64>,
+    ) -> Result<Self>
+    where
+        K: KvService,
+        W: WatchService,
+    {
+        let first = task::list(&kv, &range, at).await?;
         let (revision, _) = watch::channel(first.revision);
         let (health, _) = watch::channel(Health::Watching);
         let (changes, _) = broadcast::channel(CHANGES_BUFFER);

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_core::kv::KvService;
+use etcd_core::kv::{Get, KvService, Op, OpResponse};
 use etcd_core::layer::Backoff;
 use etcd_core::watch::WatchService;
 use etcd_core::{Error, KeyRange, Kv, Result};
@@ -20,10 +20,19 @@ const PAGE: i64 = 1000;
 /// The pause between attempts after failures.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
-/// The range as of one revision, read page by page.
-pub(super) async fn list<K: KvService>(kv: &Kv<K>, range: &KeyRange) -> Result<Snapshot> {
+/// The range as of one revision (`at`, or the latest), read page by page.
+pub(super) async fn list<K: KvService>(
+    kv: &Kv<K>,
+    range: &KeyRange,
+    at: Option<i64>,
+) -> Result<Snapshot> {
     let (key, end) = range.clone().into_parts();
-    let mut pages = kv.get(key).range_end(end).paginate(PAGE);
+    let get = kv.get(key).range_end(end);
+    let get = match at {
+        Some(revision) => get.revision(revision),
+        None => get,
+    };
+    let mut pages = get.paginate(PAGE);
     let mut kvs = Vec::new();
     while let Some(page) = pages.next().await {
         kvs.extend(page?.into_kvs());
@@ -55,6 +64,9 @@ pub(super) async fn run<K, W>(
             .range_end(end)
             .from_revision(from)
             .progress_notify()
+            // A revision of many events (a catch-up pass, a big transaction) comes in
+            // pieces the transport can carry; the watch joins them again.
+            .fragment()
             .await;
         let mut stream = match opened {
             Ok(stream) => stream,
@@ -128,25 +140,33 @@ async fn progress_to<K: KvService>(kv: &Kv<K>, shared: &Shared, revision: i64) -
         return true;
     }
     let (key, end) = shared.range.clone().into_parts();
-    let modified = kv
-        .get(key.clone())
+    // One read-only transaction, one round trip: a key modified since the cache's
+    // revision, and how many keys the range holds, both at `revision`.
+    let modified = Get::new(key.clone())
         .range_end(end.clone())
         .revision(revision)
         .min_mod_revision(current + 1)
         .keys_only()
         .limit(1);
-    let count = kv.get(key).range_end(end).revision(revision).count_only();
-    match (modified.await, count.await) {
-        (Ok(modified), Ok(count))
+    let count = Get::new(key).range_end(end).revision(revision).count_only();
+    let checked = kv.txn().then([Op::from(modified), Op::from(count)]).await;
+    let answers = match &checked {
+        Ok(txn) => match txn.responses() {
+            [OpResponse::Get(modified), OpResponse::Get(count)] => Some((modified, count)),
+            _ => None,
+        },
+        Err(error) => {
+            tracing::debug!(%error, "cache: checking a progress notification failed");
+            None
+        }
+    };
+    match answers {
+        Some((modified, count))
             if modified.kvs().is_empty() && count.count() == shared.read().len() as i64 =>
         {
             shared.write().revision = revision;
             shared.revision.send_replace(revision);
             true
-        }
-        (Err(error), _) | (_, Err(error)) => {
-            tracing::debug!(%error, "cache: checking a progress notification failed");
-            false
         }
         _ => false,
     }
@@ -156,7 +176,7 @@ async fn progress_to<K: KvService>(kv: &Kv<K>, shared: &Shared, revision: i64) -
 async fn relist<K: KvService>(kv: &Kv<K>, shared: &Shared, failures: &mut u32) {
     shared.health.send_replace(Health::Relisting);
     loop {
-        match list(kv, &shared.range).await {
+        match list(kv, &shared.range, None).await {
             Ok(snapshot) => {
                 shared.swap(snapshot);
                 *failures = 0;

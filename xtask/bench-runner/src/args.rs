@@ -8,7 +8,8 @@ use crate::workloads::replay::History;
 
 pub(crate) const USAGE: &str = "\
 bench-runner --endpoint URL --etcd-pid PID --out-dir DIR [--duration-ms 2000] [--rounds 3]
-             [--workloads put,get,get-serializable,txn,watch,watch-replay,lease-keepalive,range]
+             [--workloads put,get,get-serializable,txn,watch,watch-replay,cache-catchup,
+                          lease-keepalive,range,scan]
              [--concurrency LIST (default per workload)] [--clients ours,theirs]
              [--scale watches-10k,leases-10k | --no-scale] [--quick]
              [--scale-watches N] [--scale-leases N] [--scale-hold-ms MS]";

@@ -11,6 +11,7 @@ use crate::harness::{self, Driver, Measured};
 use crate::model::{Impl, RunResult, Workload};
 use crate::protocol::Events;
 use crate::workloads::VALUE_LEN;
+use crate::workloads::cache;
 use crate::workloads::ops::{Ours, Theirs};
 use crate::workloads::replay::{self, History};
 use crate::workloads::watch;
@@ -74,6 +75,7 @@ async fn timed_run(s: &Spec) -> Result<RunResult, String> {
                 .map_err(|e| e.to_string())?;
             match s.w {
                 Workload::WatchReplay => replay_result(s, replay::Ours(client)).await?,
+                Workload::CacheCatchUp => replay_result(s, cache::Ours(client)).await?,
                 Workload::Watch => {
                     let prefix = run_prefix(s);
                     let stream = client
@@ -94,6 +96,7 @@ async fn timed_run(s: &Spec) -> Result<RunResult, String> {
             let value = value.to_vec();
             match s.w {
                 Workload::WatchReplay => replay_result(s, replay::Theirs(client)).await?,
+                Workload::CacheCatchUp => replay_result(s, cache::Theirs(client)).await?,
                 Workload::Watch => {
                     let prefix = run_prefix(s);
                     let options = peer::WatchOptions::new().with_prefix();
@@ -192,7 +195,7 @@ async fn watch_result<D: Driver, E: Events>(
 async fn replay_result<W: replay::Watcher>(s: &Spec, client: W) -> Result<RunResult, String> {
     let history = s
         .history
-        .ok_or("the watch-replay workload needs --history-revs")?;
+        .ok_or("the watch-replay and cache-catchup workloads need --history-revs")?;
     let m = replay::run(client, history, s.concurrency, s.etcd_pid).await?;
     Ok(events_result(s, m))
 }

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! bench-runner --endpoint URL --etcd-pid PID --out-dir DIR [--duration-ms 2000] [--rounds 3]
-//!              [--workloads put,get,get-serializable,txn,watch,lease-keepalive,range]
+//!              [--workloads put,get,get-serializable,txn,watch,watch-replay,cache-catchup,
+//!                           lease-keepalive,range,scan]
 //!              [--concurrency LIST] [--clients ours,theirs]
 //!              [--scale watches-10k,leases-10k | --no-scale] [--quick]
 //!              [--scale-watches N] [--scale-leases N] [--scale-hold-ms MS]

@@ -12,19 +12,21 @@ pub(crate) enum Workload {
     Txn,
     Watch,
     WatchReplay,
+    CacheCatchUp,
     LeaseKeepAlive,
     Range,
     Scan,
 }
 
 impl Workload {
-    pub(crate) const ALL: [Workload; 9] = [
+    pub(crate) const ALL: [Workload; 10] = [
         Workload::Put,
         Workload::Get,
         Workload::GetSerializable,
         Workload::Txn,
         Workload::Watch,
         Workload::WatchReplay,
+        Workload::CacheCatchUp,
         Workload::LeaseKeepAlive,
         Workload::Range,
         Workload::Scan,
@@ -38,6 +40,7 @@ impl Workload {
             Workload::Txn => "txn",
             Workload::Watch => "watch",
             Workload::WatchReplay => "watch-replay",
+            Workload::CacheCatchUp => "cache-catchup",
             Workload::LeaseKeepAlive => "lease-keepalive",
             Workload::Range => "range",
             Workload::Scan => "scan",
@@ -53,7 +56,9 @@ impl Workload {
     /// would be 5 million events a run.
     pub(crate) fn default_concurrency(self) -> &'static [usize] {
         match self {
-            Workload::WatchReplay | Workload::Range | Workload::Scan => &[1, 16],
+            Workload::WatchReplay | Workload::CacheCatchUp | Workload::Range | Workload::Scan => {
+                &[1, 16]
+            }
             _ => &[1, 16, 256],
         }
     }

@@ -30,7 +30,8 @@ pub(crate) async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     setup(&client, &args).await?;
-    let history = if args.workloads.contains(&Workload::WatchReplay) {
+    let replays = |w: &Workload| matches!(w, Workload::WatchReplay | Workload::CacheCatchUp);
+    let history = if args.workloads.iter().any(replays) {
         Some(watch_history(&client).await?)
     } else {
         None
@@ -62,7 +63,7 @@ pub(crate) async fn run(args: Args) -> Result<(), String> {
                         "--duration-ms".to_owned(),
                         args.duration.as_millis().to_string(),
                     ];
-                    if let (Workload::WatchReplay, Some(h)) = (w, history) {
+                    if let (true, Some(h)) = (replays(&w), history) {
                         child_args.extend(["--history-revs".to_owned(), h.arg()]);
                     }
                     let limit = args.duration * 3 + Duration::from_secs(120);

@@ -155,7 +155,12 @@ pub(crate) fn markdown(rows: &[Row], scales: &[BTreeMap<String, Value>], args: &
          opened (etcd hands a new watch its past on a 100 ms tick, so a run includes 0–100 \
          ms of waiting) until the last one has every event; a watch per stream on both sides \
          (ours `client.new_watcher()` per watch); p50/p99 = time for one watch to receive \
-         its whole replay; warm-up = one replay of {} keys. range: one prefix get of 10,000 \
+         its whole replay; warm-up = one replay of {} keys. cache-catchup: `conc` caches of \
+         the same history's prefix, each listed at the revision before it and caught up to its \
+         last revision (every put applied to the copy), ours `Cache::start_at` + `wait_for` \
+         on a watcher per cache, theirs a `get` into a `BTreeMap` then a fragmented watch \
+         applied to it by hand; every copy checked key by key; ops = events applied/s over \
+         all caches. range: one prefix get of 10,000 \
          keys × 256 B per op. lease-keepalive: ours `keep_alive_once` (every task over the \
          client's one keep-alive stream), theirs one `LeaseKeeper` stream per task.\n",
         args.rounds,

@@ -1,6 +1,8 @@
 //! What a failed call says: whether it may go to another member, whether its member should
 //! be skipped, and the error of a call every member failed.
 
+use std::sync::Arc;
+
 use crate::{Applied, Error};
 
 /// Whether a failed call may be sent to another member: it never reached a server, or it
@@ -36,7 +38,7 @@ pub(super) fn naming(error: Error, endpoint: &str) -> Error {
 /// member's error; with several and all transport failures, one that names each member and
 /// its cause (the request may have applied if any attempt's outcome is unknown). Otherwise
 /// the last error.
-pub(super) fn every_member_failed(mut failures: Vec<(String, Error)>) -> Error {
+pub(super) fn every_member_failed(mut failures: Vec<(Arc<str>, Error)>) -> Error {
     let all_transport = failures
         .iter()
         .all(|(_, e)| matches!(e, Error::Transport { .. }));

@@ -13,7 +13,7 @@ const MAX_PENALTY: Duration = Duration::from_secs(10);
 /// One member: its address, its service and its recent health.
 #[derive(Debug)]
 pub(super) struct Target<S> {
-    pub(super) endpoint: String,
+    pub(super) endpoint: Arc<str>,
     pub(super) service: S,
     pub(super) health: Mutex<Health>,
 }
@@ -28,7 +28,7 @@ pub(super) fn member_list<S>(members: impl IntoIterator<Item = (String, S)>) -> 
     members
         .into_iter()
         .map(|(endpoint, service)| Target {
-            endpoint,
+            endpoint: endpoint.into(),
             service,
             health: Mutex::new(Health::default()),
         })

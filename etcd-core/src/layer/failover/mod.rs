@@ -105,7 +105,10 @@ impl<S> Failover<S> {
 
     /// The endpoints, in order.
     pub fn endpoints(&self) -> Vec<String> {
-        self.current().iter().map(|m| m.endpoint.clone()).collect()
+        self.current()
+            .iter()
+            .map(|m| m.endpoint.to_string())
+            .collect()
     }
 
     /// The members to try for one call: healthy ones first, starting with the next in turn,
@@ -144,7 +147,7 @@ impl<S: Clone> Failover<S> {
     pub fn members(&self) -> Vec<(String, S)> {
         self.current()
             .iter()
-            .map(|m| (m.endpoint.clone(), m.service.clone()))
+            .map(|m| (m.endpoint.to_string(), m.service.clone()))
             .collect()
     }
 }

@@ -24,7 +24,7 @@ use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
-use super::tried::Tried;
+use super::tried;
 use crate::resend::Resend;
 use crate::{Error, Result};
 
@@ -85,13 +85,12 @@ where
             Some(limit) => Box::pin(
                 async move {
                     // Failover below notes the members the call goes to, for the error.
-                    let tried = Tried::default();
-                    match tokio::time::timeout(limit, tried.scope(attempts)).await {
+                    match tried::within(limit, attempts).await {
                         Ok(result) => result,
-                        Err(_) => Err(Error::Timeout {
+                        Err(endpoints) => Err(Error::Timeout {
                             call: Some(call),
                             limit: Some(limit),
-                            endpoints: tried.endpoints(),
+                            endpoints,
                         }),
                     }
                 }

@@ -2,6 +2,7 @@
 //! [`harness`](crate::harness); the watch workload ([`watch`]) has its own loop, replaying a
 //! history the parent writes once.
 
+pub(crate) mod cache;
 pub(crate) mod ops;
 pub(crate) mod replay;
 pub(crate) mod watch;

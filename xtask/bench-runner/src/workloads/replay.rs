@@ -98,7 +98,7 @@ impl Replay {
         }
     }
 
-    fn event(&mut self, is_put: bool, key: &[u8], mod_revision: i64) {
+    pub(crate) fn event(&mut self, is_put: bool, key: &[u8], mod_revision: i64) {
         let index = key
             .strip_prefix(HISTORY_PREFIX.as_bytes())
             .and_then(|rest| std::str::from_utf8(rest).ok())
@@ -118,7 +118,12 @@ impl Replay {
         self.last_rev = mod_revision;
     }
 
-    fn complete(&self) -> bool {
+    /// Events the replay must receive.
+    pub(crate) fn expected(&self) -> u64 {
+        self.expected
+    }
+
+    pub(crate) fn complete(&self) -> bool {
         self.received >= self.expected
     }
 
@@ -149,14 +154,16 @@ impl Replay {
 }
 
 /// What one replaying watch watches: `key` (a prefix, or the range `[key, range_end)`)
-/// from `from_rev`.
+/// from `from_rev`; `to_rev` is the revision of its last event.
 pub(crate) struct Keys {
-    key: String,
-    range_end: Option<String>,
-    from_rev: i64,
+    pub(crate) key: String,
+    pub(crate) range_end: Option<String>,
+    pub(crate) from_rev: i64,
+    pub(crate) to_rev: i64,
 }
 
-/// One client's way of opening a replaying watch and reading it to the end.
+/// One client's way of opening a replaying watch and reading it to the end (or, for the
+/// cache-catchup workload, of catching a cache up, see [`cache`](super::cache)).
 pub(crate) trait Watcher: Send + Sync + 'static {
     /// Watches `keys` from their revision and feeds
     /// every event to `replay` until it is complete.
@@ -217,14 +224,7 @@ impl Watcher for Theirs {
             .await
             .map_err(|e| e.to_string())?;
         while !replay.complete() {
-            let resp = stream
-                .message()
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("the watch stream ended")?;
-            if resp.canceled() {
-                return Err(format!("watch canceled: {}", resp.cancel_reason()));
-            }
+            let resp = next_response(&mut stream).await?;
             for ev in resp.events() {
                 let is_put = ev.event_type() == peer::EventType::Put;
                 match ev.kv() {
@@ -235,6 +235,21 @@ impl Watcher for Theirs {
         }
         Ok(())
     }
+}
+
+/// Their watch's next response; the stream's end or a cancel is an error.
+pub(crate) async fn next_response(
+    stream: &mut peer::WatchStream,
+) -> Result<peer::WatchResponse, String> {
+    let resp = stream
+        .message()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the watch stream ended")?;
+    if resp.canceled() {
+        return Err(format!("watch canceled: {}", resp.cancel_reason()));
+    }
+    Ok(resp)
 }
 
 /// The warm-up replay, then `watches` concurrent replays of the whole history.
@@ -255,6 +270,7 @@ pub(crate) async fn run<W: Watcher>(
         key: watch_key(0),
         range_end: Some(watch_key(WARMUP_EVENTS)),
         from_rev: history.first_rev,
+        to_rev: history.first_rev + ((WARMUP_EVENTS - 1) / TXN_PUTS) as i64,
     };
     let warm_run = client.replay(keys, &mut warm);
     match tokio::time::timeout(TIMEOUT, warm_run).await {
@@ -283,6 +299,7 @@ pub(crate) async fn run<W: Watcher>(
                             key: prefix.to_string(),
                             range_end: None,
                             from_rev: history.first_rev,
+                            to_rev: history.last_rev,
                         },
                         &mut replay,
                     ),
