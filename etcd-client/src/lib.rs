@@ -34,18 +34,22 @@
 //! Plain-text (`http://`) members are served by HTTP/2 of this crate's own, or by tonic's
 //! `Channel` (hyper and h2) when [`ClientBuilder::http2_transport`] or the environment
 //! variable `ETCD_CLIENT_HTTP2=tonic` says so (see [`Http2Transport`]); `https://` members
-//! always by tonic's channel. Cargo features, both on by default:
+//! always by tonic's channel. Cargo features, all on by default:
 //!
 //! - `tls`: `https://` members, with rustls and its `ring` crypto provider (`tls-aws-lc`
 //!   picks aws-lc-rs instead; `tls-native-roots` and `tls-webpki-roots` add
 //!   `Tls::native_roots` and `Tls::webpki_roots`);
 //! - `builtin-http2`: the HTTP/2 of our own. Without it, tonic's channel serves every
-//!   member.
+//!   member;
+//! - `discovery`: service registration and discovery ([`discovery`]), with `serde_json`
+//!   for the endpoint values.
 
 mod auth_session;
 mod client;
 pub mod concurrency;
 mod connector;
+#[cfg(feature = "discovery")]
+pub mod discovery;
 mod endpoint;
 mod endpoints;
 mod env;

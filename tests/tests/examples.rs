@@ -73,6 +73,19 @@ async fn demo() {
         .assert_stdout_contains("The tour is over.");
 }
 
+/// etcd3: two tonic servers register, a client balances over what discovery reports, one
+/// server leaves and every call goes to the other.
+#[tokio::test]
+async fn discovery_balances_over_registered_servers() {
+    run_example("discovery", [shared_server().client_url()])
+        .await
+        .assert_stdout_contains("discovered example/discovery/greeter/a")
+        .assert_stdout_contains("discovered example/discovery/greeter/b")
+        .assert_stdout_contains("removed example/discovery/greeter/a")
+        .assert_stdout_contains(r#"after: {"server-b": 40}"#)
+        .assert_stdout_contains("traffic moved to server-b");
+}
+
 /// etcd3: `mirror` copies a prefix from one server to another at one revision, then
 /// applies the changes it watches; afterwards both hold the same keys and values.
 #[tokio::test]

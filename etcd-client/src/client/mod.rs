@@ -224,6 +224,49 @@ impl Client {
         crate::Cache::start_at(self.kv.clone(), self.watcher.clone(), range, revision).await
     }
 
+    /// Registers an instance of `service` as `{service}/{name}` holding `endpoint`, kept
+    /// alive under a lease until the [`Registration`](crate::discovery::Registration) is
+    /// closed or dropped, and written again if the lease is lost (see
+    /// [`discovery`](crate::discovery)). Await it; set the lease's TTL with
+    /// [`Register::ttl`](crate::discovery::Register::ttl). An empty service or name is
+    /// [`Error::InvalidRequest`](crate::Error::InvalidRequest) when awaited.
+    ///
+    /// ```no_run
+    /// # async fn example(client: etcd3::Client) -> etcd3::Result<()> {
+    /// use etcd3::discovery::Endpoint;
+    /// let endpoint = Endpoint::new("10.0.0.1:50051")
+    ///     .with_metadata(serde_json::json!({"zone": "eu-1"}));
+    /// let registration = client
+    ///     .register("services/greeter", "instance-1", endpoint)
+    ///     .await?;
+    /// // ... serve ...
+    /// registration.close().await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "discovery")]
+    pub fn register(
+        &self,
+        service: &str,
+        name: &str,
+        endpoint: crate::discovery::Endpoint,
+    ) -> crate::discovery::Register {
+        crate::discovery::Register::new(
+            self.clone(),
+            crate::discovery::instance_key(service, name),
+            endpoint,
+        )
+    }
+
+    /// The instances of `service` (the keys under `{service}/`) as they come and go: a
+    /// [`tower::discover::Discover`] stream of inserts and removals, starting with every
+    /// instance registered now (see [`Discovery`](crate::discovery::Discovery)).
+    #[cfg(feature = "discovery")]
+    pub async fn discover(&self, service: &str) -> Result<crate::discovery::Discovery> {
+        let prefix = crate::discovery::service_prefix(service)?;
+        let cache = self.cache(etcd_core::KeyRange::prefix(prefix)).await?;
+        Ok(crate::discovery::Discovery::new(cache))
+    }
+
     /// Cluster membership: list, add (as a voter or a learner), remove, update, promote.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster

@@ -228,7 +228,7 @@ pub async fn run(config: &Config) -> Outcome {
         Ok((records, left_out)) => {
             let mut report = history::check(&history, records.clone());
             report.server_bugs.extend(left_out.into_iter().map(|why| {
-                format!("the reference watch of a member was ended by the server (left out): {why}")
+                format!("the reference watch of a member was ended or stalled by the server (left out; what it recorded agrees): {why}")
             }));
             (report, records)
         }

@@ -119,12 +119,15 @@ impl Reference {
             .map(|(records, _)| records)
     }
 
-    /// As [`collect`](Self::collect), but a member whose watch the server ended (its
-    /// revisions compacted, as etcd 3.4 and 3.5 may do to watches of a member that caught
-    /// up from a snapshot) is left out when `tolerate_ended` and a majority of members
-    /// are complete; the second value says which were left out and why.
+    /// As [`collect`](Self::collect), but when `tolerate_ended` and a majority of members
+    /// are complete, a member whose watch the server ended (its revisions compacted, as
+    /// etcd 3.4 and 3.5 may do to watches of a member that caught up from a snapshot), or
+    /// whose watch is still behind at the deadline (the server stopped sending it events
+    /// and progress), is left out; the history such a member did record must equal the
+    /// majority's over the same revisions. The second value says which were left out and
+    /// why.
     pub async fn collect_from_majority(
-        self,
+        mut self,
         revision: i64,
         within: Duration,
         tolerate_ended: bool,
@@ -149,7 +152,12 @@ impl Reference {
                 break (complete, ended);
             }
             let hopeless = !ended.is_empty() && !tolerate_ended;
-            if Instant::now() >= deadline || hopeless {
+            let past = Instant::now() >= deadline;
+            if past && tolerate_ended && majority {
+                ended.extend(behind);
+                break (complete, ended);
+            }
+            if past || hopeless {
                 self.shut_down().await;
                 behind.extend(ended);
                 return Err(format!(
@@ -196,17 +204,54 @@ impl Reference {
                 *seen = (*seen).min(record.seen_at);
             }
         }
+        for (i, log) in self.logs.iter().enumerate() {
+            if complete.contains(&i) {
+                continue;
+            }
+            let log = log.lock().unwrap_or_else(|p| p.into_inner());
+            let reached = log.reached.min(revision);
+            let theirs = log.records.range(..=reached);
+            let ours = merged.range(..=reached);
+            if let Some(at) = first_difference(theirs, ours) {
+                return Err(format!(
+                    "server divergence: {} (left out) recorded another history than {} (first difference at revision {at})",
+                    self.urls[i], urls[0]
+                ));
+            }
+        }
         hash_kv_agrees(&urls, revision).await?;
         Ok((merged.into_values().collect(), left_out))
     }
 
-    async fn shut_down(self) {
+    async fn shut_down(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        for task in self.tasks {
+        for task in self.tasks.drain(..) {
             task.abort();
             let _ = task.await;
         }
     }
+}
+
+/// The first revision at which two records of the same revisions differ (a revision one has
+/// and the other lacks, or other events), or `None`. A member's log that starts late (it
+/// caught up from a snapshot) is compared from its first record.
+fn first_difference<'a>(
+    partial: impl Iterator<Item = (&'a i64, &'a RevisionRecord)>,
+    full: impl Iterator<Item = (&'a i64, &'a RevisionRecord)>,
+) -> Option<i64> {
+    let partial: Vec<_> = partial.collect();
+    let start = *partial.first()?.0;
+    let full: Vec<_> = full.filter(|(rev, _)| **rev >= start).collect();
+    let differing = partial
+        .iter()
+        .zip(&full)
+        .find(|((_, a), (_, b))| a.revision != b.revision || a.events != b.events)
+        .map(|((a, _), (b, _))| (**a).min(**b));
+    // Or the first record past the end of the shorter log.
+    differing.or_else(|| {
+        let longer = if partial.len() > full.len() { &partial } else { &full };
+        longer.get(partial.len().min(full.len())).map(|(rev, _)| **rev)
+    })
 }
 
 /// `HashKV` at `revision` must be the same on every member.
@@ -327,5 +372,51 @@ fn convert(event: &mvccpb::Event) -> Event {
             lease: kv.lease,
         },
         prev: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::model::Kv;
+
+    fn log(revisions: &[(i64, &str)]) -> BTreeMap<i64, RevisionRecord> {
+        revisions
+            .iter()
+            .map(|&(revision, value)| {
+                let event = Event {
+                    kind: EventKind::Put,
+                    kv: Kv {
+                        key: "k".into(),
+                        value: value.into(),
+                        mod_revision: revision,
+                        ..Kv::default()
+                    },
+                    prev: None,
+                };
+                let record = RevisionRecord {
+                    revision,
+                    seen_at: 0,
+                    events: vec![event],
+                };
+                (revision, record)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_left_out_log_must_agree_with_the_majority_where_it_has_records() {
+        let full = log(&[(2, "a"), (3, "b"), (5, "c"), (6, "d")]);
+        let same = |partial: &BTreeMap<i64, RevisionRecord>, upto: i64| {
+            first_difference(partial.range(..=upto), full.range(..=upto))
+        };
+        // A prefix, a suffix (caught up from a snapshot), nothing: all agree.
+        assert_eq!(same(&log(&[(2, "a"), (3, "b")]), 3), None);
+        assert_eq!(same(&log(&[(5, "c"), (6, "d")]), 6), None);
+        assert_eq!(same(&BTreeMap::new(), 6), None);
+        // Other events, a missing revision, an extra one: flagged at the revision.
+        assert_eq!(same(&log(&[(2, "a"), (3, "x")]), 3), Some(3));
+        assert_eq!(same(&log(&[(2, "a"), (5, "c")]), 5), Some(3));
+        assert_eq!(same(&log(&[(2, "a"), (3, "b"), (4, "z")]), 4), Some(4));
     }
 }
