@@ -249,8 +249,14 @@ fn first_difference<'a>(
         .map(|((a, _), (b, _))| (**a).min(**b));
     // Or the first record past the end of the shorter log.
     differing.or_else(|| {
-        let longer = if partial.len() > full.len() { &partial } else { &full };
-        longer.get(partial.len().min(full.len())).map(|(rev, _)| **rev)
+        let longer = if partial.len() > full.len() {
+            &partial
+        } else {
+            &full
+        };
+        longer
+            .get(partial.len().min(full.len()))
+            .map(|(rev, _)| **rev)
     })
 }
 
