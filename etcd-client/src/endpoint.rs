@@ -11,15 +11,18 @@ use crate::http2::H2Channel;
 use crate::member_transport::Connection;
 use crate::tls::Tls;
 
-/// The environment variable that picks the HTTP/2 implementation of plain-text members
-/// when the builder did not (see [`Http2Transport`]).
+/// The environment variable that picks the HTTP/2 implementation of the members when the
+/// builder did not (see [`Http2Transport`]).
 pub(crate) const HTTP2_VARIABLE: &str = "ETCD_CLIENT_HTTP2";
 
-/// Which HTTP/2 implementation serves plain-text (`http://`) members; chosen with
+/// Which HTTP/2 implementation serves the members, plain-text (`http://`) and TLS
+/// (`https://`) alike; chosen with
 /// [`ClientBuilder::http2_transport`](crate::ClientBuilder::http2_transport) or the
 /// `ETCD_CLIENT_HTTP2` environment variable (`builtin` or `tonic`).
 ///
-/// `https://` members are always served by tonic's channel, which runs TLS.
+/// Over TLS, ours runs rustls on the connection itself (the handshake by tokio-rustls,
+/// ALPN `h2`, sessions resumed), with the same CA, client identity and server name
+/// settings as tonic's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Http2Transport {
@@ -28,7 +31,7 @@ pub enum Http2Transport {
     /// `builtin-http2` feature (on by default), without which choosing it fails the
     /// client's `connect` with [`Error::InvalidRequest`].
     Builtin,
-    /// tonic's `Channel` (hyper and h2), as for `https://` members: the default when the
+    /// tonic's `Channel` (hyper and h2, with tokio-rustls for TLS): the default when the
     /// `builtin-http2` feature is off.
     Tonic,
 }
@@ -153,7 +156,7 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Connect
     let not_a_url =
         |e: &dyn std::fmt::Display| invalid(format!("endpoint {address} is not a valid URL: {e}"));
     #[cfg(feature = "builtin-http2")]
-    if !https && options.http2 == Http2Transport::Builtin {
+    if options.http2 == Http2Transport::Builtin {
         let uri: http::Uri = uri.parse().map_err(|e| not_a_url(&e))?;
         let authority = uri
             .authority()
@@ -162,15 +165,27 @@ pub(crate) fn channel(address: &str, options: &ConnectOptions) -> Result<Connect
         let authority = if authority.port().is_some() {
             authority
         } else {
-            // The HTTP default port, which tonic would use too.
-            format!("{authority}:80")
+            // The scheme's default port, which tonic would use too.
+            let port = if https { 443 } else { 80 };
+            format!("{authority}:{port}")
                 .parse()
                 .map_err(|e| invalid(format!("endpoint {address}: {e}")))?
         };
-        return Ok(Connection::Direct(H2Channel::new(
-            authority,
-            options.clone(),
-        )));
+        if !https {
+            return Ok(Connection::Direct(H2Channel::new(
+                authority,
+                options.clone(),
+            )));
+        }
+        #[cfg(feature = "_tls")]
+        {
+            let tls = options.tls.as_ref().ok_or_else(|| missing_tls(address))?;
+            return Ok(Connection::Direct(H2Channel::with_tls(
+                authority,
+                options.clone(),
+                tls.connect_config()?,
+            )));
+        }
     }
     let mut endpoint = Endpoint::from_shared(uri)
         .map_err(|e| not_a_url(&e))?
@@ -201,14 +216,20 @@ fn with_tls(
     options: &ConnectOptions,
 ) -> Result<Endpoint, Error> {
     let Some(tls) = &options.tls else {
-        return Err(crate::tls::invalid(format!(
-            "endpoint {address} uses https:// but no TLS settings were given: add \
-             .tls(Tls::new().ca_pem(..)) to the builder (or set ETCDCTL_CACERT for from_env)"
-        )));
+        return Err(missing_tls(address));
     };
     endpoint
         .tls_config(tls.client_config(options.connect_timeout)?)
         .map_err(|e| crate::tls::invalid(format!("endpoint {address}: TLS settings refused: {e}")))
+}
+
+/// An `https://` endpoint without TLS settings.
+#[cfg(feature = "_tls")]
+fn missing_tls(address: &str) -> Error {
+    crate::tls::invalid(format!(
+        "endpoint {address} uses https:// but no TLS settings were given: add \
+         .tls(Tls::new().ca_pem(..)) to the builder (or set ETCDCTL_CACERT for from_env)"
+    ))
 }
 
 /// Without the `tls` feature, `https://` endpoints are refused.

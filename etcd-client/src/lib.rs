@@ -31,10 +31,11 @@
 //!
 //! # Transport and features
 //!
-//! Plain-text (`http://`) members are served by HTTP/2 of this crate's own, or by tonic's
-//! `Channel` (hyper and h2) when [`ClientBuilder::http2_transport`] or the environment
-//! variable `ETCD_CLIENT_HTTP2=tonic` says so (see [`Http2Transport`]); `https://` members
-//! always by tonic's channel. Cargo features, all on by default:
+//! Members, plain-text (`http://`) and TLS (`https://`), are served by HTTP/2 of this
+//! crate's own (with rustls on the connection for TLS), or by tonic's `Channel` (hyper and
+//! h2) when [`ClientBuilder::http2_transport`] or the environment variable
+//! `ETCD_CLIENT_HTTP2=tonic` says so (see [`Http2Transport`]). Cargo features, all on by
+//! default:
 //!
 //! - `tls`: `https://` members, with rustls and its `ring` crypto provider (`tls-aws-lc`
 //!   picks aws-lc-rs instead; `tls-native-roots` and `tls-webpki-roots` add

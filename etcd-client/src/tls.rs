@@ -183,6 +183,104 @@ impl Tls {
     }
 }
 
+/// What our own HTTP/2 connections need for TLS: rustls' client settings (ALPN `h2`; kept
+/// for the client's life, so sessions resume) and the name to check certificates against.
+#[cfg(all(feature = "_tls", feature = "builtin-http2"))]
+#[derive(Clone)]
+pub(crate) struct TlsConnect {
+    pub(crate) config: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+    /// The server name override, if any (else each endpoint's host).
+    pub(crate) server_name: Option<rustls_pki_types::ServerName<'static>>,
+}
+
+#[cfg(all(feature = "_tls", feature = "builtin-http2"))]
+impl fmt::Debug for TlsConnect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConnect")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(feature = "_tls", feature = "builtin-http2"))]
+impl Tls {
+    /// Checks the settings, and turns them into rustls' client settings for our own
+    /// HTTP/2 connections: the same roots, client identity and server name as
+    /// [`client_config`](Self::client_config) gives tonic.
+    pub(crate) fn connect_config(&self) -> Result<TlsConnect, Error> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+        // The same checks and messages as tonic's settings.
+        self.client_config(std::time::Duration::from_secs(1))?;
+        let mut roots = RootCertStore::empty();
+        for pem in &self.ca {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert =
+                    cert.map_err(|e| invalid(format!("TLS CA certificate: not valid PEM ({e})")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| invalid(format!("TLS CA certificate refused: {e}")))?;
+            }
+        }
+        #[cfg(feature = "tls-native-roots")]
+        if self.native_roots {
+            let found = rustls_native_certs::load_native_certs();
+            for error in &found.errors {
+                tracing::warn!(%error, "reading the system's root certificates");
+            }
+            let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
+        }
+        #[cfg(feature = "tls-webpki-roots")]
+        if self.webpki_roots {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        let builder = ClientConfig::builder_with_provider(std::sync::Arc::new(crypto_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(format!("TLS settings refused: {e}")))?
+            .with_root_certificates(roots);
+        let mut config = match &self.identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| invalid(format!("TLS client certificate: not valid PEM ({e})")))?;
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
+                    invalid(format!(
+                        "TLS client key: no PEM private key (PKCS#8, PKCS#1 or SEC1) found ({e})"
+                    ))
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| invalid(format!("TLS client certificate or key refused: {e}")))?
+            }
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let server_name = match &self.server_name {
+            None => None,
+            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| {
+                invalid(format!(
+                    "TLS server name {name:?} is neither a DNS name nor an IP address ({e})"
+                ))
+            })?),
+        };
+        Ok(TlsConnect {
+            config: std::sync::Arc::new(config),
+            server_name,
+        })
+    }
+}
+
+/// The crypto provider the features pick: aws-lc-rs when `tls-aws-lc` is on, else ring.
+#[cfg(all(feature = "_tls", feature = "builtin-http2"))]
+fn crypto_provider() -> tokio_rustls::rustls::crypto::CryptoProvider {
+    #[cfg(feature = "tls-aws-lc")]
+    return tokio_rustls::rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(all(feature = "tls-ring", not(feature = "tls-aws-lc")))]
+    return tokio_rustls::rustls::crypto::ring::default_provider();
+}
+
 pub(crate) fn invalid(why: String) -> Error {
     Error::InvalidRequest(InvalidRequest::Other(why.into()))
 }

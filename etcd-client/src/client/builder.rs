@@ -118,9 +118,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Which HTTP/2 implementation serves plain-text (`http://`) members: this crate's own
-    /// ([`Http2Transport::Builtin`], the default) or tonic's `Channel` (hyper and h2,
-    /// [`Http2Transport::Tonic`]). `https://` members always use tonic's channel.
+    /// Which HTTP/2 implementation serves the members (`http://` and `https://`): this
+    /// crate's own ([`Http2Transport::Builtin`], the default) or tonic's `Channel` (hyper
+    /// and h2, [`Http2Transport::Tonic`]).
     ///
     /// When this is not called, the environment variable `ETCD_CLIENT_HTTP2` decides:
     /// `builtin` or `tonic` (any case; empty or unset means the default). Any other value

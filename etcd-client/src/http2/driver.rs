@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::conn::{Closing, Conn, ReadError, Reader};
+use super::conn::{Closing, Conn, ReadError, Reader, Socket};
 use super::frame::code;
 use super::{ConnectError, Live, Shared};
 use crate::connector::{closed_after_request, silent_close};
@@ -17,13 +17,22 @@ use crate::connector::{closed_after_request, silent_close};
 /// drives the connection until it closes.
 pub(super) async fn dial(shared: &Arc<Shared>, attempt: u64) -> Result<Live, ConnectError> {
     let address = shared.authority.as_str();
+    // The TCP connection and the TLS handshake share the connect timeout.
+    let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
     let connect = TcpStream::connect(address);
-    let tcp = tokio::time::timeout(shared.options.connect_timeout, connect)
+    let tcp = tokio::time::timeout_at(deadline, connect)
         .await
         .map_err(|_| ConnectError::timed_out())?
         .map_err(ConnectError::io)?;
     tcp.set_nodelay(true).map_err(ConnectError::io)?;
-    let conn = Conn::new(tcp, address.to_owned());
+    let socket = match &shared.tls {
+        None => Socket::Plain(tcp),
+        #[cfg(feature = "_tls")]
+        Some(tls) => handshake(tcp, tls, &shared.authority, deadline).await?,
+        #[cfg(not(feature = "_tls"))]
+        Some(never) => match *never {},
+    };
+    let conn = Conn::new(socket, address.to_owned());
     tracing::debug!(member = address, attempt, "connected");
     tokio::spawn(drive(
         conn.clone(),
@@ -32,6 +41,57 @@ pub(super) async fn dial(shared: &Arc<Shared>, attempt: u64) -> Result<Live, Con
         attempt,
     ));
     Ok(Live { conn, attempt })
+}
+
+/// The TLS handshake on a connected socket, checking the server's certificate against
+/// the server name override or the member's host, and asking for HTTP/2 (ALPN `h2`; a
+/// server that answers without ALPN is taken to speak it, as etcd does).
+#[cfg(feature = "_tls")]
+async fn handshake(
+    tcp: TcpStream,
+    tls: &crate::tls::TlsConnect,
+    authority: &http::uri::Authority,
+    deadline: tokio::time::Instant,
+) -> Result<Socket, ConnectError> {
+    use rustls_pki_types::ServerName;
+    use std::io;
+
+    let name = match &tls.server_name {
+        Some(name) => name.clone(),
+        None => {
+            let host = authority.host();
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            ServerName::try_from(host.to_owned()).map_err(|e| {
+                ConnectError::tls(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{host:?} is not a name a certificate can be checked against ({e})"),
+                ))
+            })?
+        }
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(&tls.config));
+    let stream = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
+        .await
+        .map_err(|_| {
+            ConnectError::tls(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake timeout (within the connect timeout)",
+            ))
+        })?
+        .map_err(ConnectError::tls)?;
+    let (tcp, conn) = stream.into_inner();
+    if let Some(protocol) = conn.alpn_protocol()
+        && protocol != b"h2"
+    {
+        return Err(ConnectError::tls(io::Error::other(format!(
+            "HTTP/2 was not negotiated (the server chose {:?})",
+            String::from_utf8_lossy(protocol)
+        ))));
+    }
+    Ok(Socket::tls(tcp, conn))
 }
 
 /// Why the connection ended.

@@ -8,15 +8,40 @@ use std::sync::Arc;
 /// A connection that could not be made: no request went out on it. Clones share the
 /// cause, so that callers that waited for one attempt all get its error.
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("tcp connect error: {io}")]
+#[error("{}", describe(*.tls, io))]
 pub(crate) struct ConnectError {
     #[source]
     io: Arc<io::Error>,
+    /// The TCP connection was made, its TLS handshake failed.
+    tls: bool,
+}
+
+fn describe(tls: bool, io: &io::Error) -> String {
+    match (tls, io.kind()) {
+        (false, _) => format!("tcp connect error: {io}"),
+        (true, io::ErrorKind::UnexpectedEof) => format!(
+            "TLS handshake failed: the server closed the connection during the handshake; \
+             if this port does not serve TLS, use an http:// endpoint ({io})"
+        ),
+        (true, _) => format!("TLS handshake failed: {io}"),
+    }
 }
 
 impl ConnectError {
     pub(crate) fn io(io: io::Error) -> Self {
-        Self { io: Arc::new(io) }
+        Self {
+            io: Arc::new(io),
+            tls: false,
+        }
+    }
+
+    /// The TLS handshake failed (or timed out) on a connected socket.
+    #[cfg(feature = "_tls")]
+    pub(crate) fn tls(io: io::Error) -> Self {
+        Self {
+            io: Arc::new(io),
+            tls: true,
+        }
     }
 
     pub(crate) fn timed_out() -> Self {

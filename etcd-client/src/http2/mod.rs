@@ -1,5 +1,6 @@
-//! The connection to a plain-text (`http://`) member: gRPC calls written straight onto one
-//! HTTP/2 connection of our own.
+//! The connection to a member: gRPC calls written straight onto one HTTP/2 connection of
+//! our own, over plain TCP (`http://`) or TLS (`https://`, rustls driven by hand on the
+//! socket, see [`conn`]).
 //!
 //! tonic's own channel hands every call from the caller's task to a buffer task, from
 //! there to hyper's connection task, and has hyper spawn one more task per call to wait for
@@ -61,9 +62,18 @@ impl std::fmt::Debug for H2Channel {
     }
 }
 
+/// What a TLS channel's connections need for their handshake.
+#[cfg(feature = "_tls")]
+type TlsSettings = crate::tls::TlsConnect;
+/// Without TLS support, no channel has TLS settings.
+#[cfg(not(feature = "_tls"))]
+type TlsSettings = std::convert::Infallible;
+
 struct Shared {
     authority: Authority,
     options: ConnectOptions,
+    /// TLS settings for an `https://` member; `None` for plain text.
+    tls: Option<TlsSettings>,
     /// The open connection, if any.
     current: Mutex<Option<Live>>,
     /// Held while dialling, so that concurrent callers share one attempt.
@@ -84,10 +94,25 @@ struct Live {
 impl H2Channel {
     /// A channel to `authority` (`host:port`); nothing is dialled until the first call.
     pub(crate) fn new(authority: Authority, options: ConnectOptions) -> Self {
+        Self::make(authority, options, None)
+    }
+
+    /// A channel whose connections run TLS (an `https://` member).
+    #[cfg(feature = "_tls")]
+    pub(crate) fn with_tls(
+        authority: Authority,
+        options: ConnectOptions,
+        tls: crate::tls::TlsConnect,
+    ) -> Self {
+        Self::make(authority, options, Some(tls))
+    }
+
+    fn make(authority: Authority, options: ConnectOptions, tls: Option<TlsSettings>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 authority,
                 options,
+                tls,
                 current: Mutex::new(None),
                 dialling: tokio::sync::Mutex::new(()),
                 attempts: AtomicU64::new(0),

@@ -22,8 +22,10 @@ pub(super) use read::PANIC_FOR_TESTS;
 pub(super) use read::{ProtocolError, ReadError, Reader};
 
 mod read;
+mod socket;
 mod write;
 
+pub(super) use socket::Socket;
 use write::send_locked;
 
 /// HTTP/2's initial flow-control window and frame size, until SETTINGS say otherwise.
@@ -191,7 +193,7 @@ struct State {
 
 /// An HTTP/2 connection to one member; streams and the driver share it.
 pub(super) struct Conn {
-    tcp: tokio::net::TcpStream,
+    socket: Socket,
     state: Mutex<State>,
     /// The `:authority` of requests.
     authority: String,
@@ -269,7 +271,7 @@ impl Wakes {
 impl Conn {
     /// Starts HTTP/2 on a connected socket: the preface, our settings and the connection
     /// window go out with the first write.
-    pub(super) fn new(tcp: tokio::net::TcpStream, authority: String) -> Arc<Self> {
+    pub(super) fn new(socket: Socket, authority: String) -> Arc<Self> {
         let mut out = BytesMut::with_capacity(16 << 10);
         out.extend_from_slice(frame::PREFACE);
         frame::put_settings(
@@ -284,7 +286,7 @@ impl Conn {
         frame::put_window_update(&mut out, 0, CONNECTION_WINDOW - DEFAULT_WINDOW as u32);
         let preface_len = out.len() as u64;
         let conn = Arc::new(Self {
-            tcp,
+            socket,
             state: Mutex::new(State {
                 streams: Streams::default(),
                 next_id: 1,

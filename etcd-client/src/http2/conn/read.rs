@@ -52,6 +52,8 @@ struct Partial {
 /// The driver's reading state.
 pub(in crate::http2) struct Reader {
     buf: BytesMut,
+    /// Encrypted bytes read but not yet taken by TLS (TLS connections only).
+    records: BytesMut,
     frames: Frames,
     /// The server has sent at least one byte.
     pub(in crate::http2) heard: bool,
@@ -74,6 +76,7 @@ impl Reader {
     pub(in crate::http2) fn new() -> Self {
         Self {
             buf: BytesMut::with_capacity(READ_CHUNK),
+            records: BytesMut::new(),
             frames: Frames {
                 decoder: hpack::Decoder::new(),
                 partial: None,
@@ -161,11 +164,11 @@ impl Conn {
                 state.read_paused = false;
                 reader.paused = false;
             }
-            std::task::ready!(self.tcp.poll_read_ready(cx)).map_err(ReadError::Io)?;
+            std::task::ready!(self.socket.poll_read_ready(cx)).map_err(ReadError::Io)?;
             if reader.buf.capacity() - reader.buf.len() < 16 << 10 {
                 reader.buf.reserve(READ_CHUNK);
             }
-            match self.tcp.try_read_buf(&mut reader.buf) {
+            match self.socket.try_read(&mut reader.records, &mut reader.buf) {
                 Ok(0) => return Poll::Ready(Ok(())),
                 Ok(_) => {
                     if !reader.heard {

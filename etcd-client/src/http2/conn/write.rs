@@ -16,7 +16,7 @@ use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::{Conn, State};
 use crate::http2::frame;
@@ -25,7 +25,8 @@ use crate::http2::limits::{MAX_PENDING_WRITE, MAX_SEND_BUFFER};
 impl Conn {
     /// Writes what is in the output buffer, unless somebody else is already at it.
     pub(super) fn submit<'a>(&'a self, mut state: MutexGuard<'a, State>) {
-        if state.writing || state.blocked || state.out.is_empty() {
+        // Over TLS, records a full socket held back wait in rustls, not in `out`.
+        if state.writing || state.blocked || (state.out.is_empty() && !self.socket.has_pending()) {
             return;
         }
         // Before the server has spoken, only the preface goes out.
@@ -110,13 +111,7 @@ impl Conn {
 
     /// Writes all of `buf`, or stops at a full socket (leaving the rest in `buf`).
     fn write_some(&self, buf: &mut BytesMut) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.tcp.try_write(buf)? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => buf.advance(n),
-            }
-        }
-        Ok(())
+        self.socket.write_some(buf)
     }
 
     /// The driver: writes what a full socket held back, once it is writable.
@@ -127,7 +122,7 @@ impl Conn {
         if !self.lock().blocked {
             return Poll::Pending;
         }
-        std::task::ready!(self.tcp.poll_write_ready(cx))?;
+        std::task::ready!(self.socket.poll_write_ready(cx))?;
         let mut state = self.lock();
         state.blocked = false;
         self.submit(state);

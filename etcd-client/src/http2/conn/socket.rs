@@ -1,0 +1,239 @@
+//! The connection's socket: plain TCP, or TCP carrying TLS records.
+//!
+//! Both are used the same way, without an `AsyncRead`/`AsyncWrite` in between: writers
+//! hand over plaintext and the socket writes what it can without waiting; the driver reads
+//! whatever plaintext has arrived. Over TLS, rustls' connection state sits behind a lock
+//! of its own: a writer encrypts its bytes into records and writes them to the socket, the
+//! driver feeds what it read to rustls and takes out the plaintext. Records a full socket
+//! held back stay in rustls until the socket is writable again ([`Socket::has_pending`]).
+
+use std::io;
+#[cfg(feature = "_tls")]
+use std::io::{Read as _, Write as _};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::net::TcpStream;
+
+/// The connection's socket.
+#[derive(Debug)]
+pub(in crate::http2) enum Socket {
+    /// Plain TCP (`http://`).
+    Plain(TcpStream),
+    /// TLS over TCP (`https://`), after the handshake.
+    #[cfg(feature = "_tls")]
+    Tls(Box<TlsSocket>),
+}
+
+/// TCP with rustls' client connection on it.
+#[cfg(feature = "_tls")]
+#[derive(Debug)]
+pub(in crate::http2) struct TlsSocket {
+    tcp: TcpStream,
+    tls: std::sync::Mutex<TlsState>,
+}
+
+#[cfg(feature = "_tls")]
+#[derive(Debug)]
+struct TlsState {
+    conn: tokio_rustls::rustls::ClientConnection,
+    /// The peer sent close_notify: no plaintext will follow.
+    closed: bool,
+}
+
+/// Encrypted bytes rustls may hold for a full socket before a writer stops handing it
+/// plaintext (what is left stays in the connection's output buffer).
+#[cfg(feature = "_tls")]
+const MAX_TLS_PENDING: usize = 256 << 10;
+
+impl Socket {
+    /// TLS on a connection whose handshake is done.
+    #[cfg(feature = "_tls")]
+    pub(in crate::http2) fn tls(
+        tcp: TcpStream,
+        mut conn: tokio_rustls::rustls::ClientConnection,
+    ) -> Self {
+        conn.set_buffer_limit(Some(MAX_TLS_PENDING));
+        Socket::Tls(Box::new(TlsSocket {
+            tcp,
+            tls: std::sync::Mutex::new(TlsState {
+                conn,
+                closed: false,
+            }),
+        }))
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Socket::Plain(tcp) => tcp,
+            #[cfg(feature = "_tls")]
+            Socket::Tls(tls) => &tls.tcp,
+        }
+    }
+
+    /// Waits until the socket may have something to read.
+    pub(in crate::http2) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp().poll_read_ready(cx)
+    }
+
+    /// Waits until the socket may take more bytes.
+    pub(in crate::http2) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp().poll_write_ready(cx)
+    }
+
+    /// Reads what has arrived into `out` (plaintext): `Ok(0)` is the end of the
+    /// connection, `WouldBlock` that nothing (or no whole TLS record) is there yet.
+    /// `scratch` holds encrypted bytes between calls.
+    pub(in crate::http2) fn try_read(
+        &self,
+        scratch: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> io::Result<usize> {
+        #[cfg(not(feature = "_tls"))]
+        let _ = scratch;
+        match self {
+            Socket::Plain(tcp) => tcp.try_read_buf(out),
+            #[cfg(feature = "_tls")]
+            Socket::Tls(tls) => tls.try_read(scratch, out),
+        }
+    }
+
+    /// Writes all of `buf`, or stops at a full socket (`WouldBlock`, leaving in `buf`
+    /// what was not taken).
+    pub(in crate::http2) fn write_some(&self, buf: &mut BytesMut) -> io::Result<()> {
+        match self {
+            Socket::Plain(tcp) => {
+                while !buf.is_empty() {
+                    match tcp.try_write(buf)? {
+                        0 => return Err(io::ErrorKind::WriteZero.into()),
+                        n => buf.advance(n),
+                    }
+                }
+                Ok(())
+            }
+            #[cfg(feature = "_tls")]
+            Socket::Tls(tls) => tls.write_some(buf),
+        }
+    }
+
+    /// Whether encrypted bytes wait for the socket (a full socket held them back).
+    pub(in crate::http2) fn has_pending(&self) -> bool {
+        match self {
+            Socket::Plain(_) => false,
+            #[cfg(feature = "_tls")]
+            Socket::Tls(tls) => tls.lock().conn.wants_write(),
+        }
+    }
+}
+
+#[cfg(feature = "_tls")]
+impl TlsSocket {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TlsState> {
+        self.tls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn try_read(&self, scratch: &mut BytesMut, out: &mut BytesMut) -> io::Result<usize> {
+        if scratch.capacity() - scratch.len() < 16 << 10 {
+            scratch.reserve(64 << 10);
+        }
+        let eof = match self.tcp.try_read_buf(scratch) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => return Err(e),
+        };
+        let mut state = self.lock();
+        let start = out.len();
+        loop {
+            let mut taken = 0;
+            if !scratch.is_empty() {
+                let mut records = &scratch[..];
+                taken = state.conn.read_tls(&mut records)?;
+                scratch.advance(taken);
+            }
+            let io_state = state
+                .conn
+                .process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if io_state.peer_has_closed() {
+                state.closed = true;
+            }
+            // Take the plaintext out at once: rustls holds only a little.
+            let plaintext = io_state.plaintext_bytes_to_read();
+            if plaintext > 0 {
+                let len = out.len();
+                out.resize(len + plaintext, 0);
+                state.conn.reader().read_exact(&mut out[len..])?;
+            }
+            if scratch.is_empty() || (taken == 0 && plaintext == 0) {
+                break;
+            }
+        }
+        let read = out.len() - start;
+        let replies = state.conn.wants_write();
+        let closed = state.closed;
+        drop(state);
+        if replies {
+            // rustls answers some records itself (a key update): send that now, or leave
+            // it for the next write.
+            let _ = self.flush();
+        }
+        if read > 0 {
+            Ok(read)
+        } else if eof || closed {
+            Ok(0)
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    /// Writes the records rustls holds; `WouldBlock` when the socket is full.
+    fn flush(&self) -> io::Result<()> {
+        let mut state = self.lock();
+        flush_locked(&self.tcp, &mut state)
+    }
+
+    fn write_some(&self, buf: &mut BytesMut) -> io::Result<()> {
+        let mut state = self.lock();
+        loop {
+            flush_locked(&self.tcp, &mut state)?;
+            if buf.is_empty() {
+                return Ok(());
+            }
+            match state.conn.writer().write(buf)? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => buf.advance(n),
+            }
+        }
+    }
+}
+
+/// Writes every record rustls holds, or stops at a full socket (`WouldBlock`).
+#[cfg(feature = "_tls")]
+fn flush_locked(tcp: &TcpStream, state: &mut TlsState) -> io::Result<()> {
+    while state.conn.wants_write() {
+        let mut socket = TryWriter(tcp);
+        if state.conn.write_tls(&mut socket)? == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+    }
+    Ok(())
+}
+
+/// `io::Write` over a non-blocking socket (a full socket is `WouldBlock`).
+#[cfg(feature = "_tls")]
+struct TryWriter<'a>(&'a TcpStream);
+
+#[cfg(feature = "_tls")]
+impl io::Write for TryWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
