@@ -16,13 +16,13 @@
 //!
 //! #[tokio::test]
 //! async fn custom_layer() {
-//!     let output = run_example("custom_layer", [etcd_tests::shared_server().client_url()]).await;
+//!     let output = run_example("custom_layer", [etcd_testkit::shared_server().client_url()]).await;
 //!     output.assert_stdout_contains("layered = ");
 //! }
 //!
 //! #[tokio::test]
 //! async fn failover() {
-//!     let cluster = etcd_tests::EtcdCluster::start(3).await;
+//!     let cluster = etcd_testkit::EtcdCluster::start(3).await;
 //!     Example::new("failover")
 //!         .args(cluster.client_urls())
 //!         .timeout(std::time::Duration::from_secs(120))
@@ -175,7 +175,7 @@ impl Example {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let child = crate::process::spawn_with_pdeathsig(command)
+        let child = etcd_testkit::process::spawn_with_pdeathsig(command)
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let mut running = Running(child);
         let stdout = read_all(running.0.stdout.take());

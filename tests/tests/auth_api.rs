@@ -7,7 +7,7 @@
 
 use etcd_core::grpc::{GrpcAuth, GrpcKv};
 use etcd_core::transport::GrpcTransport;
-use etcd_tests::EtcdServer;
+use etcd_testkit::EtcdServer;
 use etcd3::auth::Permission;
 use etcd3::{Client, Error, ServerErrorKind};
 
@@ -49,12 +49,12 @@ async fn auth_revision<S: etcd_core::auth::AuthService>(auth: &etcd_core::Auth<S
 
 /// `Some(value)` on etcd 3.5, `None` on 3.4.
 fn on_3_5<T>(value: T) -> Option<T> {
-    (etcd_tests::etcd_version() >= etcd_tests::EtcdVersion::new(3, 5, 0)).then_some(value)
+    (etcd_testkit::etcd_version() >= etcd_testkit::EtcdVersion::new(3, 5, 0)).then_some(value)
 }
 
 fn assert_unimplemented_on_3_4(e: &Error) {
     assert!(
-        etcd_tests::etcd_version() < etcd_tests::EtcdVersion::new(3, 5, 0),
+        etcd_testkit::etcd_version() < etcd_testkit::EtcdVersion::new(3, 5, 0),
         "auth status failed on etcd 3.5: {e}"
     );
     match e {

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use etcd_tests::EtcdServer;
+use etcd_testkit::EtcdServer;
 use etcd3::auth::Permission;
 use etcd3::{Client, Error, ServerErrorKind};
 use futures::StreamExt;

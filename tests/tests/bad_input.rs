@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use etcd_core::grpc::GrpcKv;
 use etcd_core::kv::KvLimits;
+use etcd_testkit::{EtcdServer, shared_server, unique_prefix};
 use etcd_tests::counting::CallCounter;
-use etcd_tests::{EtcdServer, shared_server, unique_prefix};
 use etcd3::kv::{Compare, Delete, Op, Txn};
 use etcd3::proto::etcdserverpb as pb;
 use etcd3::{Client, Error, InvalidRequest, ServerErrorKind};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use etcd_tests::{EtcdCluster, EtcdServer, FaultProxy, Mode, shared_server, unique_prefix};
+use etcd_testkit::{EtcdCluster, EtcdServer, FaultProxy, Mode, shared_server, unique_prefix};
 use etcd3::watch::cache::{Change, Health, Snapshot};
 use etcd3::{Client, KeyRange, ServerErrorKind};
 use futures::StreamExt;

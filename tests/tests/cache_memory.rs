@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use etcd_tests::EtcdServer;
+use etcd_testkit::EtcdServer;
 use etcd3::kv::Op;
 use etcd3::{Client, KeyRange};
 use futures::StreamExt;

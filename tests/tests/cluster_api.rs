@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use std::future::IntoFuture;
 
-use etcd_tests::EtcdCluster;
+use etcd_testkit::EtcdCluster;
 use etcd3::{Client, Error, InvalidRequest, ServerErrorKind};
 
 /// A peer URL nothing listens on: a member added there never starts.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_tests::{shared_server, unique_prefix};
+use etcd_testkit::{shared_server, unique_prefix};
 use etcd3::Client;
 use etcd3::concurrency::{self, Error, Session};
 use etcd3::kv::Op;

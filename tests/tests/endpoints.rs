@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_tests::EtcdCluster;
+use etcd_testkit::EtcdCluster;
 use etcd3::{Client, Error};
 
 /// One cluster test at a time: each measures failover timings on a 2-core machine.
@@ -85,7 +85,7 @@ async fn auto_sync_follows_the_member_list() {
     eprintln!("endpoints synced after {:?}", started.elapsed());
 
     // The member the client was given dies; the synced endpoints carry on.
-    let p = etcd_tests::unique_prefix("auto_sync");
+    let p = etcd_testkit::unique_prefix("auto_sync");
     cluster.member(gone).kill();
     let mut failures = 0;
     for i in 0..10 {

@@ -4,8 +4,8 @@
 //! `cargo test --workspace` builds the examples first; to run this file alone, build them
 //! before: `cargo build --workspace --examples`.
 
+use etcd_testkit::shared_server;
 use etcd_tests::examples::{Example, run_example};
-use etcd_tests::shared_server;
 
 /// etcd3: tower-http's TraceLayer on the client, printed by a fmt subscriber.
 #[tokio::test]
@@ -47,7 +47,7 @@ async fn custom_transport() {
 /// write of each key must be among the events.
 #[tokio::test]
 async fn watch_failover_over_three_members() {
-    let cluster = etcd_tests::EtcdCluster::start(3).await;
+    let cluster = etcd_testkit::EtcdCluster::start(3).await;
     let run = tokio::spawn(
         Example::new("failover")
             .args(cluster.client_urls())
@@ -95,8 +95,8 @@ async fn mirror_between_two_servers() {
     use std::time::Duration;
 
     let (source, destination) = (
-        etcd_tests::EtcdServer::start().await,
-        etcd_tests::EtcdServer::start().await,
+        etcd_testkit::EtcdServer::start().await,
+        etcd_testkit::EtcdServer::start().await,
     );
     let src = Client::connect(source.endpoints()).await.unwrap();
     let dst = Client::connect(destination.endpoints()).await.unwrap();

@@ -4,7 +4,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_tests::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
+use etcd_testkit::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
 use etcd3::{Applied, Client, Error};
 
 /// One cluster test at a time: each measures failover timings on a 2-core machine.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_tests::{EtcdCluster, FaultProxy, Mode, unique_prefix};
+use etcd_testkit::{EtcdCluster, FaultProxy, Mode, unique_prefix};
 use etcd3::{Client, Error, ServerErrorKind};
 use futures::StreamExt;
 

@@ -1,4 +1,5 @@
-//! Tests of the test harness itself, against real etcd processes.
+//! Tests of the test kit itself (`etcd-testkit`: servers, clusters, the fault proxy, the
+//! shared server, spawning with PDEATHSIG), against real etcd processes.
 //!
 //! Run against a given binary with `ETCD_BIN=/path/to/etcd cargo test -p
 //! etcd-tests --test harness`.
@@ -8,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_tests::process::{process_alive, process_stopped};
-use etcd_tests::{EtcdCluster, EtcdServer, FaultProxy, Mode, http};
+use etcd_testkit::process::{process_alive, process_stopped};
+use etcd_testkit::{EtcdCluster, EtcdServer, FaultProxy, Mode, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -26,8 +27,8 @@ async fn wait_until_dead(pid: u32) {
 
 #[test]
 fn reports_binary_and_version() {
-    let bin = etcd_tests::etcd_binary();
-    let version = etcd_tests::etcd_version();
+    let bin = etcd_testkit::etcd_binary();
+    let version = etcd_testkit::etcd_version();
     eprintln!("etcd {version} at {}", bin.display());
     assert_eq!(version.major, 3);
 }
@@ -256,8 +257,8 @@ fn shared_server_works_across_runtimes() {
                     .build()
                     .unwrap()
                     .block_on(async move {
-                        let server = etcd_tests::shared_server();
-                        let prefix = etcd_tests::unique_prefix("shared");
+                        let server = etcd_testkit::shared_server();
+                        let prefix = etcd_testkit::unique_prefix("shared");
                         let key = format!("{prefix}k");
                         http::kv_put(&server.client_url(), key.as_bytes(), b"v")
                             .await
@@ -276,7 +277,7 @@ fn shared_server_works_across_runtimes() {
             .unwrap()
         })
         .map(|(ptr, prefix)| {
-            assert_eq!(ptr, etcd_tests::shared_server() as *const _ as usize);
+            assert_eq!(ptr, etcd_testkit::shared_server() as *const _ as usize);
             prefix
         })
         .collect();
@@ -286,7 +287,7 @@ fn shared_server_works_across_runtimes() {
 
 #[tokio::test]
 async fn proxy_health_check_reaches_etcd() {
-    let server = etcd_tests::shared_server();
+    let server = etcd_testkit::shared_server();
     let proxy = FaultProxy::start(server.client_addr()).await;
     assert!(http::is_healthy(&proxy.url(), Duration::from_secs(2)).await);
     proxy.set_mode(Mode::Blackhole).await;

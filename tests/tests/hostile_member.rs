@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_tests::EtcdServer;
+use etcd_testkit::EtcdServer;
 use etcd_tests::hostile::{HostileMember, Offence};
 use etcd3::Client;
 

@@ -1,6 +1,6 @@
 //! Every option of a get (etcd's Range), against a real etcd.
 
-use etcd_tests::{shared_server, unique_prefix};
+use etcd_testkit::{shared_server, unique_prefix};
 use etcd3::Client;
 use etcd3::kv::{SortOrder, SortTarget};
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use etcd_tests::EtcdCluster;
+use etcd_testkit::EtcdCluster;
 use etcd_tests::history::reference::PROGRESS_FLAG;
 use etcd_tests::history::workload::Workload;
 use etcd_tests::history::{Proof, WatchSpec};

@@ -1,6 +1,6 @@
 //! Every option of put, delete and compact, against a real etcd.
 
-use etcd_tests::{EtcdServer, shared_server, unique_prefix};
+use etcd_testkit::{EtcdServer, shared_server, unique_prefix};
 use etcd3::proto::etcdserverpb::{LeaseGrantRequest, lease_client::LeaseClient};
 use etcd3::{Client, Error, InvalidRequest, ServerErrorKind};
 

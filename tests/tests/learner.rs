@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
+use etcd_testkit::{EtcdCluster, unique_prefix};
 use etcd_tests::counting::CallCounter;
-use etcd_tests::{EtcdCluster, unique_prefix};
 use etcd3::{Client, ServerErrorKind};
 
 async fn client(endpoints: Vec<String>, calls: &CallCounter) -> Client {

@@ -13,9 +13,9 @@ use etcd_core::proto::etcdserverpb as pb;
 use etcd_core::stream::RequestStream;
 use etcd_core::{Kv, ServerErrorKind};
 use etcd_lease::{Error, KeepAlive, Lessor, LossReason};
+use etcd_testkit::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
 use etcd_tests::clients::{channel, raw_kv as kv};
 use etcd_tests::counting::CallCounter;
-use etcd_tests::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 

@@ -55,10 +55,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use etcd_testkit::{EtcdCluster, FaultProxy, Mode, unique_prefix};
 use etcd_tests::history::model::{EventKind, PutReq, Request, Response, RevisionRecord};
 use etcd_tests::history::reference::PROGRESS_FLAG;
 use etcd_tests::history::{Proof, RecordedLease};
-use etcd_tests::{EtcdCluster, FaultProxy, Mode, unique_prefix};
 use etcd3::Client;
 use etcd3::concurrency::{Session, SessionLoss};
 use etcd3::lease::{KeepAlive, LossReason};

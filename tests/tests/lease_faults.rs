@@ -10,8 +10,8 @@ use std::time::Duration;
 use etcd_core::Kv;
 use etcd_core::grpc::{GrpcKv, GrpcLease};
 use etcd_lease::{Error, KeepAlive, Lessor, LossReason};
+use etcd_testkit::{EtcdCluster, unique_prefix};
 use etcd_tests::clients::{channel, raw_kv as kv};
-use etcd_tests::{EtcdCluster, unique_prefix};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 

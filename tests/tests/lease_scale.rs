@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use etcd_core::grpc::GrpcLease;
 use etcd_lease::Lessor;
-use etcd_tests::EtcdServer;
+use etcd_testkit::EtcdServer;
 use futures::StreamExt;
 use tokio::time::Instant;
 use tonic::transport::Endpoint;

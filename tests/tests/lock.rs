@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_tests::{shared_server, unique_prefix};
+use etcd_testkit::{shared_server, unique_prefix};
 use etcd3::Client;
 use etcd3::concurrency::{Error, Session, SessionLoss};
 use etcd3::kv::{Compare, Op};

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
-use etcd_tests::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
+use etcd_testkit::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
 use etcd3::Client;
 use etcd3::concurrency::{self, Session};
 use futures::StreamExt;

@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_tests::process::process_stopped;
-use etcd_tests::{shared_server, unique_prefix};
+use etcd_testkit::process::process_stopped;
+use etcd_testkit::{shared_server, unique_prefix};
 use etcd3::Client;
 use etcd3::concurrency::Session;
 use etcd3::kv::{Compare, Op, OpResponse};

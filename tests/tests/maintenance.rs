@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_tests::{EtcdCluster, shared_server, unique_prefix};
+use etcd_testkit::{EtcdCluster, shared_server, unique_prefix};
 use etcd3::maintenance::SnapshotInfo;
 use etcd3::{Client, Error, ServerErrorKind};
 
@@ -159,7 +159,7 @@ async fn a_member_status_shows_the_learner_flag_and_version() {
     let status = client.maintenance().status().await.unwrap();
     assert!(status.is_leader());
     assert!(!status.is_learner());
-    let expected = etcd_tests::etcd_version();
+    let expected = etcd_testkit::etcd_version();
     assert!(
         status
             .version()
@@ -178,7 +178,7 @@ async fn a_member_status_shows_the_learner_flag_and_version() {
 #[tokio::test]
 async fn downgrade_steps_and_the_new_status_fields() {
     use etcd3::maintenance::Downgrade;
-    let server = etcd_tests::EtcdServer::start().await;
+    let server = etcd_testkit::EtcdServer::start().await;
     let client = Client::connect([server.client_url()]).await.unwrap();
     let maintenance = client.maintenance();
     let status = maintenance.status().await.unwrap();
@@ -192,7 +192,7 @@ async fn downgrade_steps_and_the_new_status_fields() {
         .unwrap_err();
     assert!(matches!(e, Error::InvalidRequest(_)), "{e:?}");
 
-    let version = etcd_tests::etcd_version();
+    let version = etcd_testkit::etcd_version();
     if version.minor < 5 {
         let e = maintenance
             .downgrade(Downgrade::Validate, "3.3")

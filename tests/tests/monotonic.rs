@@ -4,7 +4,7 @@
 //! older revision, as a member restored from an older snapshot (or cut off from its
 //! peers) would: to the client, it is a member answering from the past.
 
-use etcd_tests::EtcdServer;
+use etcd_testkit::EtcdServer;
 use etcd3::{Client, Error, RetryPolicy};
 
 /// Two servers: `current`, whose revision has moved on, and `behind`, with the same key
@@ -111,7 +111,7 @@ async fn with_every_member_behind_a_read_fails_with_stale_read() {
 /// tried) until the current members are back, and then reads are current again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_member_left_behind_never_serves_a_monotonic_read() {
-    let cluster = etcd_tests::EtcdCluster::start(3).await;
+    let cluster = etcd_testkit::EtcdCluster::start(3).await;
     let (leader, followers) = cluster.leader_and_followers().await;
     let (behind, other) = (followers[0], followers[1]);
     let writer = Client::connect([cluster.member(leader).client_url()])

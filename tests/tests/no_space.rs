@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use etcd_tests::EtcdServer;
+use etcd_testkit::EtcdServer;
 use etcd_tests::counting::CallCounter;
 use etcd3::kv::Op;
 use etcd3::maintenance::AlarmKind;

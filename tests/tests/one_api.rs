@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use etcd_tests::{shared_server, unique_prefix};
+use etcd_testkit::{shared_server, unique_prefix};
 use etcd3::concurrency::{Election, Isolation, Leadership, LockGuard, Mutex, Session};
 use etcd3::kv::{Compare, Op};
 use etcd3::lease::KeepAlive;

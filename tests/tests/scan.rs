@@ -2,7 +2,7 @@
 //! key order at one revision, every option that can be paginated works, and compaction
 //! past the pinned revision ends the scan with the typed error.
 
-use etcd_tests::{EtcdServer, shared_server, unique_prefix};
+use etcd_testkit::{EtcdServer, shared_server, unique_prefix};
 use etcd3::kv::{SortOrder, SortTarget};
 use etcd3::{Client, Error, InvalidRequest, ServerErrorKind};
 use futures::StreamExt;

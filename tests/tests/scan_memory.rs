@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use etcd_tests::EtcdServer;
+use etcd_testkit::EtcdServer;
 use etcd3::Client;
 use etcd3::kv::{KeyValue, Op};
 use futures::StreamExt;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use etcd_tests::{shared_server, unique_prefix};
+use etcd_testkit::{shared_server, unique_prefix};
 use etcd3::Client;
 use etcd3::concurrency::Isolation;
 

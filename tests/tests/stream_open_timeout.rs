@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use etcd_core::KeyRange;
-use etcd_tests::{FaultProxy, Mode, shared_server, unique_prefix};
+use etcd_testkit::{FaultProxy, Mode, shared_server, unique_prefix};
 use etcd3::Client;
 use futures::StreamExt;
 

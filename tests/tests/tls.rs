@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use etcd_tests::{EtcdCluster, EtcdServer, ServerTls};
+use etcd_testkit::{EtcdCluster, EtcdServer, ServerTls};
 use etcd3::RetryPolicy;
 use etcd3::{Applied, Client, Error, Tls};
 use futures::StreamExt;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use etcd_core::grpc::GrpcKv;
 use etcd_core::{Error, Kv};
+use etcd_testkit::{FaultProxy, Mode, shared_server, unique_prefix};
 use etcd_tests::counting::{CallCounter, Counting};
-use etcd_tests::{FaultProxy, Mode, shared_server, unique_prefix};
 use etcd3::Client;
 use futures::StreamExt;
 use tonic::transport::{Channel, Endpoint};

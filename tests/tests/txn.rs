@@ -1,6 +1,6 @@
 //! Every compare target and transaction form, against a real etcd.
 
-use etcd_tests::{shared_server, unique_prefix};
+use etcd_testkit::{shared_server, unique_prefix};
 use etcd3::kv::{Compare, Delete, Get, Op, OpResponse, Put, Txn};
 use etcd3::proto::etcdserverpb::{LeaseGrantRequest, lease_client::LeaseClient};
 use etcd3::{Client, kv::TxnResponse};

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use etcd_core::grpc::GrpcWatch;
-use etcd_tests::{FaultProxy, Mode, shared_server, unique_prefix};
+use etcd_testkit::{FaultProxy, Mode, shared_server, unique_prefix};
 use etcd_watch::Watcher;
 use etcd3::{Client, Error};
 use futures::StreamExt;

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use etcd_testkit::{EtcdCluster, EtcdServer, FaultProxy, Mode, unique_prefix};
 use etcd_tests::clients::raw_kv;
 use etcd_tests::history::model::{
     Nanos, PutReq, Request, Response, TxnOp, TxnReq, WatchItem, WatchTrace,
@@ -42,7 +43,6 @@ use etcd_tests::history::model::{
 use etcd_tests::history::reference::PROGRESS_FLAG;
 use etcd_tests::history::workload::Workload;
 use etcd_tests::history::{Proof, RecordedWatch, Recorder, WatchSpec, prefix_end};
-use etcd_tests::{EtcdCluster, EtcdServer, FaultProxy, Mode, unique_prefix};
 use etcd3::Client;
 use etcd3::watch::{Error as WatchError, Watch, WatchStream};
 use futures::StreamExt;
@@ -255,7 +255,7 @@ async fn revisions_until(stream: &mut WatchStream, revision: i64) -> Vec<i64> {
 
 /// The number of watchers the member at `url` has (its `etcd_debugging_mvcc_watcher_total`).
 async fn server_watchers(url: &str) -> i64 {
-    let resp = etcd_tests::http::get(url, "/metrics", Duration::from_secs(5))
+    let resp = etcd_testkit::http::get(url, "/metrics", Duration::from_secs(5))
         .await
         .expect("read the metrics");
     let name = "etcd_debugging_mvcc_watcher_total";

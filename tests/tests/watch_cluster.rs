@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use etcd_core::grpc::{GrpcKv, GrpcWatch};
 use etcd_core::layer::Failover;
 use etcd_core::{KeyRange, Kv};
-use etcd_tests::EtcdCluster;
+use etcd_testkit::EtcdCluster;
 use etcd_watch::{Error, WatchResponse, WatchStream, Watcher};
 use futures::StreamExt;
 use tonic::transport::Channel;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use etcd_core::Kv;
 use etcd_core::grpc::GrpcKv;
 use etcd_core::kv::Op;
-use etcd_tests::EtcdServer;
+use etcd_testkit::EtcdServer;
 use etcd_watch::Watch;
 use futures::StreamExt;
 use watch_check::*;

@@ -15,6 +15,7 @@ const CRATES: &[&str] = &[
     "etcd-lease",
     "etcd-watch",
     "etcd-client",
+    "etcd-testkit",
 ];
 
 /// Every pair of modules of the crate at `root` (its folder) that import each other.

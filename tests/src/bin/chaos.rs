@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         config.seed,
         config.duration.as_secs(),
         config.members,
-        etcd_tests::etcd_binary().display()
+        etcd_testkit::etcd_binary().display()
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

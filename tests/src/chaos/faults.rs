@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use etcd_proto::etcdserverpb::alarm_request::AlarmAction;
 use etcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use etcd_testkit::{EtcdCluster, FaultProxy, Mode};
 use serde::Serialize;
 
 use crate::history::workload::Rng;
-use crate::{EtcdCluster, FaultProxy, Mode};
 
 /// Which member a fault hits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use etcd_testkit::{EtcdCluster, FaultProxy, unique_prefix};
 use etcd3::Client;
 use etcd3::concurrency::Session;
 use serde::Serialize;
@@ -26,7 +27,6 @@ use crate::history::model::{
 use crate::history::reference::PROGRESS_FLAG;
 use crate::history::workload::{Rng, Workload};
 use crate::history::{self, Recorder, Reference, Report, WatchSpec};
-use crate::{EtcdCluster, FaultProxy, unique_prefix};
 use faults::Fault;
 
 /// What to run.

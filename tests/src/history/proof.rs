@@ -41,7 +41,7 @@ impl Proof {
     /// from the members at `urls` (they need
     /// [`PROGRESS_FLAG`](super::reference::PROGRESS_FLAG)).
     pub fn start(name: &str, urls: &[String]) -> Self {
-        let prefix = crate::unique_prefix(name);
+        let prefix = etcd_testkit::unique_prefix(name);
         let end = prefix_end(&prefix);
         let recorder = Recorder::new();
         let reference = Reference::start(urls, &prefix, Some(&end), recorder.origin());

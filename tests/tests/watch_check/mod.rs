@@ -356,7 +356,7 @@ pub async fn server_watch_streams(url: &str) -> i64 {
 }
 
 async fn server_gauge(url: &str, name: &str) -> i64 {
-    let resp = etcd_tests::http::get(url, "/metrics", Duration::from_secs(5))
+    let resp = etcd_testkit::http::get(url, "/metrics", Duration::from_secs(5))
         .await
         .unwrap();
     resp.body

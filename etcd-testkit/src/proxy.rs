@@ -7,17 +7,27 @@
 //! server→client) in one task and consults the mode on every chunk, so a
 //! change applies to existing connections as well as to new ones.
 //!
-//! ```no_run
-//! # async fn demo() {
-//! use std::time::Duration;
-//! use etcd_tests::{EtcdServer, FaultProxy, Mode};
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::{Duration, Instant};
+//! use etcd_testkit::{EtcdServer, FaultProxy, Mode, http};
 //!
 //! let server = EtcdServer::start().await;
 //! let proxy = FaultProxy::start(server.client_addr()).await;
-//! // point the client under test at proxy.url() ...
-//! proxy.set_mode(Mode::Delay(Duration::from_millis(200))).await;
-//! proxy.set_mode(Mode::Blackhole).await;
+//! let url = proxy.url(); // point the client under test here
+//! assert!(http::is_healthy(&url, Duration::from_secs(2)).await);
+//!
+//! proxy.set_mode(Mode::Refuse).await; // like a member that went away
+//! assert!(http::get(&url, "/health", Duration::from_secs(1)).await.is_err());
+//!
+//! proxy.set_mode(Mode::Delay(Duration::from_millis(100))).await;
+//! let started = Instant::now();
+//! assert!(http::is_healthy(&url, Duration::from_secs(2)).await);
+//! assert!(started.elapsed() >= Duration::from_millis(200)); // 100 ms each way
+//!
 //! proxy.set_mode(Mode::Pass).await;
+//! assert!(proxy.stats().connections_accepted >= 2);
 //! # }
 //! ```
 

@@ -1,9 +1,17 @@
 //! [`EtcdServer`]: one etcd member running as a child process.
 //!
-//! Each member gets free loopback ports, its own temporary directory (under
-//! `/dev/shm` when that exists) holding the data dir and the logs, and a
+//! Each member gets free loopback ports (`127.0.0.1`, picked by binding port 0
+//! and never handed out twice in a process), its own temporary directory
+//! (under `/dev/shm` when that exists) holding the data dir and the logs, and a
 //! unique `--initial-cluster-token`. Starting waits until `GET /health` on the
-//! client URL answers `"health":"true"`, i.e. the member has a leader.
+//! client URL answers `"health":"true"`, i.e. the member has a leader; a start
+//! that lost a port race is retried on new ports.
+//!
+//! The process is killed (`SIGKILL`) and reaped when the [`EtcdServer`] is
+//! dropped, also during a panic unwind, and its temporary directory is then
+//! removed. If the test process dies without unwinding (an abort, `SIGKILL`),
+//! Linux kills etcd too (`PR_SET_PDEATHSIG`, see [`crate::process`]); only
+//! the temporary directory is then left behind.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -39,15 +47,21 @@ const PANIC_LOG_LINES: usize = 40;
 /// All methods take `&self`, so a server can be shared (see
 /// [`shared_server`](crate::shared_server)).
 ///
-/// ```no_run
-/// # async fn demo() {
-/// use etcd_tests::EtcdServer;
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use etcd_testkit::{EtcdServer, http};
 ///
 /// let server = EtcdServer::builder().arg("--max-txn-ops=4").start().await;
-/// println!("etcd at {}", server.client_url());
-/// server.pause();
+/// let url = server.client_url(); // http://127.0.0.1:<free port>
+/// http::kv_put(&url, b"k", b"v").await.unwrap();
+///
+/// server.pause(); // SIGSTOP: the sockets stay open, nothing answers
+/// assert!(!server.is_healthy().await);
 /// server.resume();
-/// server.restart().await; // same data dir and ports
+///
+/// server.restart().await; // SIGKILL, then the same data dir and ports
+/// assert_eq!(http::kv_get(&url, b"k").await.unwrap(), Some(b"v".to_vec()));
 /// # }
 /// ```
 pub struct EtcdServer {
@@ -167,7 +181,8 @@ impl EtcdServerBuilder {
     /// Sets an environment variable for etcd.
     ///
     /// `ETCD_*` variables inherited from the test process are removed (etcd
-    /// reads them as flags); ones set here are passed through.
+    /// reads them as flags), except `ETCD_UNSUPPORTED_ARCH`; ones set here are
+    /// passed through.
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.options.env(key, value);
         self
@@ -261,7 +276,8 @@ impl EtcdServer {
 
         let mut cmd = Command::new(&spec.binary);
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ETCD_") {
+            let name = key.to_string_lossy();
+            if name.starts_with("ETCD_") && name != "ETCD_UNSUPPORTED_ARCH" {
                 cmd.env_remove(key);
             }
         }
@@ -624,15 +640,12 @@ pub(crate) fn unique_token() -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!(
-        "etcd-tests-{}-{}-{nanos:x}",
+        "etcd-testkit-{}-{}-{nanos:x}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
 
-/// Picks `N` distinct free loopback ports by binding `127.0.0.1:0` and
-/// closing again. Ports already handed out in this process are skipped, so
-/// a killed member's ports are not given to a new one while it may restart.
 /// Loopback ports handed out to etcd members or fault proxies in this
 /// process.
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
@@ -647,6 +660,9 @@ pub(crate) fn reserve_port(port: u16) {
         .insert(port);
 }
 
+/// Picks `N` distinct free loopback ports by binding `127.0.0.1:0` and
+/// closing again. Ports already handed out in this process are skipped, so
+/// a killed member's ports are not given to a new one while it may restart.
 pub(crate) fn pick_free_ports<const N: usize>() -> [SocketAddr; N] {
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     let handed_out = handed_out.get_or_insert_with(HashSet::new);
@@ -670,7 +686,7 @@ pub(crate) fn pick_free_ports<const N: usize>() -> [SocketAddr; N] {
 fn make_temp_dir() -> io::Result<TempDir> {
     let builder = {
         let mut b = tempfile::Builder::new();
-        b.prefix("etcd-test-");
+        b.prefix("etcd-testkit-");
         b
     };
     let shm = Path::new("/dev/shm");

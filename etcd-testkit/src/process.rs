@@ -1,8 +1,10 @@
 //! Spawning child processes that die with the test binary, and checking
 //! whether a process is still alive.
 //!
-//! Every etcd process is started with `PR_SET_PDEATHSIG(SIGKILL)`, so that a
-//! test binary that aborts (or is killed) leaves no etcd behind. Linux sends
+//! Every etcd process is started with `PR_SET_PDEATHSIG(SIGKILL)` (Linux), so
+//! that a test binary that aborts (or is killed, even with `SIGKILL`) leaves
+//! no etcd behind. [`spawn_with_pdeathsig`] does the same for any other
+//! process a test starts. Linux sends
 //! that signal when the *thread* that forked the child exits, not the process;
 //! Rust tests run on short-lived threads while a shared server may outlive
 //! them. All spawns therefore happen on one dedicated spawner thread that is
@@ -25,7 +27,7 @@ fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
     SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
         thread::Builder::new()
-            .name("etcd-tests-spawner".into())
+            .name("etcd-testkit-spawner".into())
             .spawn(move || {
                 // The sender lives in a static, so this loop only ends when
                 // the process does; that is what keeps PDEATHSIG quiet.
@@ -33,14 +35,25 @@ fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
                     let _ = request.reply.send(request.command.spawn());
                 }
             })
-            .expect("cannot start the etcd-tests spawner thread");
+            .expect("cannot start the etcd-testkit spawner thread");
         tx
     })
 }
 
 /// Spawns `command` on the long-lived spawner thread, with
-/// `PR_SET_PDEATHSIG(SIGKILL)` set in the child.
-pub(crate) fn spawn_with_pdeathsig(mut command: Command) -> io::Result<Child> {
+/// `PR_SET_PDEATHSIG(SIGKILL)` set in the child: the child is killed when the
+/// test process exits, however it exits.
+///
+/// Use it for helper processes of a test (an example program, a second
+/// client) that must not outlive it. The caller still owns the [`Child`]
+/// (kill and wait for it as usual). A `pre_exec` hook set on `command` before
+/// runs before this one.
+///
+/// # Errors
+///
+/// When the spawn fails (e.g. the program does not exist).
+#[allow(unsafe_code)]
+pub fn spawn_with_pdeathsig(mut command: Command) -> io::Result<Child> {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls (prctl, getppid, _exit).
@@ -66,13 +79,14 @@ pub(crate) fn spawn_with_pdeathsig(mut command: Command) -> io::Result<Child> {
     let (reply, answer) = mpsc::sync_channel(1);
     spawner()
         .send(SpawnRequest { command, reply })
-        .map_err(|_| io::Error::other("the etcd-tests spawner thread is gone"))?;
+        .map_err(|_| io::Error::other("the etcd-testkit spawner thread is gone"))?;
     answer
         .recv()
-        .map_err(|_| io::Error::other("the etcd-tests spawner thread dropped a request"))?
+        .map_err(|_| io::Error::other("the etcd-testkit spawner thread dropped a request"))?
 }
 
 /// Sends `signal` to `pid`.
+#[allow(unsafe_code)]
 pub(crate) fn signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: kill(2) has no memory-safety preconditions.
     if unsafe { libc::kill(pid as libc::pid_t, signal) } == 0 {
