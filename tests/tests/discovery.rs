@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_tests::{EtcdCluster, shared_server, unique_prefix};
+use etcd_testkit::{EtcdCluster, shared_server, unique_prefix};
 use etcd3::discovery::{Change, Discovery, Endpoint};
 use etcd3::{Client, Error};
 use futures::StreamExt;
