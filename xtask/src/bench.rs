@@ -1,6 +1,8 @@
-//! `cargo xtask bench [--quick] [--no-scale] [--rounds N] [--duration-ms MS] [-- <runner args>]`:
+//! `cargo xtask bench [--quick] [--no-scale] [--tls] [--rounds N] [--duration-ms MS] [-- <runner args>]`:
 //! our client against the crates.io `etcd-client` 0.21 crate, side by side, on a throwaway etcd
-//! 3.5.1 (issue #7).
+//! 3.5.1. With `--tls`, etcd serves its clients over TLS with a certificate signed by a
+//! throwaway CA made here (`target/bench/tls/`), and both clients trust that CA
+//! (the runner reads it from `BENCH_TLS_CA`).
 //!
 //! The runner is `xtask/bench-runner/`, a cargo project of its own (its own workspace and
 //! lockfile) so that the peer crate, which shares our facade's package name, never enters the
@@ -18,14 +20,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ServerTls};
 use crate::util::{Args, cargo, exit_code, workspace_root};
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     let args = Args::parse(
         args,
         &["--rounds", "--duration-ms"],
-        &["--quick", "--no-scale"],
+        &["--quick", "--no-scale", "--tls"],
     )?;
     let quick = args.flag("--quick");
     check_protoc()?;
@@ -60,13 +62,19 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     // Fragments of watch responses are --max-request-bytes long; etcd sizes them in time
     // quadratic in their events, so smaller ones keep the server from hiding the clients.
     let flags = ["--unsafe-no-fsync", "--max-request-bytes", "32768"];
-    let cluster = Cluster::start_with(&bin, 1, &flags)?;
+    let tls = if args.flag("--tls") {
+        Some(throwaway_pki(&out_dir.join("tls"))?)
+    } else {
+        None
+    };
+    let cluster = Cluster::start_tls(&bin, 1, &flags, tls.as_ref().map(|(server, _)| server))?;
     let endpoint = cluster.endpoints().join(",");
     let pid = cluster.pids()[0];
     eprintln!(
-        "xtask: etcd 3.5.1 ({}) is up at {endpoint} (pid {pid}); \
+        "xtask: etcd 3.5.1 ({}{}) is up at {endpoint} (pid {pid}); \
          running {rounds} round(s) of {duration_ms} ms per run",
-        flags.join(" ")
+        flags.join(" "),
+        if tls.is_some() { ", TLS" } else { "" }
     );
     let status = std::process::Command::new(&runner)
         .arg("--endpoint")
@@ -77,8 +85,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         .arg(&out_dir)
         .args(["--duration-ms", duration_ms, "--rounds", rounds])
         .args(quick.then_some("--quick"))
-        .args(args.flag("--no-scale").then_some("--no-scale"))
+        // The scale runs read etcd's metrics over plain HTTP on the client URL.
+        .args((args.flag("--no-scale") || tls.is_some()).then_some("--no-scale"))
         .args(&args.rest)
+        .envs(tls.as_ref().map(|(_, ca)| ("BENCH_TLS_CA", ca)))
         .status()
         .with_context(|| format!("cannot run {}", runner.display()));
     drop(cluster);
@@ -92,6 +102,43 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(exit_code(status))
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, written to `dir`: the server's
+/// files, and the CA's certificate for the clients.
+fn throwaway_pki(dir: &Path) -> anyhow::Result<(ServerTls, PathBuf)> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "xtask bench CA");
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca)?;
+    let server = ServerTls {
+        cert_file: dir.join("server.pem"),
+        key_file: dir.join("server-key.pem"),
+    };
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&server.cert_file, cert.pem())?;
+    std::fs::write(&server.key_file, key.serialize_pem())?;
+    std::fs::write(&ca_file, ca.pem())?;
+    Ok((server, ca_file))
 }
 
 /// The peer crate compiles etcd's protos with `protoc` (`$PROTOC`, or `protoc` on `PATH`).

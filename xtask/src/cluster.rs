@@ -38,10 +38,19 @@ fi
 rm -rf -- "$dir"
 "#;
 
+/// The server certificate of a cluster that serves its clients over TLS.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerTls {
+    pub(crate) cert_file: PathBuf,
+    pub(crate) key_file: PathBuf,
+}
+
 /// A running cluster; dropping it kills the members and removes their data.
 #[derive(Debug)]
 pub(crate) struct Cluster {
     members: Vec<Member>,
+    /// `https` when the members serve TLS, else `http`.
+    scheme: &'static str,
     dir: Option<tempfile::TempDir>,
     reaper: Option<Child>,
     reaper_pipe: Option<ChildStdin>,
@@ -51,6 +60,9 @@ pub(crate) struct Cluster {
 struct Member {
     name: String,
     client_port: u16,
+    /// Where `GET /health` is served in plain HTTP: the client port, or with TLS the
+    /// metrics port.
+    health_port: u16,
     child: Child,
     log: PathBuf,
     stderr: PathBuf,
@@ -69,12 +81,23 @@ impl Cluster {
         members: usize,
         extra_args: &[&str],
     ) -> anyhow::Result<Cluster> {
+        Cluster::start_tls(bin, members, extra_args, None)
+    }
+
+    /// Like [`Cluster::start_with`]; with `tls`, the members serve their clients over TLS
+    /// (`https://`) with that certificate, and their health over a plain metrics URL.
+    pub(crate) fn start_tls(
+        bin: &Path,
+        members: usize,
+        extra_args: &[&str],
+        tls: Option<&ServerTls>,
+    ) -> anyhow::Result<Cluster> {
         if members == 0 {
             bail!("a cluster needs at least one member");
         }
         let mut attempt = 1;
         loop {
-            let mut cluster = Cluster::spawn(bin, members, extra_args)?;
+            let mut cluster = Cluster::spawn(bin, members, extra_args, tls)?;
             match cluster.wait_healthy() {
                 Ok(()) => return Ok(cluster),
                 // Another process may have grabbed one of the free ports we picked.
@@ -93,11 +116,11 @@ impl Cluster {
         }
     }
 
-    /// The client URLs, `http://127.0.0.1:PORT`, one per member.
+    /// The client URLs, `http://127.0.0.1:PORT` (`https://` with TLS), one per member.
     pub(crate) fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| format!("{}://127.0.0.1:{}", self.scheme, m.client_port))
             .collect()
     }
 
@@ -123,7 +146,12 @@ impl Cluster {
         Ok(())
     }
 
-    fn spawn(bin: &Path, members: usize, extra_args: &[&str]) -> anyhow::Result<Cluster> {
+    fn spawn(
+        bin: &Path,
+        members: usize,
+        extra_args: &[&str],
+        tls: Option<&ServerTls>,
+    ) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("xtask-etcd-")
             .tempdir()
@@ -138,15 +166,18 @@ impl Cluster {
             .spawn()
             .context("cannot spawn sh (the cleanup helper)")?;
         let reaper_pipe = reaper.stdin.take();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut cluster = Cluster {
             members: Vec::with_capacity(members),
+            scheme,
             dir: Some(dir),
             reaper: Some(reaper),
             reaper_pipe,
         };
 
-        let ports = free_ports(2 * members)?;
-        let (client_ports, peer_ports) = ports.split_at(members);
+        let ports = free_ports(3 * members)?;
+        let (client_ports, rest) = ports.split_at(members);
+        let (peer_ports, metrics_ports) = rest.split_at(members);
         let names: Vec<String> = (0..members).map(|i| format!("m{i}")).collect();
         let initial_cluster = names
             .iter()
@@ -163,10 +194,25 @@ impl Cluster {
             let base = cluster.dir().to_path_buf();
             let log = base.join(format!("{name}.log"));
             let stderr = base.join(format!("{name}.stderr"));
-            let client = format!("http://127.0.0.1:{}", client_ports[i]);
+            let client = format!("{scheme}://127.0.0.1:{}", client_ports[i]);
             let peer = format!("http://127.0.0.1:{}", peer_ports[i]);
             let stderr_file = std::fs::File::create(&stderr)?;
-            let child = scrub_etcd_env(&mut Command::new(bin))
+            let mut command = Command::new(bin);
+            let command = scrub_etcd_env(&mut command);
+            let health_port = match tls {
+                None => client_ports[i],
+                Some(tls) => {
+                    command
+                        .arg(format!("--cert-file={}", tls.cert_file.display()))
+                        .arg(format!("--key-file={}", tls.key_file.display()))
+                        .arg(format!(
+                            "--listen-metrics-urls=http://127.0.0.1:{}",
+                            metrics_ports[i]
+                        ));
+                    metrics_ports[i]
+                }
+            };
+            let child = command
                 .arg(format!("--name={name}"))
                 .arg(format!(
                     "--data-dir={}",
@@ -193,6 +239,7 @@ impl Cluster {
             cluster.members.push(Member {
                 name,
                 client_port: client_ports[i],
+                health_port,
                 child,
                 log,
                 stderr,
@@ -210,7 +257,7 @@ impl Cluster {
                     bail!("etcd member {} exited during startup ({status})", m.name);
                 }
             }
-            pending.retain(|&i| !healthy(self.members[i].client_port));
+            pending.retain(|&i| !healthy(self.members[i].health_port));
             if pending.is_empty() {
                 break;
             }

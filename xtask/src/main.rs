@@ -32,14 +32,16 @@ commands:
       with ETCD_BIN and ETCD_VERSION set for the test harness. --http2 sets
       ETCD_CLIENT_HTTP2 for the tests: which HTTP/2 serves plain-text members (our own,
       the default, or tonic's Channel).
-  bench [--quick] [--no-scale] [--rounds N] [--duration-ms MS] [-- <runner args>]
+  bench [--quick] [--no-scale] [--tls] [--rounds N] [--duration-ms MS] [-- <runner args>]
       Our client against the crates.io etcd-client 0.21, alternating, each run in a process
-      of its own, on a throwaway etcd 3.5.1 (--unsafe-no-fsync --max-request-bytes 32768).
+      of its own, on a throwaway etcd 3.5.1 (--unsafe-no-fsync --max-request-bytes 32768;
+      with --tls it serves TLS with a certificate of a throwaway CA both clients trust).
       Workloads: put, get, get-serializable, txn, watch (one prefix watch receiving the
       client's own puts), watch-replay (1 and 16 watches each replaying a 20,000-put
-      history), lease-keepalive, range (10,000 keys in one read) and scan (the same keys:
+      history), cache-catchup (caches of that history's prefix caught up from before it),
+      lease-keepalive, range (10,000 keys in one read) and scan (the same keys:
       ours in pages of 1,000 at one revision, theirs in one read), at concurrency 1, 16 and
-      256 (watch-replay, range, scan: 1 and 16); then the scale runs of our client alone (watches-10k, leases-10k held for
+      256 (watch-replay, cache-catchup, range, scan: 1 and 16); then the scale runs of our client alone (watches-10k, leases-10k held for
       60 s), skipped with --no-scale. Defaults: 3 rounds of 2000 ms per run; --quick: 500 ms
       runs and short scale runs. Runner args, e.g.
       `-- --workloads put,watch --concurrency 1,16 --clients ours,theirs`. Writes

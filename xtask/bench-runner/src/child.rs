@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::args::{ChildArgs, ChildTask};
+use crate::connect;
 use crate::harness::{self, Driver, Measured};
 use crate::model::{Impl, RunResult, Workload};
 use crate::protocol::Events;
@@ -70,9 +71,7 @@ async fn timed_run(s: &Spec) -> Result<RunResult, String> {
     let ep = s.endpoint.as_str();
     let mut result = match s.imp {
         Impl::Ours => {
-            let client = etcd3::Client::connect([ep])
-                .await
-                .map_err(|e| e.to_string())?;
+            let client = connect::ours(ep).await?;
             match s.w {
                 Workload::WatchReplay => replay_result(s, replay::Ours(client)).await?,
                 Workload::CacheCatchUp => replay_result(s, cache::Ours(client)).await?,
@@ -90,9 +89,7 @@ async fn timed_run(s: &Spec) -> Result<RunResult, String> {
             }
         }
         Impl::Theirs => {
-            let client = peer::Client::connect([ep], None)
-                .await
-                .map_err(|e| e.to_string())?;
+            let client = connect::theirs(ep).await?;
             let value = value.to_vec();
             match s.w {
                 Workload::WatchReplay => replay_result(s, replay::Theirs(client)).await?,

@@ -26,6 +26,7 @@
 mod args;
 mod chart;
 mod child;
+mod connect;
 mod cpu;
 mod harness;
 mod json;

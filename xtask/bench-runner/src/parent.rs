@@ -26,9 +26,7 @@ type Client = etcd3::Client;
 
 pub(crate) async fn run(args: Args) -> Result<(), String> {
     std::fs::create_dir_all(&args.out_dir).map_err(|e| e.to_string())?;
-    let client = Client::connect([args.endpoint.as_str()])
-        .await
-        .map_err(|e| e.to_string())?;
+    let client = crate::connect::ours(&args.endpoint).await?;
     setup(&client, &args).await?;
     let replays = |w: &Workload| matches!(w, Workload::WatchReplay | Workload::CacheCatchUp);
     let history = if args.workloads.iter().any(replays) {

@@ -58,7 +58,7 @@ fn err(e: impl std::fmt::Display) -> String {
 
 async fn watches(head: Writer, endpoint: &str, count: usize) -> Result<String, String> {
     let before = stable_watch_streams(endpoint).await?;
-    let client = etcd3::Client::connect([endpoint]).await.map_err(err)?;
+    let client = crate::connect::ours(endpoint).await?;
     let t0 = Instant::now();
     let streams: Vec<_> = futures_util::stream::iter(0..count)
         .map(|i| client.watch(format!("scale/w/{i}")).into_future())
@@ -115,7 +115,7 @@ async fn leases(
     count: usize,
     hold: Duration,
 ) -> Result<String, String> {
-    let client = etcd3::Client::connect([endpoint]).await.map_err(err)?;
+    let client = crate::connect::ours(endpoint).await?;
     let lessor = client.lease();
     let t0 = Instant::now();
     let handles: Vec<_> = futures_util::stream::iter(0..count)
