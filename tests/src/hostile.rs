@@ -1,6 +1,8 @@
 //! A hostile "member": a loopback TCP server that speaks just enough HTTP/2 to be taken for
 //! an etcd member, then breaks the protocol in one chosen way ([`Offence`]) on every
-//! connection. The client under test is pointed at [`HostileMember::url`].
+//! connection, in plain text or over TLS ([`HostileMember::start_tls`]: a real TLS
+//! handshake, then the same offences inside the records). The client under test is
+//! pointed at [`HostileMember::url`].
 //!
 //! It writes raw frames itself (written here, independent of the client's HTTP/2), and
 //! keeps its own memory small: floods are written from one reused buffer, so the test
@@ -8,8 +10,8 @@
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// How the member misbehaves once the client's first request arrived.
@@ -70,6 +72,8 @@ impl Offence {
 pub struct HostileMember {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    /// The CA certificate (PEM) that signed the member's certificate, when it serves TLS.
+    ca_pem: Option<String>,
 }
 
 impl HostileMember {
@@ -84,12 +88,59 @@ impl HostileMember {
                 });
             }
         });
-        Self { addr, task }
+        Self {
+            addr,
+            task,
+            ca_pem: None,
+        }
     }
 
-    /// The member's client URL.
+    /// Starts a member that completes a TLS handshake (a certificate for `127.0.0.1` from
+    /// a throwaway CA, ALPN `h2`) and then commits `offence` inside TLS.
+    pub async fn start_tls(offence: Offence) -> Self {
+        use tokio_rustls::rustls;
+        let (ca_pem, cert, key) = throwaway_certificate();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("the server certificate");
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        let _ = serve(tls, offence).await;
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            task,
+            ca_pem: Some(ca_pem),
+        }
+    }
+
+    /// The member's client URL (`https://` when it serves TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA certificate to trust, when the member serves TLS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 }
 
@@ -152,7 +203,11 @@ fn ok_head() -> Vec<u8> {
 }
 
 /// Writes `unit` over and over until `total` bytes went (or the client hung up).
-async fn flood(tcp: &mut TcpStream, unit: &[u8], total: usize) -> std::io::Result<()> {
+async fn flood<S: AsyncWrite + Unpin>(
+    tcp: &mut S,
+    unit: &[u8],
+    total: usize,
+) -> std::io::Result<()> {
     let mut chunk = Vec::with_capacity(1 << 20);
     while chunk.len() + unit.len() <= 1 << 20 {
         chunk.extend_from_slice(unit);
@@ -166,7 +221,7 @@ async fn flood(tcp: &mut TcpStream, unit: &[u8], total: usize) -> std::io::Resul
 }
 
 /// Reads the client's preface and frames until a request's HEADERS; its stream.
-async fn first_request(tcp: &mut TcpStream) -> std::io::Result<u32> {
+async fn first_request<S: AsyncRead + Unpin>(tcp: &mut S) -> std::io::Result<u32> {
     let mut preface = [0u8; 24];
     tcp.read_exact(&mut preface).await?;
     loop {
@@ -181,7 +236,10 @@ async fn first_request(tcp: &mut TcpStream) -> std::io::Result<u32> {
     }
 }
 
-async fn serve(mut tcp: TcpStream, offence: Offence) -> std::io::Result<()> {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut tcp: S,
+    offence: Offence,
+) -> std::io::Result<()> {
     if offence == Offence::Http1 {
         let mut buf = [0u8; 64];
         let _ = tcp.read(&mut buf).await?;
@@ -274,8 +332,119 @@ async fn serve(mut tcp: TcpStream, offence: Offence) -> std::io::Result<()> {
 }
 
 /// Keeps the connection open without reading, as a stuck server would.
-async fn linger(tcp: TcpStream) -> std::io::Result<()> {
+async fn linger<S>(tcp: S) -> std::io::Result<()> {
     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     drop(tcp);
     Ok(())
+}
+
+/// A CA (its certificate, PEM) and a certificate for `127.0.0.1` it signed, with its key.
+fn throwaway_certificate() -> (
+    String,
+    rustls_pki_types::CertificateDer<'static>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "hostile member CA");
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca =
+        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a key")).expect("the CA");
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("parameters");
+    let key = KeyPair::generate().expect("a key");
+    let cert = params.signed_by(&key, &ca).expect("the certificate");
+    let key = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("the key");
+    (ca.pem(), cert.der().clone(), key)
+}
+
+/// Scheduling slack on top of it (the machine is small and shared).
+const SLACK: std::time::Duration = std::time::Duration::from_millis(1500);
+/// How much the process's resident memory may grow over all the offences.
+const MAX_GROWTH_KIB: u64 = 32 << 10;
+
+static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The process's resident set, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .expect("a number of KiB")
+}
+
+/// Points `etcd3::Client` (with `timeout` as its request timeout; offences that stall the
+/// call end at it) at a hostile member committing each [`Offence`] in turn, in plain text
+/// or over `tls`, and asserts: every call ends within the timeout (plus slack) with an
+/// error, no task panics, the process's resident memory
+/// grows by less than 32 MiB over all offences, and a client of a real etcd in the same
+/// process keeps working throughout. Run it in a test binary of its own, so the memory
+/// is the test's alone.
+pub async fn every_offence_through_client(tls: bool, timeout: std::time::Duration) {
+    use std::sync::atomic::Ordering;
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, Ordering::SeqCst);
+        previous(info);
+    }));
+    let server = etcd_testkit::EtcdServer::start().await;
+    let healthy = etcd3::Client::builder([server.client_url()])
+        .request_timeout(timeout)
+        .connect()
+        .await
+        .expect("a client of a real etcd");
+    healthy
+        .kv()
+        .put("hostile/k", "v")
+        .await
+        .expect("a put to a real etcd");
+    let before = rss_kib();
+    for offence in Offence::ALL {
+        let member = if tls {
+            HostileMember::start_tls(offence).await
+        } else {
+            HostileMember::start(offence).await
+        };
+        let mut builder = etcd3::Client::builder([member.url()]).request_timeout(timeout);
+        if let Some(ca) = member.ca_pem() {
+            builder = builder.tls(etcd3::Tls::new().ca_pem(ca.to_owned()));
+        }
+        let client = builder
+            .connect()
+            .await
+            .expect("a client of the hostile member");
+        let started = std::time::Instant::now();
+        let ended = tokio::time::timeout(timeout * 3, client.kv().get("hostile/k")).await;
+        let took = started.elapsed();
+        let result = ended.unwrap_or_else(|_| panic!("{offence:?}: the call did not end"));
+        let error = result.expect_err("a hostile member gave a value");
+        eprintln!("{offence:?} (TLS: {tls}): ended after {took:?}: {error}");
+        assert!(
+            took <= timeout + SLACK,
+            "{offence:?}: took {took:?}: {error}"
+        );
+        // The same process, a real member: works as before.
+        let got = healthy
+            .kv()
+            .get("hostile/k")
+            .await
+            .expect("the real etcd answers");
+        assert_eq!(got.kvs()[0].value(), b"v", "{offence:?}");
+        drop(client);
+        drop(member);
+        let grown = rss_kib().saturating_sub(before);
+        eprintln!("{offence:?}: resident memory grown by {grown} KiB in all");
+        assert!(grown < MAX_GROWTH_KIB, "{offence:?}: grown by {grown} KiB");
+    }
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a task panicked");
 }
