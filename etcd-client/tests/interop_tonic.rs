@@ -6,7 +6,9 @@
 //! (`tonic`) for contrast: unary calls, a server stream (snapshot), bidirectional streams
 //! (watch, lease keep-alive), 8 MiB messages, 500 calls over a connection that allows 10
 //! streams at a time, and a server that shuts down gracefully (GOAWAY) with calls in flight
-//! and comes back on the same port.
+//! and comes back on the same port. The scenarios of calls and streams (all but the two of
+//! stream limits and backoff) also run with the server serving TLS (`builtin_tls`,
+//! `tonic_tls`): rustls and hyper on the server's side.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -467,27 +469,42 @@ service! {
     }
 }
 
+/// How a scenario runs: which HTTP/2 the client uses, and whether the server serves TLS.
+#[derive(Clone, Copy, Debug)]
+struct Mode {
+    transport: Http2Transport,
+    tls: bool,
+}
+
 /// A running tonic server.
 struct Server {
     address: SocketAddr,
     store: Arc<Store>,
     shutdown: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
+    /// The server's certificates, when it serves TLS.
+    pki: Option<tls::Pki>,
 }
 
 impl Server {
-    /// Serves `store` on a free loopback port.
-    async fn start(store: Arc<Store>) -> Self {
-        Self::start_on(store, "127.0.0.1:0".parse().unwrap()).await
+    /// Serves `store` on a free loopback port, over TLS if `mode` says so.
+    async fn start(store: Arc<Store>, mode: Mode) -> Self {
+        let pki = mode.tls.then(tls::Pki::new);
+        Self::start_on(store, "127.0.0.1:0".parse().unwrap(), pki).await
     }
 
-    /// Serves `store` on `address` (at most 10 streams at a time per connection).
-    async fn start_on(store: Arc<Store>, address: SocketAddr) -> Self {
+    /// Serves `store` on `address` (at most 10 streams at a time per connection), over TLS
+    /// with `pki`'s certificate if given.
+    async fn start_on(store: Arc<Store>, address: SocketAddr, pki: Option<tls::Pki>) -> Self {
         let listener = TcpListener::bind(address).await.expect("bind");
         let address = listener.local_addr().unwrap();
         let shared = Shared(store.clone());
         let (shutdown, signal) = oneshot::channel::<()>();
-        let router = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(pki) = &pki {
+            pki.serve(&mut builder);
+        }
+        let router = builder
             .max_concurrent_streams(10)
             .add_service(
                 KvServer::new(shared.clone())
@@ -510,11 +527,13 @@ impl Server {
             store,
             shutdown: Some(shutdown),
             done,
+            pki,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.pki.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 
     /// Graceful shutdown: GOAWAY to every connection, which closes once its calls are done.
@@ -523,52 +542,144 @@ impl Server {
     }
 }
 
-async fn client(server: &Server, transport: Http2Transport) -> Client {
-    Client::builder([server.url()])
-        .http2_transport(transport)
+/// A builder for a client of `server` as `mode` says (trusting the server's CA over TLS).
+fn builder(server: &Server, mode: Mode) -> etcd3::ClientBuilder {
+    let builder = Client::builder([server.url()]).http2_transport(mode.transport);
+    match &server.pki {
+        #[cfg(feature = "tls")]
+        Some(pki) => builder.tls(etcd3::Tls::new().ca_pem(pki.ca.clone())),
+        _ => builder,
+    }
+}
+
+async fn client(server: &Server, mode: Mode) -> Client {
+    builder(server, mode)
         .retry_policy(RetryPolicy::never())
         .connect()
         .await
         .expect("client")
 }
 
-/// Every scenario, once per transport.
+/// Every scenario, once per transport; with `tls:`, once per transport over TLS too.
 macro_rules! over_both_transports {
+    (@tests $scenario:ident, $tls:expr) => {
+        #[cfg(feature = "builtin-http2")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn builtin() {
+            let mode = super::Mode { transport: etcd3::Http2Transport::Builtin, tls: false };
+            super::$scenario(mode).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn tonic() {
+            let mode = super::Mode { transport: etcd3::Http2Transport::Tonic, tls: false };
+            super::$scenario(mode).await;
+        }
+    };
+    (tls: $($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                over_both_transports!(@tests $scenario, false);
+
+                #[cfg(all(feature = "builtin-http2", feature = "tls"))]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn builtin_tls() {
+                    let mode = super::Mode { transport: etcd3::Http2Transport::Builtin, tls: true };
+                    super::$scenario(mode).await;
+                }
+
+                #[cfg(feature = "tls")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn tonic_tls() {
+                    let mode = super::Mode { transport: etcd3::Http2Transport::Tonic, tls: true };
+                    super::$scenario(mode).await;
+                }
+            }
+        )*
+    };
     ($($scenario:ident),* $(,)?) => {
         $(
             mod $scenario {
-                #[cfg(feature = "builtin-http2")]
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn builtin() {
-                    super::$scenario(etcd3::Http2Transport::Builtin).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn tonic() {
-                    super::$scenario(etcd3::Http2Transport::Tonic).await;
-                }
+                over_both_transports!(@tests $scenario, false);
             }
         )*
     };
 }
 
+/// The server's side of TLS: a throwaway CA and a certificate for 127.0.0.1.
+mod tls {
+    /// A CA and a server certificate it signed (PEM), kept so that a server restarted on
+    /// the same port presents the same certificate.
+    #[derive(Clone)]
+    pub(super) struct Pki {
+        pub(super) ca: String,
+        cert: String,
+        key: String,
+    }
+
+    impl Pki {
+        pub(super) fn new() -> Self {
+            use rcgen::{
+                BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair,
+                KeyUsagePurpose,
+            };
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+            let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
+            Self {
+                ca: ca.pem(),
+                cert: cert.pem(),
+                key: key.serialize_pem(),
+            }
+        }
+
+        /// Sets `builder` up to serve TLS with this certificate.
+        #[cfg(feature = "tls")]
+        pub(super) fn serve(&self, builder: &mut tonic::transport::Server) {
+            let identity = tonic::transport::Identity::from_pem(&self.cert, &self.key);
+            let taken = std::mem::take(builder);
+            *builder = taken
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .expect("the server's TLS settings");
+        }
+
+        /// Without TLS support, no scenario asks for it.
+        #[cfg(not(feature = "tls"))]
+        pub(super) fn serve(&self, _: &mut tonic::transport::Server) {
+            unreachable!(
+                "TLS scenarios need the tls feature ({} bytes of certificates)",
+                self.ca.len() + self.cert.len() + self.key.len()
+            )
+        }
+    }
+}
+
 over_both_transports!(
-    unary_calls,
+    tls: unary_calls,
     eight_mebibyte_messages,
     snapshot_server_stream,
     watch_bidi_stream,
     lease_keep_alive_bidi_stream,
-    many_concurrent_calls_queue_for_streams,
     graceful_shutdown_with_calls_in_flight,
+);
+
+over_both_transports!(
+    many_concurrent_calls_queue_for_streams,
     too_many_requests_is_retried_with_backoff,
 );
 
 // ---------------------------------------------------------------------------------------
 // The scenarios.
 
-async fn unary_calls(transport: Http2Transport) {
-    let server = Server::start(Store::new(Duration::ZERO)).await;
-    let client = client(&server, transport).await;
+async fn unary_calls(mode: Mode) {
+    let server = Server::start(Store::new(Duration::ZERO), mode).await;
+    let client = client(&server, mode).await;
     let kv = client.kv();
     let first = kv.put("a/1", "one").await.unwrap().revision();
     kv.put("a/2", "two").await.unwrap();
@@ -606,9 +717,9 @@ async fn unary_calls(transport: Http2Transport) {
     assert_eq!(kv.get("a/").prefix().await.unwrap().count(), 0);
 }
 
-async fn eight_mebibyte_messages(transport: Http2Transport) {
-    let server = Server::start(Store::new(Duration::ZERO)).await;
-    let client = client(&server, transport).await;
+async fn eight_mebibyte_messages(mode: Mode) {
+    let server = Server::start(Store::new(Duration::ZERO), mode).await;
+    let client = client(&server, mode).await;
     let value: Bytes = (0..8u32 << 20)
         .map(|i| (i % 253) as u8)
         .collect::<Vec<_>>()
@@ -625,9 +736,9 @@ async fn eight_mebibyte_messages(transport: Http2Transport) {
     }
 }
 
-async fn snapshot_server_stream(transport: Http2Transport) {
-    let server = Server::start(Store::new(Duration::ZERO)).await;
-    let client = client(&server, transport).await;
+async fn snapshot_server_stream(mode: Mode) {
+    let server = Server::start(Store::new(Duration::ZERO), mode).await;
+    let client = client(&server, mode).await;
     let mut snapshot = client.maintenance().snapshot().await.unwrap();
     let mut received = Sha256::new();
     let mut chunks = 0;
@@ -643,9 +754,9 @@ async fn snapshot_server_stream(transport: Http2Transport) {
     assert!(chunks >= 8, "{chunks} chunks");
 }
 
-async fn watch_bidi_stream(transport: Http2Transport) {
-    let server = Server::start(Store::new(Duration::ZERO)).await;
-    let client = client(&server, transport).await;
+async fn watch_bidi_stream(mode: Mode) {
+    let server = Server::start(Store::new(Duration::ZERO), mode).await;
+    let client = client(&server, mode).await;
     client.kv().put("w/before", "0").await.unwrap();
     let mut prefix = client.watch("w/").prefix().await.unwrap();
     let mut single = client.watch("w/b").await.unwrap();
@@ -683,9 +794,9 @@ where
     seen
 }
 
-async fn lease_keep_alive_bidi_stream(transport: Http2Transport) {
-    let server = Server::start(Store::new(Duration::ZERO)).await;
-    let client = client(&server, transport).await;
+async fn lease_keep_alive_bidi_stream(mode: Mode) {
+    let server = Server::start(Store::new(Duration::ZERO), mode).await;
+    let client = client(&server, mode).await;
     let lease = client.lease().grant(Duration::from_secs(30)).await.unwrap();
     assert_eq!(lease.ttl(), Duration::from_secs(30));
     let chosen = client
@@ -738,9 +849,9 @@ async fn lease_keep_alive_bidi_stream(transport: Http2Transport) {
     assert!((3..=10).contains(&renewed), "{renewed} renewals in 450 ms");
 }
 
-async fn many_concurrent_calls_queue_for_streams(transport: Http2Transport) {
-    let server = Server::start(Store::new(Duration::from_millis(20))).await;
-    let client = client(&server, transport).await;
+async fn many_concurrent_calls_queue_for_streams(mode: Mode) {
+    let server = Server::start(Store::new(Duration::from_millis(20)), mode).await;
+    let client = client(&server, mode).await;
     for i in 0..500 {
         client
             .kv()
@@ -763,10 +874,10 @@ async fn many_concurrent_calls_queue_for_streams(transport: Http2Transport) {
     assert!((5..=10).contains(&most), "{most} calls at once");
 }
 
-async fn graceful_shutdown_with_calls_in_flight(transport: Http2Transport) {
+async fn graceful_shutdown_with_calls_in_flight(mode: Mode) {
     let store = Store::new(Duration::from_millis(400));
-    let mut server = Server::start(store.clone()).await;
-    let client = client(&server, transport).await;
+    let mut server = Server::start(store.clone(), mode).await;
+    let client = client(&server, mode).await;
     client.kv().put("slow/k", "old").await.unwrap();
 
     let in_flight: Vec<_> = (0..5)
@@ -811,7 +922,7 @@ async fn graceful_shutdown_with_calls_in_flight(transport: Http2Transport) {
 
     // A new server on the same port gets the next call.
     let store = Store::new(Duration::ZERO);
-    let server = Server::start_on(store, server.address).await;
+    let server = Server::start_on(store, server.address, server.pki.clone()).await;
     client.kv().put("k", "new").await.unwrap();
     assert_eq!(
         client.kv().get("k").await.unwrap().value(),
@@ -824,13 +935,9 @@ async fn graceful_shutdown_with_calls_in_flight(transport: Http2Transport) {
 /// with its default retry policy: the refusal is typed `TooManyRequests`, certainly not
 /// applied, and retried with backoff, so a put refused twice succeeds once; a put refused
 /// every time ends after the policy's retries with the typed error.
-async fn too_many_requests_is_retried_with_backoff(transport: Http2Transport) {
-    let server = Server::start(Store::new(Duration::ZERO)).await;
-    let client = Client::builder([server.url()])
-        .http2_transport(transport)
-        .connect()
-        .await
-        .expect("client");
+async fn too_many_requests_is_retried_with_backoff(mode: Mode) {
+    let server = Server::start(Store::new(Duration::ZERO), mode).await;
+    let client = builder(&server, mode).connect().await.expect("client");
     let kv = client.kv();
     let before = kv.put("busy/k", "0").await.unwrap().revision();
 
