@@ -44,6 +44,11 @@
 //!   #22082); a waiter whose session is lost, or whose key disappears, fails at once with
 //!   [`Error::SessionExpired`] (etcd #11456, #19597); dropping a waiting `lock()` future
 //!   removes its key.
+//! * [`RwLock`]: readers put `{name}/read/{lease:x}`, writers `{name}/write/{lease:x}`, in
+//!   one fair queue ordered by create revision; a reader waits only for the newest writer
+//!   ahead of it, a writer for the newest key of either kind. Guards ([`ReadGuard`],
+//!   [`WriteGuard`]) carry the fencing token and unlock fenced; waiting fails and cancels
+//!   like the mutex's.
 //! * [`Election`]: campaign on the same queue, proclaim and resign fenced on the
 //!   leadership's revision, [`leader`](Election::leader), [`observe`](Election::observe)
 //!   (leader changes in revision order), and resuming a leadership from its key and
@@ -58,11 +63,13 @@
 mod election;
 mod mutex;
 mod queue;
+mod rwlock;
 mod session;
 mod stm;
 
 pub use election::{Election, Leadership, Observe, leader, observe};
 pub use mutex::{LockGuard, Mutex};
+pub use rwlock::{ReadGuard, RwLock, WriteGuard};
 pub use session::{DEFAULT_TTL, Session, SessionBuilder};
 pub use stm::{Isolation, Stm, StmTxn};
 

@@ -1,0 +1,376 @@
+//! The recipes of Go's `client/v3/experimental/recipes` in `etcd3::concurrency`, against
+//! real etcd: each under a member kill on a three-member cluster, with several tasks on
+//! clients and sessions of their own, plus the basic contracts on the shared server.
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use etcd_tests::{EtcdCluster, shared_server, unique_prefix};
+use etcd3::Client;
+use etcd3::concurrency::{Error, Session};
+use etcd3::kv::Op;
+
+/// Every single step is bounded; generous, for a loaded machine.
+const STEP: Duration = Duration::from_secs(10);
+
+async fn bounded<T>(what: &str, fut: impl IntoFuture<Output = T>) -> T {
+    tokio::time::timeout(STEP, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {STEP:?}"))
+}
+
+/// Retries `op` on errors (a member killed under a call) until it succeeds, for `STEP`.
+async fn retry<T, F, Fut>(what: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = etcd3::Result<T>>,
+{
+    let deadline = Instant::now() + STEP;
+    loop {
+        match tokio::time::timeout(STEP, op()).await {
+            Ok(Ok(value)) => return value,
+            Ok(Err(e)) => {
+                assert!(
+                    !e.is_session_expired(),
+                    "{what}: the session must survive a member kill: {e:?}"
+                );
+                assert!(Instant::now() < deadline, "{what}: still failing: {e:?}");
+                eprintln!("{what}: {e}, retrying");
+            }
+            Err(_) => panic!("{what}: no answer within {STEP:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` every 10 ms until it holds, for `STEP`.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + STEP;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {STEP:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn count_keys(client: &Client, prefix: &str) -> usize {
+    bounded("count", client.kv().get(prefix).prefix())
+        .await
+        .unwrap()
+        .kvs()
+        .len()
+}
+
+/// A client over every member (starting at member `i`, so the clients spread) and a
+/// session on it.
+async fn participant(cluster: &EtcdCluster, i: usize) -> (Client, Session) {
+    let mut urls = cluster.client_urls();
+    let n = urls.len();
+    urls.rotate_left(i % n);
+    let client = bounded(
+        "connect",
+        Client::builder(urls)
+            .request_timeout(Duration::from_secs(3))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let session = bounded(
+        "session",
+        Session::new(&client).ttl(Duration::from_secs(10)),
+    )
+    .await
+    .unwrap();
+    (client, session)
+}
+
+/// What the tasks had done (by `progress`) at the kill and at the restart.
+struct Kill {
+    member: usize,
+    at_kill: usize,
+    at_restart: usize,
+}
+
+/// Kills the leader, restarts it after `down`, and lets the tasks run for `after` more;
+/// checks that the tasks made progress while it was down.
+async fn kill_leader_while_running(
+    cluster: &EtcdCluster,
+    down: Duration,
+    after: Duration,
+    progress: impl Fn() -> usize,
+) -> Kill {
+    let member = cluster.leader().await;
+    let at_kill = progress();
+    cluster.member(member).kill();
+    tokio::time::sleep(down).await;
+    let at_restart = progress();
+    cluster.member(member).restart().await;
+    tokio::time::sleep(after).await;
+    assert!(
+        at_restart > at_kill,
+        "no progress while member {member} was down: {at_kill} then {at_restart}"
+    );
+    Kill {
+        member,
+        at_kill,
+        at_restart,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// RwLock
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn rw_lock_keys_sharing_and_try() {
+    let client = Client::connect(shared_server().endpoints()).await.unwrap();
+    let name = format!("{}rw", unique_prefix("rw_basic"));
+    let sessions: Vec<Session> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(
+                Session::new(&client)
+                    .ttl(Duration::from_secs(5))
+                    .await
+                    .unwrap(),
+            );
+        }
+        v
+    };
+    let locks: Vec<_> = sessions.iter().map(|s| s.rw_lock(&name)).collect();
+
+    // Two readers at once.
+    let r0 = locks[0].read().await.unwrap();
+    let r1 = locks[1].read().await.unwrap();
+    assert_eq!(
+        r0.key(),
+        format!("{name}/read/{:x}", sessions[0].lease_id()).as_bytes()
+    );
+    assert!(r1.revision() > r0.revision());
+    // A writer cannot take it.
+    match locks[2].try_write().await {
+        Err(Error::Locked { owner }) => assert_eq!(&owner[..], r0.key()),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert_eq!(count_keys(&client, &name).await, 2, "try_write left no key");
+
+    // A waiting writer holds back a later reader.
+    let writer = {
+        let lock = locks[2].clone();
+        tokio::spawn(async move { lock.write().await })
+    };
+    eventually("the writer queued", || async {
+        count_keys(&client, &format!("{name}/write/")).await == 1
+    })
+    .await;
+    match locks[3].try_read().await {
+        Err(Error::Locked { owner }) => assert_eq!(&owner[..], locks[2].write_key()),
+        other => panic!("expected Locked behind the writer, got {other:?}"),
+    }
+    let late_reader = {
+        let lock = locks[3].clone();
+        tokio::spawn(async move { lock.read().await })
+    };
+    eventually("the late reader queued", || async {
+        count_keys(&client, &format!("{name}/read/")).await == 3
+    })
+    .await;
+    assert!(r0.unlock().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!writer.is_finished(), "one reader still holds");
+    drop(r1); // unlocks in the background
+    let w = bounded("writer", writer).await.unwrap().unwrap();
+    assert!(w.revision() > r0.revision());
+    assert!(
+        w.txn()
+            .then([Op::put(format!("{name}-data"), "w")])
+            .await
+            .unwrap()
+            .succeeded()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!late_reader.is_finished(), "the writer holds");
+    assert!(w.unlock().await.unwrap());
+    let late = bounded("late reader", late_reader).await.unwrap().unwrap();
+    assert!(late.revision() > w.revision());
+    late.unlock().await.unwrap();
+
+    // Cancel-safety: a dropped waiting write removes its key.
+    let r = locks[0].read().await.unwrap();
+    let waiting = tokio::time::timeout(Duration::from_millis(300), locks[1].write()).await;
+    assert!(waiting.is_err(), "the writer waits for the reader");
+    eventually("the cancelled writer's key is removed", || async {
+        count_keys(&client, &format!("{name}/write/")).await == 0
+    })
+    .await;
+
+    // A waiter whose session is lost fails with SessionExpired.
+    let waiter = {
+        let lock = locks[2].clone();
+        tokio::spawn(async move { lock.write().await })
+    };
+    eventually("the writer queued", || async {
+        count_keys(&client, &format!("{name}/write/")).await == 1
+    })
+    .await;
+    sessions[2].close().await.unwrap();
+    match bounded("lost writer", waiter).await.unwrap() {
+        Err(Error::SessionExpired { lease_id, .. }) => {
+            assert_eq!(lease_id, sessions[2].lease_id())
+        }
+        other => panic!("expected SessionExpired, got {other:?}"),
+    }
+    r.unlock().await.unwrap();
+    for s in &sessions {
+        s.close().await.unwrap();
+    }
+}
+
+/// What the critical sections of the readers and writers saw.
+#[derive(Default)]
+struct RwRecord {
+    readers: AtomicUsize,
+    writers: AtomicUsize,
+    overlaps: AtomicUsize,
+    last_writer_token: AtomicI64,
+    reads: AtomicUsize,
+    writes: AtomicUsize,
+}
+
+/// Three readers and two writers, each on a client and session of its own, loop over
+/// the lock while the leader is killed and restarted. In every critical section the
+/// in-process record and a fenced write to etcd prove: never a writer together with
+/// anyone, readers together (at least once), every fenced write applied while held,
+/// writers' tokens increasing, and every reader's token above the last writer's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rw_lock_excludes_writers_across_a_leader_kill() {
+    let started = Instant::now();
+    let cluster = EtcdCluster::start(3).await;
+    let name = "rw/lock".to_owned();
+    let record = Arc::new(RwRecord::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let (client, session) = participant(&cluster, i).await;
+        let lock = session.rw_lock(&name);
+        let (record, stop) = (record.clone(), stop.clone());
+        let writer = i >= 3;
+        tasks.push(tokio::spawn(async move {
+            let data = format!("rw/data/{i}");
+            while !stop.load(Ordering::Relaxed) {
+                if writer {
+                    let guard = retry("write lock", || lock.write()).await;
+                    let token = guard.revision();
+                    assert_eq!(
+                        record.writers.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "two writers"
+                    );
+                    assert_eq!(
+                        record.readers.load(Ordering::SeqCst),
+                        0,
+                        "a writer with readers"
+                    );
+                    let before = record.last_writer_token.fetch_max(token, Ordering::SeqCst);
+                    assert!(
+                        before < token,
+                        "writer tokens increase: {before} then {token}"
+                    );
+                    let put = retry("fenced write", || {
+                        guard
+                            .txn()
+                            .then([Op::put(data.as_str(), token.to_string())])
+                            .into_future()
+                    })
+                    .await;
+                    assert!(put.succeeded(), "a writer's fenced write while held");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    assert_eq!(
+                        record.readers.load(Ordering::SeqCst),
+                        0,
+                        "a writer with readers"
+                    );
+                    record.writers.fetch_sub(1, Ordering::SeqCst);
+                    record.writes.fetch_add(1, Ordering::Relaxed);
+                    retry("write unlock", || guard.unlock()).await;
+                } else {
+                    let guard = retry("read lock", || lock.read()).await;
+                    let token = guard.revision();
+                    let others = record.readers.fetch_add(1, Ordering::SeqCst);
+                    if others > 0 {
+                        record.overlaps.fetch_add(1, Ordering::Relaxed);
+                    }
+                    assert_eq!(
+                        record.writers.load(Ordering::SeqCst),
+                        0,
+                        "a reader with a writer"
+                    );
+                    let last = record.last_writer_token.load(Ordering::SeqCst);
+                    assert!(
+                        last < token,
+                        "a reader's token {token} below the last writer's {last}"
+                    );
+                    let put = retry("fenced reader write", || {
+                        guard
+                            .txn()
+                            .then([Op::put(data.as_str(), token.to_string())])
+                            .into_future()
+                    })
+                    .await;
+                    assert!(put.succeeded(), "a reader's fenced write while held");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    assert_eq!(
+                        record.writers.load(Ordering::SeqCst),
+                        0,
+                        "a reader with a writer"
+                    );
+                    record.readers.fetch_sub(1, Ordering::SeqCst);
+                    record.reads.fetch_add(1, Ordering::Relaxed);
+                    retry("read unlock", || guard.unlock()).await;
+                }
+            }
+            session.close().await.ok();
+            drop(client);
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed = kill_leader_while_running(
+        &cluster,
+        Duration::from_secs(4),
+        Duration::from_secs(2),
+        || record.reads.load(Ordering::Relaxed) + record.writes.load(Ordering::Relaxed),
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        bounded("task", task).await.unwrap();
+    }
+    let (reads, writes) = (
+        record.reads.load(Ordering::Relaxed),
+        record.writes.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "rw_lock: killed leader {} after {} critical sections, restarted after {}; {reads} \
+         reads, {writes} writes, {} reader overlaps, last writer token {}; {:?}",
+        killed.member,
+        killed.at_kill,
+        killed.at_restart,
+        record.overlaps.load(Ordering::Relaxed),
+        record.last_writer_token.load(Ordering::Relaxed),
+        started.elapsed()
+    );
+    assert!(
+        record.overlaps.load(Ordering::Relaxed) > 0,
+        "readers shared the lock"
+    );
+    assert!(writes >= 4 && reads >= 4, "both kinds made progress");
+    assert!(
+        reads + writes > killed.at_restart,
+        "progress after the restart"
+    );
+}
