@@ -374,3 +374,288 @@ async fn rw_lock_excludes_writers_across_a_leader_kill() {
         "progress after the restart"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Queue and PriorityQueue
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn queue_fifo_wait_and_priorities() {
+    let client = Client::connect(shared_server().endpoints()).await.unwrap();
+    let name = format!("{}q", unique_prefix("queue_basic"));
+    let queue = client.queue(&name);
+    assert_eq!(queue.try_dequeue().await.unwrap(), None);
+    let a = queue.enqueue("a").await.unwrap();
+    let b = queue.enqueue("b").await.unwrap();
+    assert!(a.key().starts_with(format!("{name}/").as_bytes()));
+    assert!(b.revision() > a.revision());
+    assert_eq!(queue.len().await.unwrap(), 2);
+    assert_eq!(queue.dequeue().await.unwrap(), a);
+    assert_eq!(queue.dequeue().await.unwrap().value(), b"b");
+    assert!(queue.is_empty().await.unwrap());
+
+    // An empty queue's dequeue waits for the next put.
+    let waiting = {
+        let queue = queue.clone();
+        tokio::spawn(async move { queue.dequeue().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "nothing to take yet");
+    let c = queue.enqueue("c").await.unwrap();
+    assert_eq!(
+        bounded("waiting dequeue", waiting).await.unwrap().unwrap(),
+        c
+    );
+    // The claim markers are removed again.
+    eventually("no claim marker left", || async {
+        count_keys(&client, &format!("{name}.claims/")).await == 0
+    })
+    .await;
+
+    // Priorities first, FIFO within one.
+    let pq = client.priority_queue(format!("{name}-pq"));
+    for (value, priority) in [
+        ("p5a", 5),
+        ("p0a", 0),
+        ("p5b", 5),
+        ("p9", 9),
+        ("p0b", 0),
+        ("p1", 1),
+    ] {
+        let item = pq.enqueue(value, priority).await.unwrap();
+        assert_eq!(item.priority(), Some(priority));
+    }
+    let mut order = Vec::new();
+    while let Some(item) = pq.try_dequeue().await.unwrap() {
+        order.push(String::from_utf8(item.value().to_vec()).unwrap());
+    }
+    assert_eq!(order, ["p0a", "p0b", "p1", "p5a", "p5b", "p9"]);
+}
+
+/// Dequeues with retries on errors that left nothing applied; an unknown outcome is a
+/// failure (a dequeue resolves its own).
+async fn dequeue_retrying<F, Fut>(what: &str, mut op: F) -> Option<etcd3::concurrency::Item>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = etcd3::Result<Option<etcd3::concurrency::Item>>>,
+{
+    let deadline = Instant::now() + STEP;
+    loop {
+        match tokio::time::timeout(STEP, op()).await {
+            Ok(Ok(item)) => return item,
+            Ok(Err(e)) => {
+                assert!(
+                    !e.is_outcome_unknown(),
+                    "{what}: a claim left unknown: {e:?}"
+                );
+                assert!(Instant::now() < deadline, "{what}: still failing: {e:?}");
+                eprintln!("{what}: {e}, retrying");
+            }
+            Err(_) => panic!("{what}: no answer within {STEP:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two producers enqueue numbered items while three consumers dequeue, across a leader
+/// kill and restart; then one stop item per consumer. Every item whose enqueue succeeded
+/// is dequeued exactly once, an item whose enqueue's outcome was unknown at most once,
+/// nothing else; each consumer gets items in increasing create revision (it always takes
+/// the oldest), so each producer's items reach it in the order they were produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_delivers_every_item_once_across_a_leader_kill() {
+    let started = Instant::now();
+    let cluster = EtcdCluster::start(3).await;
+    let name = "q/jobs";
+    let produced = Arc::new(AtomicUsize::new(0));
+    let consumed = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let mut consumers = Vec::new();
+    for c in 0..3 {
+        let (client, _session) = participant(&cluster, c).await;
+        let consumed = consumed.clone();
+        consumers.push(tokio::spawn(async move {
+            let queue = client.queue(name);
+            let mut got: Vec<(String, i64)> = Vec::new();
+            loop {
+                let item =
+                    dequeue_retrying("dequeue", || async { queue.dequeue().await.map(Some) })
+                        .await
+                        .unwrap();
+                let value = String::from_utf8(item.value().to_vec()).unwrap();
+                if value == "stop" {
+                    return got;
+                }
+                got.push((value, item.revision()));
+                consumed.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut producers = Vec::new();
+    for p in 0..2 {
+        let (client, _session) = participant(&cluster, p + 1).await;
+        let (produced, stop) = (produced.clone(), stop.clone());
+        producers.push(tokio::spawn(async move {
+            let queue = client.queue(name);
+            let (mut sure, mut unsure) = (Vec::new(), Vec::new());
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let value = format!("p{p}-{n:05}");
+                match tokio::time::timeout(STEP, queue.enqueue(value.as_str())).await {
+                    Ok(Ok(item)) => {
+                        sure.push((value, item.revision()));
+                        produced.fetch_add(1, Ordering::Relaxed);
+                        n += 1;
+                    }
+                    Ok(Err(e)) if e.is_outcome_unknown() => {
+                        eprintln!("enqueue {value}: outcome unknown: {e}");
+                        unsure.push(value);
+                        n += 1;
+                    }
+                    // Not applied: the same item again.
+                    Ok(Err(e)) => eprintln!("enqueue {value}: {e}, retrying"),
+                    Err(_) => panic!("enqueue {value}: no answer within {STEP:?}"),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (sure, unsure)
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed = kill_leader_while_running(
+        &cluster,
+        Duration::from_secs(4),
+        Duration::from_secs(2),
+        || consumed.load(Ordering::Relaxed),
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sure = Vec::new();
+    let mut unsure = Vec::new();
+    for producer in producers {
+        let (s, u) = bounded("producer", producer).await.unwrap();
+        // Each producer's items were enqueued in order.
+        assert!(s.windows(2).all(|w| w[0].1 < w[1].1), "producer FIFO");
+        sure.extend(s);
+        unsure.extend(u);
+    }
+    let admin = Client::connect(cluster.client_urls()).await.unwrap();
+    let stops = admin.queue(name);
+    for _ in 0..3 {
+        retry("stop item", || stops.enqueue("stop")).await;
+    }
+    let mut got = Vec::new();
+    for consumer in consumers {
+        let items = bounded("consumer", consumer).await.unwrap();
+        assert!(
+            items.windows(2).all(|w| w[0].1 < w[1].1),
+            "a consumer gets items in create revision order"
+        );
+        for producer in ["p0-", "p1-"] {
+            let seqs: Vec<&String> = items
+                .iter()
+                .map(|i| &i.0)
+                .filter(|v| v.starts_with(producer))
+                .collect();
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "{producer} FIFO per consumer"
+            );
+        }
+        got.extend(items);
+    }
+    let mut values: Vec<&str> = got.iter().map(|(v, _)| v.as_str()).collect();
+    values.sort();
+    let len = values.len();
+    values.dedup();
+    assert_eq!(values.len(), len, "an item dequeued twice");
+    for (value, _) in &sure {
+        assert!(
+            values.binary_search(&value.as_str()).is_ok(),
+            "{value} was never dequeued"
+        );
+    }
+    let extra: Vec<&&str> = values
+        .iter()
+        .filter(|v| !sure.iter().any(|(s, _)| s == **v) && !unsure.contains(&v.to_string()))
+        .collect();
+    assert!(extra.is_empty(), "dequeued but never enqueued: {extra:?}");
+    assert_eq!(stops.len().await.unwrap(), 0, "nothing left");
+    eprintln!(
+        "queue: killed leader {} at {} dequeued, {} at the restart; {} enqueued ({} unknown \
+         outcomes), {} dequeued; {:?}",
+        killed.member,
+        killed.at_kill,
+        killed.at_restart,
+        sure.len(),
+        unsure.len(),
+        got.len(),
+        started.elapsed()
+    );
+}
+
+/// 240 items of five priorities, enqueued first; three consumers drain them across a
+/// leader kill: each takes items in (priority, create revision) order, every item exactly
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_queue_drains_in_order_across_a_leader_kill() {
+    let started = Instant::now();
+    let cluster = EtcdCluster::start(3).await;
+    let name = "pq/jobs";
+    let admin = Client::connect(cluster.client_urls()).await.unwrap();
+    let pq = admin.priority_queue(name);
+    for i in 0..240u16 {
+        pq.enqueue(format!("{i:03}"), (i * 7) % 5).await.unwrap();
+    }
+    let consumed = Arc::new(AtomicUsize::new(0));
+    let mut consumers = Vec::new();
+    for c in 0..3 {
+        let (client, _session) = participant(&cluster, c).await;
+        let consumed = consumed.clone();
+        consumers.push(tokio::spawn(async move {
+            let pq = client.priority_queue(name);
+            let mut got = Vec::new();
+            while let Some(item) = dequeue_retrying("pq dequeue", || pq.try_dequeue()).await {
+                got.push((
+                    item.priority().unwrap(),
+                    item.revision(),
+                    item.value().to_vec(),
+                ));
+                consumed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            got
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = kill_leader_while_running(
+        &cluster,
+        Duration::from_millis(2500),
+        Duration::from_millis(0),
+        || consumed.load(Ordering::Relaxed),
+    )
+    .await;
+    let mut all = Vec::new();
+    for consumer in consumers {
+        let got = bounded("consumer", consumer).await.unwrap();
+        assert!(
+            got.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)),
+            "a consumer takes items by priority, then FIFO: {:?}",
+            got.iter().map(|g| (g.0, g.1)).collect::<Vec<_>>()
+        );
+        all.extend(got);
+    }
+    let mut values: Vec<Vec<u8>> = all.iter().map(|g| g.2.clone()).collect();
+    values.sort();
+    let expected: Vec<Vec<u8>> = (0..240).map(|i| format!("{i:03}").into_bytes()).collect();
+    assert_eq!(values, expected, "every item exactly once");
+    eprintln!(
+        "priority queue: killed leader {} at {} dequeued, {} at the restart; {:?}",
+        killed.member,
+        killed.at_kill,
+        killed.at_restart,
+        started.elapsed()
+    );
+}

@@ -49,6 +49,12 @@
 //!   ahead of it, a writer for the newest key of either kind. Guards ([`ReadGuard`],
 //!   [`WriteGuard`]) carry the fencing token and unlock fenced; waiting fails and cancels
 //!   like the mutex's.
+//! * [`Queue`] and [`PriorityQueue`] ([`Client::queue`](crate::Client::queue),
+//!   [`Client::priority_queue`](crate::Client::priority_queue)): items are keys under
+//!   `{name}/` (`{name}/{priority:05}/`), ordered by create revision; a dequeue deletes
+//!   the oldest (of the lowest priority number) in a transaction guarded by its mod
+//!   revision, so exactly one consumer gets each item, and waits on a watch when the
+//!   queue is empty. No session needed.
 //! * [`Election`]: campaign on the same queue, proclaim and resign fenced on the
 //!   leadership's revision, [`leader`](Election::leader), [`observe`](Election::observe)
 //!   (leader changes in revision order), and resuming a leadership from its key and
@@ -66,12 +72,14 @@ mod queue;
 mod rwlock;
 mod session;
 mod stm;
+mod work_queue;
 
 pub use election::{Election, Leadership, Observe, leader, observe};
 pub use mutex::{LockGuard, Mutex};
 pub use rwlock::{ReadGuard, RwLock, WriteGuard};
 pub use session::{DEFAULT_TTL, Session, SessionBuilder};
 pub use stm::{Isolation, Stm, StmTxn};
+pub use work_queue::{Item, PriorityQueue, Queue};
 
 /// Why a [`Session`] no longer keeps its lease alive.
 pub use etcd_core::lock::SessionLoss;
@@ -109,6 +117,17 @@ impl crate::Client {
     /// [`Session::new(&client)`](Session::new); set `.ttl(..)` or `.lease(..)` and await.
     pub fn session(&self) -> SessionBuilder {
         Session::new(self)
+    }
+
+    /// The FIFO [`Queue`] `name` (items under `{name}/`): no session needed.
+    pub fn queue(&self, name: impl etcd_core::IntoBytes) -> Queue {
+        Queue::new(self, name)
+    }
+
+    /// The [`PriorityQueue`] `name` (items under `{name}/{priority:05}/`): no session
+    /// needed.
+    pub fn priority_queue(&self, name: impl etcd_core::IntoBytes) -> PriorityQueue {
+        PriorityQueue::new(self, name)
     }
 
     /// A transaction function, retried on conflict until it commits: see [`Stm`]. Set
