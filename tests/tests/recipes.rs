@@ -659,3 +659,260 @@ async fn priority_queue_drains_in_order_across_a_leader_kill() {
         started.elapsed()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Barrier and DoubleBarrier
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn barrier_and_double_barrier_basics() {
+    let client = Client::connect(shared_server().endpoints()).await.unwrap();
+    let name = format!("{}b", unique_prefix("barrier_basic"));
+    let barrier = client.barrier(&name);
+    bounded("wait, not held", barrier.wait()).await.unwrap();
+    let revision = barrier.hold().await.unwrap();
+    assert_eq!(barrier.hold().await.unwrap(), revision, "held already");
+    assert!(barrier.is_held().await.unwrap());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), barrier.wait())
+            .await
+            .is_err(),
+        "wait blocks while held"
+    );
+    assert!(barrier.release().await.unwrap());
+    assert!(!barrier.release().await.unwrap());
+    bounded("wait, released", barrier.wait()).await.unwrap();
+
+    // A double barrier for two: the first waits, the second completes it, a third is
+    // refused and leaves no key.
+    let name = format!("{name}-double");
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(
+            Session::new(&client)
+                .ttl(Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
+    }
+    let first = {
+        let b = sessions[0].double_barrier(&name, 2);
+        tokio::spawn(async move { b.enter().await })
+    };
+    let waiters = format!("{name}/waiters/");
+    eventually("the first entered", || async {
+        count_keys(&client, &waiters).await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!first.is_finished(), "one of two");
+    let second = bounded("second enter", sessions[1].double_barrier(&name, 2).enter())
+        .await
+        .unwrap();
+    let first = bounded("first enter", first).await.unwrap().unwrap();
+    assert_eq!(
+        second.key(),
+        format!("{waiters}{:x}", sessions[1].lease_id()).as_bytes()
+    );
+    assert!(second.revision() > first.revision());
+    assert!(
+        first
+            .txn()
+            .then([Op::put(format!("{name}-data"), "x")])
+            .await
+            .unwrap()
+            .succeeded(),
+        "a fenced write inside the barrier"
+    );
+    match sessions[2].double_barrier(&name, 2).enter().await {
+        Err(Error::BarrierFull { count }) => assert_eq!(count, 2),
+        other => panic!("expected BarrierFull, got {other:?}"),
+    }
+    assert_eq!(count_keys(&client, &waiters).await, 2, "the third withdrew");
+
+    // Leave: the first to leave waits for the other.
+    let leaving = tokio::spawn(async move { first.leave().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!leaving.is_finished(), "waits for the other participant");
+    bounded("second leave", second.leave()).await.unwrap();
+    bounded("first leave", leaving).await.unwrap().unwrap();
+    assert_eq!(
+        count_keys(&client, &format!("{name}/")).await,
+        0,
+        "nothing left"
+    );
+    for s in &sessions {
+        s.close().await.unwrap();
+    }
+}
+
+/// Instants at which tasks passed a point, shared.
+type Passed = Arc<std::sync::Mutex<Vec<(usize, Instant)>>>;
+
+fn passed(log: &Passed, i: usize) {
+    log.lock().unwrap().push((i, Instant::now()));
+}
+
+/// Waits until `log` holds `n` entries, and returns their instants.
+async fn all_passed(log: &Passed, n: usize, what: &str) -> Vec<Instant> {
+    eventually(what, || async { log.lock().unwrap().len() == n }).await;
+    log.lock().unwrap().iter().map(|(_, at)| *at).collect()
+}
+
+/// Asserts that every instant is after `from` and within `window` of it.
+fn within(instants: &[Instant], from: Instant, window: Duration, what: &str) {
+    for at in instants {
+        assert!(*at >= from, "{what}: one passed before it was allowed");
+        assert!(
+            at.duration_since(from) <= window,
+            "{what}: one passed {:?} after, not within {window:?}",
+            at.duration_since(from)
+        );
+    }
+}
+
+/// Four waiters on clients of their own block in `wait()` while the leader is killed and
+/// restarted; none returns while the barrier is held, and all return within a second of
+/// the release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barrier_waiters_pass_together_after_a_leader_kill() {
+    let started = Instant::now();
+    let cluster = EtcdCluster::start(3).await;
+    let (holder, _session) = participant(&cluster, 0).await;
+    let barrier = holder.barrier("b/gate");
+    barrier.hold().await.unwrap();
+    let log: Passed = Arc::default();
+    let mut waiters = Vec::new();
+    for i in 0..4 {
+        let (client, _session) = participant(&cluster, i).await;
+        let log = log.clone();
+        waiters.push(tokio::spawn(async move {
+            let barrier = client.barrier("b/gate");
+            retry("wait", || barrier.wait()).await;
+            passed(&log, i);
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let leader = cluster.leader().await;
+    cluster.member(leader).kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.member(leader).restart().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "a waiter passed a held barrier"
+    );
+
+    let released_at = Instant::now();
+    assert!(retry("release", || barrier.release()).await);
+    let passed_at = all_passed(&log, 4, "every waiter passes").await;
+    within(&passed_at, released_at, Duration::from_secs(1), "barrier");
+    for w in waiters {
+        w.await.unwrap();
+    }
+    eprintln!(
+        "barrier: killed leader {leader}; waiters passed {:?} after the release; {:?}",
+        passed_at
+            .iter()
+            .map(|at| at.duration_since(released_at))
+            .collect::<Vec<_>>(),
+        started.elapsed()
+    );
+}
+
+/// A double barrier for four participants, each on a client and session of its own:
+/// three enter and wait while the leader is killed and restarted; none passes before the
+/// fourth enters, all pass within a second of it; each writes fenced inside; then three
+/// leave and wait, and all pass within a second of the fourth's leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_barrier_enters_and_leaves_together_across_a_leader_kill() {
+    const K: usize = 4;
+    let started = Instant::now();
+    let cluster = EtcdCluster::start(3).await;
+    let entered: Passed = Arc::default();
+    let left: Passed = Arc::default();
+    // How many participants may call enter / leave.
+    let (may_enter, _) = tokio::sync::watch::channel(0usize);
+    let (may_leave, _) = tokio::sync::watch::channel(0usize);
+    let mut tasks = Vec::new();
+    for i in 0..K {
+        let (client, session) = participant(&cluster, i).await;
+        let (entered, left) = (entered.clone(), left.clone());
+        let (mut may_enter, mut may_leave) = (may_enter.subscribe(), may_leave.subscribe());
+        tasks.push(tokio::spawn(async move {
+            let barrier = session.double_barrier("db/phase", K);
+            may_enter.wait_for(|n| *n > i).await.unwrap();
+            let inside = retry("enter", || barrier.enter()).await;
+            passed(&entered, i);
+            let fenced = retry("fenced write", || {
+                inside
+                    .txn()
+                    .then([Op::put(
+                        format!("db/data/{i}"),
+                        inside.revision().to_string(),
+                    )])
+                    .into_future()
+            })
+            .await;
+            assert!(fenced.succeeded(), "a fenced write inside the barrier");
+            may_leave.wait_for(|n| *n > i).await.unwrap();
+            retry("leave", || inside.leave()).await;
+            passed(&left, i);
+            session.close().await.ok();
+            drop(client);
+        }));
+    }
+    let observer = Client::connect(cluster.client_urls()).await.unwrap();
+    may_enter.send_replace(K - 1);
+    eventually("three entered", || async {
+        count_keys(&observer, "db/phase/waiters/").await == K - 1
+    })
+    .await;
+    let leader = cluster.leader().await;
+    cluster.member(leader).kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.member(leader).restart().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        entered.lock().unwrap().is_empty(),
+        "one passed with {} of {K}",
+        K - 1
+    );
+
+    let last_enters = Instant::now();
+    may_enter.send_replace(K);
+    let entered_at = all_passed(&entered, K, "all enter").await;
+    within(&entered_at, last_enters, Duration::from_secs(1), "enter");
+
+    may_leave.send_replace(K - 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        left.lock().unwrap().is_empty(),
+        "one left before the last leave"
+    );
+    let last_leaves = Instant::now();
+    may_leave.send_replace(K);
+    let left_at = all_passed(&left, K, "all leave").await;
+    within(&left_at, last_leaves, Duration::from_secs(1), "leave");
+    for task in tasks {
+        bounded("participant", task).await.unwrap();
+    }
+    assert_eq!(
+        count_keys(&observer, "db/phase/").await,
+        0,
+        "nothing left behind"
+    );
+    eprintln!(
+        "double barrier: killed leader {leader}; entered {:?} after the last enter, left \
+         {:?} after the last leave; {:?}",
+        entered_at
+            .iter()
+            .map(|at| at.duration_since(last_enters))
+            .collect::<Vec<_>>(),
+        left_at
+            .iter()
+            .map(|at| at.duration_since(last_leaves))
+            .collect::<Vec<_>>(),
+        started.elapsed()
+    );
+}

@@ -1,5 +1,6 @@
-//! Sessions, locks, elections and software transactional memory, on etcd's recipes
-//! (`client/v3/concurrency` of the Go client), made safe by fencing.
+//! Sessions, locks, elections, queues, barriers and software transactional memory, on
+//! etcd's recipes (`client/v3/concurrency` and `client/v3/experimental/recipes` of the Go
+//! client), made safe by fencing.
 //!
 //! # Locks are not mutual exclusion by themselves
 //!
@@ -55,6 +56,13 @@
 //!   the oldest (of the lowest priority number) in a transaction guarded by its mod
 //!   revision, so exactly one consumer gets each item, and waits on a watch when the
 //!   queue is empty. No session needed.
+//! * [`Barrier`] ([`Client::barrier`](crate::Client::barrier)): `hold` puts the key,
+//!   `release` deletes it, `wait` returns once it is gone (a read, then a watch from the
+//!   read's revision on). [`DoubleBarrier`]
+//!   ([`Session::double_barrier`]): `enter` returns once `count` participants have put
+//!   their key under the session (the last puts `{name}/ready`, the others watch for
+//!   it; [`Entered`] carries the key's create revision as fencing token), and
+//!   [`Entered::leave`] once all have left (each watches one key: no herd).
 //! * [`Election`]: campaign on the same queue, proclaim and resign fenced on the
 //!   leadership's revision, [`leader`](Election::leader), [`observe`](Election::observe)
 //!   (leader changes in revision order), and resuming a leadership from its key and
@@ -66,6 +74,7 @@
 //! recipes: [`Client::lock_service`](crate::Client::lock_service) and
 //! [`Client::election_service`](crate::Client::election_service).
 
+mod barrier;
 mod election;
 mod mutex;
 mod queue;
@@ -74,6 +83,7 @@ mod session;
 mod stm;
 mod work_queue;
 
+pub use barrier::{Barrier, DoubleBarrier, Entered};
 pub use election::{Election, Leadership, Observe, leader, observe};
 pub use mutex::{LockGuard, Mutex};
 pub use rwlock::{ReadGuard, RwLock, WriteGuard};
@@ -85,7 +95,8 @@ pub use work_queue::{Item, PriorityQueue, Queue};
 pub use etcd_core::lock::SessionLoss;
 /// What can go wrong with a session, a lock or an election: the one
 /// [`Error`] of the client, whose [`Error::SessionExpired`],
-/// [`Error::Locked`] and [`Error::NotLeader`] are this module's own.
+/// [`Error::Locked`], [`Error::NotLeader`] and [`Error::BarrierFull`] are this module's
+/// own.
 pub use etcd_core::{Error, Result};
 
 /// The server-side Lock service of a [`Client`](crate::Client) (a second API to the same
@@ -128,6 +139,11 @@ impl crate::Client {
     /// needed.
     pub fn priority_queue(&self, name: impl etcd_core::IntoBytes) -> PriorityQueue {
         PriorityQueue::new(self, name)
+    }
+
+    /// The [`Barrier`] `name` (its key is `name`): no session needed.
+    pub fn barrier(&self, name: impl etcd_core::IntoBytes) -> Barrier {
+        Barrier::new(self, name)
     }
 
     /// A transaction function, retried on conflict until it commits: see [`Stm`]. Set

@@ -114,29 +114,7 @@ pub(crate) async fn wait_turn(
     revision: i64,
 ) -> Result<()> {
     let client = session.client();
-    // Any delete of our own key from its creation on ends the wait.
-    let own = client
-        .watch(key.clone())
-        .from_revision(revision + 1)
-        .no_put()
-        .await?;
-    let gone = async {
-        let mut own = own;
-        loop {
-            match own.next().await {
-                Some(Ok(resp)) if !resp.events().is_empty() => return,
-                Some(Ok(_)) => {}
-                // Compacted, canceled or closed: the final check below still runs.
-                Some(Err(_)) | None => return std::future::pending().await,
-            }
-        }
-    };
-    let expired = async {
-        let lost = pin!(session.lost());
-        let gone = pin!(gone);
-        let _ = select(lost, gone).await;
-        session.expired()
-    };
+    let expired = expiry(session, key, revision).await?;
     match select(
         pin!(predecessors_gone(session, ahead, revision)),
         pin!(expired),
@@ -152,6 +130,40 @@ pub(crate) async fn wait_turn(
         Some(kv) if kv.create_revision() == revision && session.loss().is_none() => Ok(()),
         _ => Err(session.expired()),
     }
+}
+
+/// Resolves with [`Error::SessionExpired`] once the session is lost or its key `key`
+/// (created at `revision`) is deleted: race a wait against it. The watch on the key is
+/// open when this returns.
+pub(crate) async fn expiry<'a>(
+    session: &'a Session,
+    key: &Bytes,
+    revision: i64,
+) -> Result<impl std::future::Future<Output = Error> + 'a> {
+    // Any delete of the key from its creation on.
+    let own = session
+        .client()
+        .watch(key.clone())
+        .from_revision(revision + 1)
+        .no_put()
+        .await?;
+    let gone = async {
+        let mut own = own;
+        loop {
+            match own.next().await {
+                Some(Ok(resp)) if !resp.events().is_empty() => return,
+                Some(Ok(_)) => {}
+                // Compacted, canceled or closed: the callers' final checks still run.
+                Some(Err(_)) | None => return std::future::pending().await,
+            }
+        }
+    };
+    Ok(async move {
+        let lost = pin!(session.lost());
+        let gone = pin!(gone);
+        let _ = select(lost, gone).await;
+        session.expired()
+    })
 }
 
 /// Loops: reads the newest key under `ahead` created before `revision`, and waits for its
@@ -204,10 +216,16 @@ pub(crate) struct Cleanup {
 
 impl Cleanup {
     pub(crate) fn new(session: &Session, place: &Place) -> Self {
+        Self::for_key(session, &place.key, place.revision, place.created)
+    }
+
+    /// Deletes `key` (fenced on `revision`) unless disarmed; does nothing at all when not
+    /// `armed` (a key this call did not put).
+    pub(crate) fn for_key(session: &Session, key: &Bytes, revision: i64, armed: bool) -> Self {
         Self {
-            kv: place.created.then(|| session.client().kv().clone()),
-            key: place.key.clone(),
-            revision: place.revision,
+            kv: armed.then(|| session.client().kv().clone()),
+            key: key.clone(),
+            revision,
         }
     }
 
