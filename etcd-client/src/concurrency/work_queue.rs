@@ -335,10 +335,15 @@ impl Items {
     async fn dequeue(&self, wait: bool) -> Result<Option<Item>> {
         let marker = join(&self.claims, format!("{:016x}", random_u64()).as_bytes());
         let mut marked = false;
+        // An item a watch just delivered: claimed without reading the queue again.
+        let mut delivered: Option<KeyValue> = None;
         let result = loop {
-            let candidate = match self.candidate().await {
-                Ok(c) => c,
-                Err(e) => break Err(e),
+            let candidate = match delivered.take() {
+                Some(kv) => Ok(kv),
+                None => match self.candidate().await {
+                    Ok(c) => c,
+                    Err(e) => break Err(e),
+                },
             };
             match candidate {
                 Ok(kv) => {
@@ -350,11 +355,10 @@ impl Items {
                     }
                 }
                 Err(_) if !wait => break Ok(None),
-                Err(revision) => {
-                    if let Err(e) = self.wait_for_put(revision).await {
-                        break Err(e);
-                    }
-                }
+                Err(revision) => match self.wait_for_put(revision).await {
+                    Ok(kv) => delivered = kv,
+                    Err(e) => break Err(e),
+                },
             }
         };
         if marked {
@@ -415,9 +419,16 @@ impl Items {
                         Some(OpResponse::Get(get)) => get.value() == Some(&key[..]),
                         _ => false,
                     };
-                    return Ok(unknown.is_some() && marked);
+                    let ours = unknown.is_some() && marked;
+                    if unknown.is_some() {
+                        tracing::debug!(key = ?key, ours, "queue claim resolved by its marker");
+                    }
+                    return Ok(ours);
                 }
-                Err(e) if e.is_outcome_unknown() => unknown = Some(e),
+                Err(e) if e.is_outcome_unknown() => {
+                    tracing::debug!(key = ?key, error = %e, "queue claim: outcome unknown, sending it again");
+                    unknown = Some(e);
+                }
                 // Not sent this time, but an earlier attempt may have applied: go on.
                 Err(_) if unknown.is_some() => {}
                 Err(e) => return Err(e),
@@ -426,8 +437,10 @@ impl Items {
         Err(unknown.unwrap_or_else(|| Error::Protocol("the claim was never answered".into())))
     }
 
-    /// Waits for a put under the prefix after `revision`.
-    async fn wait_for_put(&self, revision: i64) -> Result<()> {
+    /// Waits for a put under the prefix after `revision` (when the queue was empty), and
+    /// returns the item to claim first among those of the first response: the oldest (of
+    /// the lowest priority number). `None` when the watch's history was compacted.
+    async fn wait_for_put(&self, revision: i64) -> Result<Option<KeyValue>> {
         let mut puts = self
             .client
             .watch(self.prefix.clone())
@@ -437,10 +450,28 @@ impl Items {
             .await?;
         loop {
             match puts.next().await {
-                Some(Ok(resp)) if !resp.events().is_empty() => return Ok(()),
+                Some(Ok(resp)) if !resp.events().is_empty() => {
+                    // Events come in revision order: the first of the lowest key prefix
+                    // (priority) is the oldest of it.
+                    let level = |kv: &KeyValue| {
+                        if self.priority {
+                            kv.key().get(..self.prefix.len() + 5).map(<[u8]>::to_vec)
+                        } else {
+                            None
+                        }
+                    };
+                    let mut best: Option<&KeyValue> = None;
+                    for event in resp.events() {
+                        let kv = event.kv();
+                        if best.is_none_or(|b| level(kv) < level(b)) {
+                            best = Some(kv);
+                        }
+                    }
+                    return Ok(best.cloned());
+                }
                 Some(Ok(_)) => {}
                 // Compacted: read again.
-                Some(Err(etcd_watch::Error::WatchCompacted { .. })) | None => return Ok(()),
+                Some(Err(etcd_watch::Error::WatchCompacted { .. })) | None => return Ok(None),
                 Some(Err(e)) => return Err(e),
             }
         }
