@@ -742,6 +742,21 @@ async fn barrier_and_double_barrier_basics() {
         0,
         "nothing left"
     );
+
+    // Cancel-safety: a dropped, waiting enter removes its key.
+    let name = format!("{name}-cancel");
+    let barrier = sessions[0].double_barrier(&name, 2);
+    let waiting = tokio::spawn(async move { barrier.enter().await });
+    eventually("the participant entered", || async {
+        count_keys(&client, &format!("{name}/")).await == 1
+    })
+    .await;
+    assert!(!waiting.is_finished(), "one of two waits");
+    waiting.abort();
+    eventually("the cancelled participant's key is removed", || async {
+        count_keys(&client, &format!("{name}/")).await == 0
+    })
+    .await;
     for s in &sessions {
         s.close().await.unwrap();
     }
