@@ -136,6 +136,9 @@ async fn deleted_after(client: &Client, key: &Bytes, after: i64) -> Result<bool>
     }
 }
 
+/// How often the participant completing a double barrier sends the ready key again.
+const READY_RETRIES: usize = 20;
+
 /// A double barrier named `name` for `count` participants: [`enter`](Self::enter) returns
 /// once `count` participants have entered, [`Entered::leave`] once all of them have left.
 ///
@@ -257,7 +260,7 @@ impl DoubleBarrier {
         }
         let released = ready.first().is_some_and(|r| r.mod_revision() > revision);
         if entered == self.count && !released {
-            if let Err(e) = self.session.client().kv().put(self.ready.clone(), "").await {
+            if let Err(e) = self.put_ready().await {
                 cleanup.run().await;
                 return Err(e);
             }
@@ -272,6 +275,22 @@ impl DoubleBarrier {
             revision,
             left: AtomicBool::new(false),
         })
+    }
+
+    /// Puts the ready key, sent again after a failure (a second put only wakes the
+    /// waiters again): the others wait for it.
+    async fn put_ready(&self) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.session.client().kv().put(self.ready.clone(), "").await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt >= READY_RETRIES || self.session.loss().is_some() => {
+                    return Err(e);
+                }
+                Err(_) => attempt += 1,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits for a put of the ready key after `from`, racing the session's loss.
