@@ -45,17 +45,22 @@
 //!   #22082); a waiter whose session is lost, or whose key disappears, fails at once with
 //!   [`Error::SessionExpired`] (etcd #11456, #19597); dropping a waiting `lock()` future
 //!   removes its key.
-//! * [`RwLock`]: readers put `{name}/read/{lease:x}`, writers `{name}/write/{lease:x}`, in
-//!   one fair queue ordered by create revision; a reader waits only for the newest writer
+//! * [`RwLock`] ([`Session::rw_lock`]): readers put `{name}/read/{lease:x}`, writers
+//!   `{name}/write/{lease:x}`, in one fair queue ordered by create revision; a reader waits only for the newest writer
 //!   ahead of it, a writer for the newest key of either kind. Guards ([`ReadGuard`],
 //!   [`WriteGuard`]) carry the fencing token and unlock fenced; waiting fails and cancels
 //!   like the mutex's.
+//! * [`Election`]: campaign on the mutex's fair queue, proclaim and resign fenced on the
+//!   leadership's revision, [`leader`](Election::leader), [`observe`](Election::observe)
+//!   (leader changes in revision order), and resuming a leadership from its key and
+//!   revision.
 //! * [`Queue`] and [`PriorityQueue`] ([`Client::queue`](crate::Client::queue),
 //!   [`Client::priority_queue`](crate::Client::priority_queue)): items are keys under
 //!   `{name}/` (`{name}/{priority:05}/`), ordered by create revision; a dequeue deletes
 //!   the oldest (of the lowest priority number) in a transaction guarded by its mod
-//!   revision, so exactly one consumer gets each item, and waits on a watch when the
-//!   queue is empty. No session needed.
+//!   revision, so exactly one consumer gets each item (a claim whose answer was lost is
+//!   resolved through a marker key), and waits on a watch when the queue is empty. No
+//!   session needed.
 //! * [`Barrier`] ([`Client::barrier`](crate::Client::barrier)): `hold` puts the key,
 //!   `release` deletes it, `wait` returns once it is gone (a read, then a watch from the
 //!   read's revision on). [`DoubleBarrier`]
@@ -63,10 +68,6 @@
 //!   their key under the session (the last puts `{name}/ready`, the others watch for
 //!   it; [`Entered`] carries the key's create revision as fencing token), and
 //!   [`Entered::leave`] once all have left (each watches one key: no herd).
-//! * [`Election`]: campaign on the same queue, proclaim and resign fenced on the
-//!   leadership's revision, [`leader`](Election::leader), [`observe`](Election::observe)
-//!   (leader changes in revision order), and resuming a leadership from its key and
-//!   revision.
 //! * [`stm`](crate::Client::stm): a transaction function retried on conflict, at one of
 //!   four [`Isolation`] levels.
 //!
