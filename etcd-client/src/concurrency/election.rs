@@ -62,7 +62,8 @@ impl Election {
             return Err(self.session.expired());
         }
         let value = value.into_bytes();
-        let place = queue::enqueue(&self.session, &self.prefix, value.clone()).await?;
+        let place =
+            queue::enqueue(&self.session, &self.prefix, &self.prefix, value.clone()).await?;
         let cleanup = Cleanup::new(&self.session, &place);
         let leadership = Leadership {
             session: self.session.clone(),

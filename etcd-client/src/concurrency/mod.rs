@@ -1,5 +1,6 @@
-//! Sessions, locks, elections and software transactional memory, on etcd's recipes
-//! (`client/v3/concurrency` of the Go client), made safe by fencing.
+//! Sessions, locks, elections, queues, barriers and software transactional memory, on
+//! etcd's recipes (`client/v3/concurrency` and `client/v3/experimental/recipes` of the Go
+//! client), made safe by fencing.
 //!
 //! # Locks are not mutual exclusion by themselves
 //!
@@ -44,10 +45,29 @@
 //!   #22082); a waiter whose session is lost, or whose key disappears, fails at once with
 //!   [`Error::SessionExpired`] (etcd #11456, #19597); dropping a waiting `lock()` future
 //!   removes its key.
-//! * [`Election`]: campaign on the same queue, proclaim and resign fenced on the
+//! * [`RwLock`] ([`Session::rw_lock`]): readers put `{name}/read/{lease:x}`, writers
+//!   `{name}/write/{lease:x}`, in one fair queue ordered by create revision; a reader waits only for the newest writer
+//!   ahead of it, a writer for the newest key of either kind. Guards ([`ReadGuard`],
+//!   [`WriteGuard`]) carry the fencing token and unlock fenced; waiting fails and cancels
+//!   like the mutex's.
+//! * [`Election`]: campaign on the mutex's fair queue, proclaim and resign fenced on the
 //!   leadership's revision, [`leader`](Election::leader), [`observe`](Election::observe)
 //!   (leader changes in revision order), and resuming a leadership from its key and
 //!   revision.
+//! * [`Queue`] and [`PriorityQueue`] ([`Client::queue`](crate::Client::queue),
+//!   [`Client::priority_queue`](crate::Client::priority_queue)): items are keys under
+//!   `{name}/` (`{name}/{priority:05}/`), ordered by create revision; a dequeue deletes
+//!   the oldest (of the lowest priority number) in a transaction guarded by its mod
+//!   revision, so exactly one consumer gets each item (a claim whose answer was lost is
+//!   resolved through a marker key), and waits on a watch when the queue is empty. No
+//!   session needed.
+//! * [`Barrier`] ([`Client::barrier`](crate::Client::barrier)): `hold` puts the key,
+//!   `release` deletes it, `wait` returns once it is gone (a read, then a watch from the
+//!   read's revision on). [`DoubleBarrier`]
+//!   ([`Session::double_barrier`]): `enter` returns once `count` participants have put
+//!   their key under the session (the last puts `{name}/ready`, the others watch for
+//!   it; [`Entered`] carries the key's create revision as fencing token), and
+//!   [`Entered::leave`] once all have left (each watches one key: no herd).
 //! * [`stm`](crate::Client::stm): a transaction function retried on conflict, at one of
 //!   four [`Isolation`] levels.
 //!
@@ -55,22 +75,29 @@
 //! recipes: [`Client::lock_service`](crate::Client::lock_service) and
 //! [`Client::election_service`](crate::Client::election_service).
 
+mod barrier;
 mod election;
 mod mutex;
 mod queue;
+mod rwlock;
 mod session;
 mod stm;
+mod work_queue;
 
+pub use barrier::{Barrier, DoubleBarrier, Entered};
 pub use election::{Election, Leadership, Observe, leader, observe};
 pub use mutex::{LockGuard, Mutex};
+pub use rwlock::{ReadGuard, RwLock, WriteGuard};
 pub use session::{DEFAULT_TTL, Session, SessionBuilder};
 pub use stm::{Isolation, Stm, StmTxn};
+pub use work_queue::{Item, PriorityQueue, Queue};
 
 /// Why a [`Session`] no longer keeps its lease alive.
 pub use etcd_core::lock::SessionLoss;
 /// What can go wrong with a session, a lock or an election: the one
 /// [`Error`] of the client, whose [`Error::SessionExpired`],
-/// [`Error::Locked`] and [`Error::NotLeader`] are this module's own.
+/// [`Error::Locked`], [`Error::NotLeader`] and [`Error::BarrierFull`] are this module's
+/// own.
 pub use etcd_core::{Error, Result};
 
 /// The server-side Lock service of a [`Client`](crate::Client) (a second API to the same
@@ -102,6 +129,22 @@ impl crate::Client {
     /// [`Session::new(&client)`](Session::new); set `.ttl(..)` or `.lease(..)` and await.
     pub fn session(&self) -> SessionBuilder {
         Session::new(self)
+    }
+
+    /// The FIFO [`Queue`] `name` (items under `{name}/`): no session needed.
+    pub fn queue(&self, name: impl etcd_core::IntoBytes) -> Queue {
+        Queue::new(self, name)
+    }
+
+    /// The [`PriorityQueue`] `name` (items under `{name}/{priority:05}/`): no session
+    /// needed.
+    pub fn priority_queue(&self, name: impl etcd_core::IntoBytes) -> PriorityQueue {
+        PriorityQueue::new(self, name)
+    }
+
+    /// The [`Barrier`] `name` (its key is `name`): no session needed.
+    pub fn barrier(&self, name: impl etcd_core::IntoBytes) -> Barrier {
+        Barrier::new(self, name)
     }
 
     /// A transaction function, retried on conflict until it commits: see [`Stm`]. Set

@@ -74,39 +74,45 @@ impl Mutex {
     }
 
     async fn acquire(&self, wait: bool) -> Result<LockGuard> {
-        if self.session.loss().is_some() {
-            return Err(self.session.expired());
-        }
-        let place = queue::enqueue(&self.session, &self.prefix, Bytes::new()).await?;
-        let cleanup = Cleanup::new(&self.session, &place);
-        let at_head = place
-            .head
-            .as_ref()
-            .is_some_and(|head| head.create_revision() == place.revision);
-        if !at_head {
-            if !wait {
-                let owner = place
-                    .head
-                    .map(|h| h.key_bytes().clone())
-                    .unwrap_or_default();
-                cleanup.run().await;
-                return Err(Error::Locked { owner });
-            }
-            if let Err(e) =
-                queue::wait_turn(&self.session, &self.prefix, &place.key, place.revision).await
-            {
-                cleanup.run().await;
-                return Err(e);
-            }
-        }
-        cleanup.disarm();
-        Ok(LockGuard {
-            session: self.session.clone(),
-            key: place.key,
-            revision: place.revision,
-            released: AtomicBool::new(false),
-        })
+        acquire(&self.session, &self.prefix, &self.prefix, wait).await
     }
+}
+
+/// Puts the session's key under `prefix` and, when `wait`, waits until no key under
+/// `ahead` is older (without `wait`, fails with [`Error::Locked`] instead). The mutex
+/// waits for `{name}/`; the read-write lock's readers for `{name}/write/`.
+pub(crate) async fn acquire(
+    session: &Session,
+    prefix: &Bytes,
+    ahead: &Bytes,
+    wait: bool,
+) -> Result<LockGuard> {
+    if session.loss().is_some() {
+        return Err(session.expired());
+    }
+    let place = queue::enqueue(session, prefix, ahead, Bytes::new()).await?;
+    let cleanup = Cleanup::new(session, &place);
+    if !place.at_head() {
+        if !wait {
+            let owner = place
+                .head
+                .map(|h| h.key_bytes().clone())
+                .unwrap_or_default();
+            cleanup.run().await;
+            return Err(Error::Locked { owner });
+        }
+        if let Err(e) = queue::wait_turn(session, ahead, &place.key, place.revision).await {
+            cleanup.run().await;
+            return Err(e);
+        }
+    }
+    cleanup.disarm();
+    Ok(LockGuard {
+        session: session.clone(),
+        key: place.key,
+        revision: place.revision,
+        released: AtomicBool::new(false),
+    })
 }
 
 /// `{name}/`.

@@ -1,6 +1,10 @@
-//! etcd's fair queue, shared by the mutex and the election: each session puts one key
-//! under a prefix; the key with the lowest create revision is at the head, and every other
-//! waits for the deletion of the key just before its own.
+//! etcd's fair queue, shared by the mutex, the election and the read-write lock: each
+//! session puts one key under a prefix, and waits until no key under a second prefix
+//! (the keys that go *ahead* of it) has a lower create revision, watching only the
+//! newest such key each time. For the mutex and the election both prefixes are the same
+//! (the key with the lowest create revision is at the head); a reader of the read-write
+//! lock waits only for the writers ahead of it (`{name}/write/`), a writer for every key
+//! ahead of it (`{name}/`).
 
 use std::pin::pin;
 
@@ -22,8 +26,17 @@ pub(crate) struct Place {
     pub(crate) created: bool,
     /// The key's value before this call, when it was already there.
     pub(crate) existing: Option<KeyValue>,
-    /// The head of the queue when the key was put.
+    /// The oldest key going ahead (under `ahead`) when the key was put.
     pub(crate) head: Option<KeyValue>,
+}
+
+impl Place {
+    /// Whether no key going ahead had a lower create revision when the key was put.
+    pub(crate) fn at_head(&self) -> bool {
+        self.head
+            .as_ref()
+            .is_none_or(|head| head.create_revision() >= self.revision)
+    }
 }
 
 /// The head of the queue under `prefix`: `Get(prefix).prefix()` sorted by create
@@ -36,8 +49,13 @@ pub(crate) fn head(prefix: &Bytes) -> Get {
 }
 
 /// Puts the session's key `{prefix}{lease:x}` with `value` unless it exists, and reads the
-/// head of the queue in the same transaction.
-pub(crate) async fn enqueue(session: &Session, prefix: &Bytes, value: Bytes) -> Result<Place> {
+/// oldest key under `ahead` (the keys this one waits for) in the same transaction.
+pub(crate) async fn enqueue(
+    session: &Session,
+    prefix: &Bytes,
+    ahead: &Bytes,
+    value: Bytes,
+) -> Result<Place> {
     let key = session.key_in(prefix);
     let kv = session.client().kv();
     let resp = kv
@@ -45,9 +63,9 @@ pub(crate) async fn enqueue(session: &Session, prefix: &Bytes, value: Bytes) -> 
         .when([Compare::create_revision(key.clone()).eq(0)])
         .then([
             Op::from(Put::new(key.clone(), value).lease(session.lease_id())),
-            Op::from(head(prefix)),
+            Op::from(head(ahead)),
         ])
-        .otherwise([Op::get(key.clone()), Op::from(head(prefix))])
+        .otherwise([Op::get(key.clone()), Op::from(head(ahead))])
         .await?;
     let created = resp.succeeded();
     let revision = resp.revision();
@@ -85,42 +103,20 @@ fn protocol(message: &'static str) -> Error {
     Error::Protocol(message.into())
 }
 
-/// Waits until no key under `prefix` has a create revision below `revision` (the
+/// Waits until no key under `ahead` has a create revision below `revision` (the
 /// session's key `key`), watching only the immediate predecessor each time. Fails with
 /// [`Error::SessionExpired`] as soon as the session is lost or its key is deleted, and
 /// again if, once at the head, the key is not there any more.
 pub(crate) async fn wait_turn(
     session: &Session,
-    prefix: &Bytes,
+    ahead: &Bytes,
     key: &Bytes,
     revision: i64,
 ) -> Result<()> {
     let client = session.client();
-    // Any delete of our own key from its creation on ends the wait.
-    let own = client
-        .watch(key.clone())
-        .from_revision(revision + 1)
-        .no_put()
-        .await?;
-    let gone = async {
-        let mut own = own;
-        loop {
-            match own.next().await {
-                Some(Ok(resp)) if !resp.events().is_empty() => return,
-                Some(Ok(_)) => {}
-                // Compacted, canceled or closed: the final check below still runs.
-                Some(Err(_)) | None => return std::future::pending().await,
-            }
-        }
-    };
-    let expired = async {
-        let lost = pin!(session.lost());
-        let gone = pin!(gone);
-        let _ = select(lost, gone).await;
-        session.expired()
-    };
+    let expired = expiry(session, key, revision).await?;
     match select(
-        pin!(predecessors_gone(session, prefix, revision)),
+        pin!(predecessors_gone(session, ahead, revision)),
         pin!(expired),
     )
     .await
@@ -136,13 +132,48 @@ pub(crate) async fn wait_turn(
     }
 }
 
-/// Loops: reads the newest key created before `revision`, and waits for its deletion.
-async fn predecessors_gone(session: &Session, prefix: &Bytes, revision: i64) -> Result<()> {
+/// Resolves with [`Error::SessionExpired`] once the session is lost or its key `key`
+/// (created at `revision`) is deleted: race a wait against it. The watch on the key is
+/// open when this returns.
+pub(crate) async fn expiry<'a>(
+    session: &'a Session,
+    key: &Bytes,
+    revision: i64,
+) -> Result<impl std::future::Future<Output = Error> + 'a> {
+    // Any delete of the key from its creation on.
+    let own = session
+        .client()
+        .watch(key.clone())
+        .from_revision(revision + 1)
+        .no_put()
+        .await?;
+    let gone = async {
+        let mut own = own;
+        loop {
+            match own.next().await {
+                Some(Ok(resp)) if !resp.events().is_empty() => return,
+                Some(Ok(_)) => {}
+                // Compacted, canceled or closed: the callers' final checks still run.
+                Some(Err(_)) | None => return std::future::pending().await,
+            }
+        }
+    };
+    Ok(async move {
+        let lost = pin!(session.lost());
+        let gone = pin!(gone);
+        let _ = select(lost, gone).await;
+        session.expired()
+    })
+}
+
+/// Loops: reads the newest key under `ahead` created before `revision`, and waits for its
+/// deletion.
+async fn predecessors_gone(session: &Session, ahead: &Bytes, revision: i64) -> Result<()> {
     let client = session.client();
     loop {
         let resp = client
             .kv()
-            .get(prefix.clone())
+            .get(ahead.clone())
             .prefix()
             .max_create_revision(revision - 1)
             .sort(SortTarget::CreateRevision, SortOrder::Descend)
@@ -185,10 +216,16 @@ pub(crate) struct Cleanup {
 
 impl Cleanup {
     pub(crate) fn new(session: &Session, place: &Place) -> Self {
+        Self::for_key(session, &place.key, place.revision, place.created)
+    }
+
+    /// Deletes `key` (fenced on `revision`) unless disarmed; does nothing at all when not
+    /// `armed` (a key this call did not put).
+    pub(crate) fn for_key(session: &Session, key: &Bytes, revision: i64, armed: bool) -> Self {
         Self {
-            kv: place.created.then(|| session.client().kv().clone()),
-            key: place.key.clone(),
-            revision: place.revision,
+            kv: armed.then(|| session.client().kv().clone()),
+            key: key.clone(),
+            revision,
         }
     }
 

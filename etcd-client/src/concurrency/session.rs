@@ -10,7 +10,7 @@ use etcd_core::IntoBytes;
 use futures_util::future::{BoxFuture, Either, select};
 use tokio::sync::{oneshot, watch};
 
-use super::{Election, Error, LockGuard, Mutex, Result, SessionLoss};
+use super::{DoubleBarrier, Election, Error, LockGuard, Mutex, Result, RwLock, SessionLoss};
 use crate::Client;
 
 /// The TTL of a session's lease unless [`SessionBuilder::ttl`] sets one (as in etcd's Go
@@ -154,6 +154,18 @@ impl Session {
     /// `Session::new(&client).lease(lease_id).await?.lock(name)`.
     pub async fn lock(&self, name: impl IntoBytes) -> Result<LockGuard> {
         self.mutex(name).lock().await
+    }
+
+    /// A read-write lock named `name` (its keys live under `{name}/read/` and
+    /// `{name}/write/`) owned by this session.
+    pub fn rw_lock(&self, name: impl IntoBytes) -> RwLock {
+        RwLock::new(self, name)
+    }
+
+    /// A double barrier named `name` for `count` participants, entered with this session
+    /// (its keys live under `{name}/`).
+    pub fn double_barrier(&self, name: impl IntoBytes, count: usize) -> DoubleBarrier {
+        DoubleBarrier::new(self, name, count)
     }
 
     /// An election named `name` (its candidate keys live under `{name}/`) in which this

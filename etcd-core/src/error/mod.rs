@@ -110,6 +110,13 @@ pub enum Error {
     /// it no longer leads.
     #[error("not the leader: the leadership key was deleted or recreated")]
     NotLeader,
+    /// A double barrier's `enter`: `count` participants had already entered, so this one
+    /// withdrew.
+    #[error("the barrier is full: {count} participants already entered")]
+    BarrierFull {
+        /// The barrier's count.
+        count: usize,
+    },
     /// With monotonic reads on, a member answered a read at a revision older than one this
     /// client has already seen (it fell behind the others, or was restored from an older
     /// snapshot). The read was sent on to another member; this error means none answered
@@ -212,6 +219,7 @@ impl Error {
             | Error::SessionExpired { .. }
             | Error::Locked { .. }
             | Error::NotLeader
+            | Error::BarrierFull { .. }
             | Error::StaleRead { .. } => Applied::No,
         }
     }
