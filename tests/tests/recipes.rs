@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcd_tests::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
+use etcd_testkit::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
 use etcd3::Client;
 use etcd3::concurrency::{Error, Session};
 use etcd3::kv::Op;
