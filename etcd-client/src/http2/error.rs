@@ -19,7 +19,13 @@ pub(crate) struct ConnectError {
 fn describe(tls: bool, io: &io::Error) -> String {
     match (tls, io.kind()) {
         (false, _) => format!("tcp connect error: {io}"),
-        (true, io::ErrorKind::UnexpectedEof) => format!(
+        (
+            true,
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe,
+        ) => format!(
             "TLS handshake failed: the server closed the connection during the handshake; \
              if this port does not serve TLS, use an http:// endpoint ({io})"
         ),
