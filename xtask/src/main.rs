@@ -27,11 +27,12 @@ commands:
       then the members and their data are removed.
   demo [--version 3.4|3.5]
       Run `cargo run -p etcd3 --example demo -- <endpoint>` against a throwaway etcd.
-  test [--version 3.4|3.5|all] [--http2 builtin|tonic] [-- <cargo test args>]
+  test [--version 3.4|3.5|all] [--http2 builtin|tonic] [--skip-suites A,B] [-- <cargo test args>]
       Run `cargo test --workspace` once per etcd version (default all: 3.5.1 and 3.4.23),
       with ETCD_BIN and ETCD_VERSION set for the test harness. --http2 sets
-      ETCD_CLIENT_HTTP2 for the tests: which HTTP/2 serves plain-text members (our own,
-      the default, or tonic's Channel).
+      ETCD_CLIENT_HTTP2 for the tests: which HTTP/2 serves the members (our own, the
+      default, or tonic's Channel). --skip-suites runs the unit tests and every
+      integration suite but those named (tests/A.rs, ...), without doc tests.
   bench [--quick] [--no-scale] [--tls] [--rounds N] [--duration-ms MS] [-- <runner args>]
       Our client against the crates.io etcd-client 0.21, alternating, each run in a process
       of its own, on a throwaway etcd 3.5.1 (--unsafe-no-fsync --max-request-bytes 32768;

@@ -1,9 +1,12 @@
-//! `cargo xtask test [--version 3.4|3.5|all] [--http2 builtin|tonic] [-- <cargo test args>]`:
-//! the project's one test command. Runs `cargo test --workspace` (unit, integration and doc
-//! tests) once per etcd version, with `ETCD_BIN` and `ETCD_VERSION` telling the test harness
-//! which etcd to spawn. `--http2` sets `ETCD_CLIENT_HTTP2`, which picks the HTTP/2 of every
-//! client the tests build for plain-text members (etcd3's own or tonic's `Channel`)
-//! unless a test chooses one itself; without it, the variable is passed on as found.
+//! `cargo xtask test [--version 3.4|3.5|all] [--http2 builtin|tonic] [--skip-suites A,B]
+//! [-- <cargo test args>]`: the project's one test command. Runs `cargo test --workspace`
+//! (unit, integration and doc tests) once per etcd version, with `ETCD_BIN` and
+//! `ETCD_VERSION` telling the test harness which etcd to spawn. `--http2` sets
+//! `ETCD_CLIENT_HTTP2`, which picks the HTTP/2 of every client the tests build unless a
+//! test chooses one itself; without it, the variable is passed on as found.
+//! `--skip-suites` runs the unit tests and every integration suite (`*/tests/*.rs`) but the
+//! ones named (no doc tests): for a second pass that needs only the suites where what it
+//! varies is in play.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +23,11 @@ enum Outcome {
 }
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
-    let args = Args::parse(args, &["--version", "--http2"], &[])?;
+    let args = Args::parse(args, &["--version", "--http2", "--skip-suites"], &[])?;
+    let suites = match args.value("--skip-suites") {
+        None => Vec::new(),
+        Some(list) => suites_but(list)?,
+    };
     let http2 = match args.value("--http2") {
         None => None,
         Some(t @ ("builtin" | "tonic")) => Some(t),
@@ -86,6 +93,12 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         if !args.rest.iter().any(|a| selects_packages(a)) {
             cmd.arg("--workspace");
         }
+        if !suites.is_empty() {
+            cmd.args(["--lib", "--bins"]);
+            for suite in &suites {
+                cmd.args(["--test", suite]);
+            }
+        }
         if let Some(http2) = http2 {
             cmd.env(HTTP2_VARIABLE, http2);
         }
@@ -127,6 +140,39 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Every integration suite of the workspace (the file stems of `*/tests/*.rs`) but those in
+/// the comma-separated `skipped`, each of which must exist.
+fn suites_but(skipped: &str) -> anyhow::Result<Vec<String>> {
+    let root = crate::util::workspace_root();
+    let mut all = Vec::new();
+    for member in std::fs::read_dir(&root)? {
+        let tests = member?.path().join("tests");
+        let Ok(files) = std::fs::read_dir(&tests) else {
+            continue;
+        };
+        for file in files {
+            let path = file?.path();
+            if path.extension().is_some_and(|e| e == "rs")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            {
+                all.push(stem.to_owned());
+            }
+        }
+    }
+    let skipped: Vec<&str> = skipped
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(unknown) = skipped.iter().find(|s| !all.iter().any(|a| a == *s)) {
+        anyhow::bail!("--skip-suites: there is no suite `{unknown}` (a tests/*.rs file)");
+    }
+    all.retain(|suite| !skipped.contains(&suite.as_str()));
+    all.sort();
+    all.dedup();
+    Ok(all)
 }
 
 /// The variable that picks etcd3's HTTP/2 for plain-text members.
