@@ -876,7 +876,7 @@ async fn w6_a_from_now_watch_resumes_after_its_creation_revision() {
 /// with all three members, carried by member A (where the client started). Follower C (not
 /// A) is SIGSTOPped for 4 s while
 /// writes go on through the leader B (past the start), and the watch delivers them from A.
-/// Then A and B refuse the client, so the stream can only resume on C, which is continued
+/// Then every member but C refuses the client, so the stream can only resume on C, which is continued
 /// once the client's reconnect is waiting on it. C is proven behind at that point: a
 /// serializable read sent to it before SIGCONT answers with a revision below the last
 /// write. The watch delivers nothing below its start, its progress notifications never
@@ -948,9 +948,13 @@ async fn w7_a_future_watch_resumed_on_a_lagging_member() {
         "{name}: A did not deliver up to {last_written}"
     );
 
-    // Only C is left to the client.
-    proxies[b].set_mode(Mode::Refuse).await;
-    proxies[a].set_mode(Mode::Refuse).await;
+    // Only C is left to the client: every other member refuses (A may be the leader B,
+    // and then the other follower must refuse too).
+    for (i, proxy) in proxies.iter().enumerate() {
+        if i != c {
+            proxy.set_mode(Mode::Refuse).await;
+        }
+    }
     wait_for("the client's reconnect to reach C", WAIT, || {
         proxies[c].stats().bytes_client_to_server > 0
     })
