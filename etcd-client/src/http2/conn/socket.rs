@@ -31,6 +31,10 @@ pub(in crate::http2) enum Socket {
 pub(in crate::http2) struct TlsSocket {
     tcp: TcpStream,
     tls: std::sync::Mutex<TlsState>,
+    /// Records a full socket held back wait in rustls. Read without the lock: writers ask
+    /// on every submit, under the connection's state lock, and must not wait for a writer
+    /// holding the TLS lock through a system call.
+    pending: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(feature = "_tls")]
@@ -60,6 +64,7 @@ impl Socket {
                 conn,
                 closed: false,
             }),
+            pending: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -121,7 +126,7 @@ impl Socket {
         match self {
             Socket::Plain(_) => false,
             #[cfg(feature = "_tls")]
-            Socket::Tls(tls) => tls.lock().conn.wants_write(),
+            Socket::Tls(tls) => tls.pending.load(std::sync::atomic::Ordering::Acquire),
         }
     }
 }
@@ -189,13 +194,33 @@ impl TlsSocket {
     /// Writes the records rustls holds; `WouldBlock` when the socket is full.
     fn flush(&self) -> io::Result<()> {
         let mut state = self.lock();
-        flush_locked(&self.tcp, &mut state)
+        self.flush_locked(&mut state)
+    }
+
+    /// Writes every record rustls holds, or stops at a full socket (`WouldBlock`, and the
+    /// records are pending).
+    fn flush_locked(&self, state: &mut TlsState) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        while state.conn.wants_write() {
+            match state.conn.write_tls(&mut TryWriter(&self.tcp)) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        self.pending.store(true, Ordering::Release);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.pending.store(false, Ordering::Release);
+        Ok(())
     }
 
     fn write_some(&self, buf: &mut BytesMut) -> io::Result<()> {
         let mut state = self.lock();
         loop {
-            flush_locked(&self.tcp, &mut state)?;
+            self.flush_locked(&mut state)?;
             if buf.is_empty() {
                 return Ok(());
             }
@@ -205,18 +230,6 @@ impl TlsSocket {
             }
         }
     }
-}
-
-/// Writes every record rustls holds, or stops at a full socket (`WouldBlock`).
-#[cfg(feature = "_tls")]
-fn flush_locked(tcp: &TcpStream, state: &mut TlsState) -> io::Result<()> {
-    while state.conn.wants_write() {
-        let mut socket = TryWriter(tcp);
-        if state.conn.write_tls(&mut socket)? == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-    }
-    Ok(())
 }
 
 /// `io::Write` over a non-blocking socket (a full socket is `WouldBlock`).
