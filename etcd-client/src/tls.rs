@@ -116,15 +116,12 @@ impl Tls {
         self.native_roots || self.webpki_roots
     }
 
-    /// Checks the settings, and turns them into tonic's TLS configuration.
+    /// Checks the settings: some roots to trust, PEM that parses, a valid server name.
+    /// Both transports' configurations are made only from settings that passed.
     #[cfg(feature = "_tls")]
-    pub(crate) fn client_config(
-        &self,
-        handshake_timeout: std::time::Duration,
-    ) -> Result<tonic::transport::ClientTlsConfig, Error> {
+    fn check(&self) -> Result<(), Error> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
         let certificates = |what: &str, pem: &[u8]| -> Result<(), Error> {
             let count = CertificateDer::pem_slice_iter(pem)
@@ -146,6 +143,36 @@ impl Tls {
                     .into(),
             ));
         }
+        for pem in &self.ca {
+            certificates("CA certificate", pem)?;
+        }
+        if let Some((cert, key)) = &self.identity {
+            certificates("client certificate", cert)?;
+            PrivateKeyDer::from_pem_slice(key).map_err(|e| {
+                invalid(format!(
+                    "TLS client key: no PEM private key (PKCS#8, PKCS#1 or SEC1) found ({e})"
+                ))
+            })?;
+        }
+        if let Some(name) = &self.server_name {
+            ServerName::try_from(name.as_str()).map_err(|e| {
+                invalid(format!(
+                    "TLS server name {name:?} is neither a DNS name nor an IP address ({e})"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Checks the settings, and turns them into tonic's TLS configuration.
+    #[cfg(feature = "_tls")]
+    pub(crate) fn client_config(
+        &self,
+        handshake_timeout: std::time::Duration,
+    ) -> Result<tonic::transport::ClientTlsConfig, Error> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+        self.check()?;
         let mut config = ClientTlsConfig::new()
             .timeout(handshake_timeout)
             // etcd always speaks HTTP/2; do not insist on ALPN.
@@ -159,24 +186,12 @@ impl Tls {
             config = config.with_webpki_roots();
         }
         for pem in &self.ca {
-            certificates("CA certificate", pem)?;
             config = config.ca_certificate(Certificate::from_pem(pem));
         }
         if let Some((cert, key)) = &self.identity {
-            certificates("client certificate", cert)?;
-            PrivateKeyDer::from_pem_slice(key).map_err(|e| {
-                invalid(format!(
-                    "TLS client key: no PEM private key (PKCS#8, PKCS#1 or SEC1) found ({e})"
-                ))
-            })?;
             config = config.identity(Identity::from_pem(cert, key));
         }
         if let Some(name) = &self.server_name {
-            ServerName::try_from(name.as_str()).map_err(|e| {
-                invalid(format!(
-                    "TLS server name {name:?} is neither a DNS name nor an IP address ({e})"
-                ))
-            })?;
             config = config.domain_name(name.clone());
         }
         Ok(config)
@@ -213,7 +228,7 @@ impl Tls {
         use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
         // The same checks and messages as tonic's settings.
-        self.client_config(std::time::Duration::from_secs(1))?;
+        self.check()?;
         let mut roots = RootCertStore::empty();
         for pem in &self.ca {
             for cert in CertificateDer::pem_slice_iter(pem) {

@@ -130,6 +130,47 @@ impl fmt::Debug for PriorityQueue {
     }
 }
 
+/// The methods both queues share: the prefix, taking the next item, and the size.
+macro_rules! taking {
+    ($queue:ident, $next:literal) => {
+        impl $queue {
+            /// The prefix of the items' keys: `{name}/`.
+            pub fn prefix(&self) -> &[u8] {
+                &self.inner.prefix
+            }
+
+            #[doc = concat!("Takes ", $next, ", waiting (on a watch) while the queue is empty.")]
+            pub async fn dequeue(&self) -> Result<Item> {
+                self.inner
+                    .dequeue(true)
+                    .await
+                    .map(|item| item.expect("waits"))
+            }
+
+            #[doc = concat!("Takes ", $next, ", or returns `None` at once when the queue is empty.")]
+            pub async fn try_dequeue(&self) -> Result<Option<Item>> {
+                self.inner.dequeue(false).await
+            }
+
+            /// How many items the queue holds (one count-only read).
+            pub async fn len(&self) -> Result<usize> {
+                self.inner.len().await
+            }
+
+            /// Whether the queue holds no item (one count-only read).
+            pub async fn is_empty(&self) -> Result<bool> {
+                Ok(self.len().await? == 0)
+            }
+        }
+    };
+}
+
+taking!(Queue, "the oldest item");
+taking!(
+    PriorityQueue,
+    "the oldest item of the lowest priority number"
+);
+
 impl Queue {
     /// The queue `name` on `client`; nothing is sent until a call.
     pub fn new(client: &Client, name: impl IntoBytes) -> Self {
@@ -138,39 +179,11 @@ impl Queue {
         }
     }
 
-    /// The prefix of the items' keys: `{name}/`.
-    pub fn prefix(&self) -> &[u8] {
-        &self.inner.prefix
-    }
-
     /// Appends `value`: puts a new key under `{name}/`; its create revision is its place.
     pub async fn enqueue(&self, value: impl IntoBytes) -> Result<Item> {
         self.inner
             .enqueue(self.inner.prefix.clone(), value.into_bytes(), None)
             .await
-    }
-
-    /// Takes the oldest item, waiting (on a watch) while the queue is empty.
-    pub async fn dequeue(&self) -> Result<Item> {
-        self.inner
-            .dequeue(true)
-            .await
-            .map(|item| item.expect("waits"))
-    }
-
-    /// Takes the oldest item, or returns `None` at once when the queue is empty.
-    pub async fn try_dequeue(&self) -> Result<Option<Item>> {
-        self.inner.dequeue(false).await
-    }
-
-    /// How many items the queue holds (one count-only read).
-    pub async fn len(&self) -> Result<usize> {
-        self.inner.len().await
-    }
-
-    /// Whether the queue holds no item (one count-only read).
-    pub async fn is_empty(&self) -> Result<bool> {
-        Ok(self.len().await? == 0)
     }
 }
 
@@ -182,11 +195,6 @@ impl PriorityQueue {
         }
     }
 
-    /// The prefix of the items' keys: `{name}/`.
-    pub fn prefix(&self) -> &[u8] {
-        &self.inner.prefix
-    }
-
     /// Adds `value` with `priority` (lower numbers first): puts a new key under
     /// `{name}/{priority:05}/`.
     pub async fn enqueue(&self, value: impl IntoBytes, priority: u16) -> Result<Item> {
@@ -195,31 +203,6 @@ impl PriorityQueue {
         self.inner
             .enqueue(prefix.freeze(), value.into_bytes(), Some(priority))
             .await
-    }
-
-    /// Takes the oldest item of the lowest priority number, waiting (on a watch) while the
-    /// queue is empty.
-    pub async fn dequeue(&self) -> Result<Item> {
-        self.inner
-            .dequeue(true)
-            .await
-            .map(|item| item.expect("waits"))
-    }
-
-    /// Like [`dequeue`](Self::dequeue), but returns `None` at once when the queue is
-    /// empty.
-    pub async fn try_dequeue(&self) -> Result<Option<Item>> {
-        self.inner.dequeue(false).await
-    }
-
-    /// How many items the queue holds (one count-only read).
-    pub async fn len(&self) -> Result<usize> {
-        self.inner.len().await
-    }
-
-    /// Whether the queue holds no item (one count-only read).
-    pub async fn is_empty(&self) -> Result<bool> {
-        Ok(self.len().await? == 0)
     }
 }
 

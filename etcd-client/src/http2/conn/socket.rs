@@ -173,15 +173,14 @@ impl TlsSocket {
                 break;
             }
         }
-        let read = out.len() - start;
-        let replies = state.conn.wants_write();
-        let closed = state.closed;
-        drop(state);
-        if replies {
+        if state.conn.wants_write() {
             // rustls answers some records itself (a key update): send that now, or leave
             // it for the next write.
-            let _ = self.flush();
+            let _ = self.flush_locked(&mut state);
         }
+        let read = out.len() - start;
+        let closed = state.closed;
+        drop(state);
         if read > 0 {
             Ok(read)
         } else if eof || closed {
@@ -189,12 +188,6 @@ impl TlsSocket {
         } else {
             Err(io::ErrorKind::WouldBlock.into())
         }
-    }
-
-    /// Writes the records rustls holds; `WouldBlock` when the socket is full.
-    fn flush(&self) -> io::Result<()> {
-        let mut state = self.lock();
-        self.flush_locked(&mut state)
     }
 
     /// Writes every record rustls holds, or stops at a full socket (`WouldBlock`, and the
