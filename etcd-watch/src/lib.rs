@@ -63,14 +63,16 @@
 //!
 //! # Backpressure
 //!
-//! Each watch (or each group) has a bounded buffer of responses (1024 by default; see
-//! [`Watcher::with_buffer`] and [`Watch::buffer`]). The background task never waits for a
-//! consumer: when a response finds its watch's buffer full, the watch is **paused**: it is
-//! cancelled on the server and the response is dropped, without moving the resume
-//! revision. Once the consumer has emptied half of the buffer, the watch is created again
-//! from its resume revision and the server sends the missed events again. Nothing is lost,
-//! memory stays bounded by the buffer (times the size of a response), and a slow consumer
-//! never holds up other watches. Progress notifications that find the buffer full are
+//! Each watch (or each group) has a buffer bounded by the bytes its responses hold: their
+//! keys and values, plus a small fixed cost per response and per event (8 MiB by default;
+//! see [`Watcher::with_buffer_bytes`] and [`Watch::buffer_bytes`]). The background task
+//! never waits for a consumer: when a response would take a watch's buffer past its bound,
+//! the watch is **paused**: it is cancelled on the server and the response is dropped,
+//! without moving the resume revision. Once the consumer has emptied half of the buffer,
+//! the watch is created again from its resume revision and the server sends the missed
+//! events again. Nothing is lost, memory stays bounded by the buffer (plus one response,
+//! as one response is always taken into an empty buffer), and a slow consumer never holds
+//! up other watches. Progress notifications that find the buffer full are
 //! skipped (they do not move the resume revision then).
 
 pub mod cache;
@@ -78,6 +80,7 @@ mod error;
 mod event;
 mod mux;
 mod options;
+mod queue;
 mod watcher;
 
 pub use error::{Error, Result};

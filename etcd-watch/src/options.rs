@@ -153,11 +153,12 @@ impl<C> Watch<C> {
         self
     }
 
-    /// How many responses may wait for the consumer of this watch (a
-    /// [`WatchStream`](crate::WatchStream) only); the watcher's default otherwise. See
+    /// How many bytes of responses may wait for the consumer of this watch (a
+    /// [`WatchStream`](crate::WatchStream) only); the watcher's default otherwise (see
+    /// [`Watcher::with_buffer_bytes`](crate::Watcher::with_buffer_bytes)). See
     /// [the crate docs](crate#backpressure) for what happens when they fill up.
-    pub fn buffer(mut self, responses: usize) -> Self {
-        self.spec.buffer = Some(responses);
+    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
+        self.spec.buffer = Some(bytes);
         self
     }
 }

@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::event::{WatchId, WatchResponse};
 use crate::mux::{Command, Config, GroupItem, Item, Mux, Reauthenticate, Sink};
 use crate::options::{Spec, Watch};
+use crate::queue::{self, queue};
 
 /// What every handle of one watcher shares.
 struct Shared<S> {
@@ -106,18 +107,20 @@ impl<S: WatchService> Watcher<S> {
         self.shared.config
     }
 
-    /// Sets how many responses may wait for a slow consumer of one watch (for a
-    /// [`WatchStream`]) or of one group (for [`GroupEvents`]) before the watch is paused.
-    /// See [the crate docs](crate#backpressure). Call it before the first watch.
+    /// Sets how many bytes of responses (keys, values and a small fixed cost per response
+    /// and per event) may wait for a slow consumer of one watch (for a [`WatchStream`]) or
+    /// of one group (for [`GroupEvents`]) before the watch is paused; 8 MiB by default. A
+    /// single response larger than that is still delivered when nothing else waits. See
+    /// [the crate docs](crate#backpressure). Call it before the first watch.
     ///
     /// # Panics
-    /// When `responses` is 0.
-    pub fn with_buffer(self, responses: usize) -> Self {
-        assert!(responses > 0, "a watch buffer holds at least one response");
+    /// When `bytes` is 0.
+    pub fn with_buffer_bytes(self, bytes: usize) -> Self {
+        assert!(bytes > 0, "a watch buffer holds at least one byte");
         Self::with_config(
             self.shared.service.clone(),
             Config {
-                buffer: responses,
+                buffer: bytes,
                 ..self.config()
             },
             self.shared.reauth.clone(),
@@ -202,7 +205,7 @@ impl<S: WatchService> Watcher<S> {
     /// cancelled from the [`WatchGroup`]; the [`GroupEvents`] stream is the consumer. The
     /// group shares this watcher's stream.
     pub fn group(&self) -> (WatchGroup<S>, GroupEvents) {
-        let (tx, rx) = mpsc::channel(self.shared.config.buffer);
+        let (tx, rx) = queue(self.shared.config.buffer);
         let group = WatchGroup {
             inner: Arc::new(GroupInner {
                 watcher: self.clone(),
@@ -278,7 +281,7 @@ impl<S: WatchService> IntoFuture for Watch<Watcher<S>> {
         let (watcher, spec) = self.into_parts();
         Box::pin(async move {
             let buffer = spec.buffer.unwrap_or(watcher.shared.config.buffer).max(1);
-            let (tx, rx) = mpsc::channel(buffer);
+            let (tx, rx) = queue(buffer);
             let id = watcher.shared.next_id();
             watcher.start(spec, Sink::Single(tx), id).await?;
             Ok(WatchStream {
@@ -329,7 +332,7 @@ impl Drop for CancelOnDrop {
 #[must_use = "dropping it cancels the watch"]
 pub struct WatchStream {
     id: WatchId,
-    rx: mpsc::Receiver<Item>,
+    rx: queue::Receiver<Item>,
     guard: CancelOnDrop,
 }
 
@@ -338,6 +341,7 @@ impl fmt::Debug for WatchStream {
         f.debug_struct("WatchStream")
             .field("id", &self.id)
             .field("buffered", &self.rx.len())
+            .field("buffered_bytes", &self.rx.bytes())
             .finish()
     }
 }
@@ -376,7 +380,7 @@ impl Stream for WatchStream {
 
 struct GroupInner<S: WatchService> {
     watcher: Watcher<S>,
-    sink: mpsc::Sender<GroupItem>,
+    sink: queue::Sender<GroupItem>,
     ids: Mutex<HashSet<WatchId>>,
 }
 
@@ -463,13 +467,14 @@ impl<S: WatchService> WatchGroup<S> {
 /// with its watch's id. An error ends only the watch it is tagged with.
 #[must_use = "its events are only delivered through it"]
 pub struct GroupEvents {
-    rx: mpsc::Receiver<GroupItem>,
+    rx: queue::Receiver<GroupItem>,
 }
 
 impl fmt::Debug for GroupEvents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GroupEvents")
             .field("buffered", &self.rx.len())
+            .field("buffered_bytes", &self.rx.bytes())
             .finish()
     }
 }

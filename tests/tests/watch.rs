@@ -622,7 +622,7 @@ async fn w9_three_hundred_watches_cancel_half_and_reset() {
 }
 
 /// W10: a consumer that stops reading for 3 s while 2000 events are written. Its buffer
-/// (8 responses) fills, the watch is paused on the server and resumed when the consumer
+/// (4 KiB, about a dozen responses) fills, the watch is paused on the server and resumed when the consumer
 /// reads again: nothing is lost or repeated, and a fast watch on the same stream keeps
 /// receiving meanwhile.
 #[tokio::test]
@@ -631,7 +631,7 @@ async fn w10_slow_consumer_is_paused_and_resumed_without_loss() {
     let url = server.client_url();
     let p = unique_prefix("w10");
     let kv = kv(&url);
-    let watcher = watcher(&url).with_buffer(8);
+    let watcher = watcher(&url).with_buffer_bytes(4 << 10);
     let start = kv.put(format!("{p}start"), "0").await.unwrap().revision();
     let mut slow = watcher
         .watch(p.clone())
@@ -643,7 +643,7 @@ async fn w10_slow_consumer_is_paused_and_resumed_without_loss() {
         .watch(p.clone())
         .prefix()
         .from_revision(start)
-        .buffer(4096)
+        .buffer_bytes(64 << 20)
         .await
         .unwrap();
     let writer = {

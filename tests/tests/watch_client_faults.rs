@@ -1343,22 +1343,22 @@ async fn w9_three_hundred_watches_half_cancelled_survive_a_reset() {
 
 /// The value size of W10's puts.
 const W10_VALUE: usize = 32 * 1024;
-/// How many responses W10's watch buffers for its consumer (`Watch::buffer`).
-const W10_BUFFER: u64 = 256;
+/// How many bytes of responses W10's watch buffers for its consumer (`Watch::buffer_bytes`;
+/// the watcher's default).
+const W10_BUFFER: u64 = 8 << 20;
 
 /// W10: the consumer of a watch does not poll for 10 s while 2000 puts of 32 KiB (62.5 MiB)
 /// are written. Afterwards every event arrives exactly once, in order, with its value (a
 /// typed error would end the stream: none may come here).
 ///
-/// Memory: a client whose memory is bounded holds at most the watch's buffer of responses
-/// for a consumer that does not read. Each response is one revision here (one 32 KiB event,
-/// about 33 KiB encoded); decoded messages share the transport's receive buffer, which
-/// grows by doubling, so a held response may pin up to twice its size: 256 × 66 KiB =
-/// 16.5 MiB. 12 MiB more are allowed for the transport's windows, the writer's transient
-/// buffers and the allocator, so RSS may grow by at most 28.5 MiB during the stall. A
+/// Memory: a client whose memory is bounded holds at most the watch's buffer of 8 MiB of
+/// responses (plus one) for a consumer that does not read. Each response is one revision
+/// here (one 32 KiB event, about 33 KiB encoded); decoded messages share the frames they
+/// came in, so a held response may pin up to twice its size: 2 × (8 MiB + 33 KiB) ≈
+/// 16.1 MiB. 12 MiB more are allowed for the transport's windows, the writer's transient
+/// buffers and the allocator, so RSS may grow by at most about 28 MiB during the stall. A
 /// client that held all 2000 responses would pin at least 2000 × 33 KiB = 64.5 MiB and
-/// fail. (The buffer is set to 256 rather than left at its default of 1024: bounded and
-/// unbounded then differ by 2000/256 ≈ 8×, far beyond that 2× slack; with 1024, under 2×.)
+/// fail: bounded and unbounded differ by 8×, far beyond that 2× slack.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w10_a_stalled_consumer_loses_nothing_and_memory_stays_bounded() {
     let _serial = SERIAL.lock().await;
@@ -1377,7 +1377,7 @@ async fn w10_a_stalled_consumer_loses_nothing_and_memory_stays_bounded() {
         .watch(prefix.clone())
         .prefix()
         .from_revision(start + 1)
-        .buffer(W10_BUFFER as usize)
+        .buffer_bytes(W10_BUFFER as usize)
         .await
         .expect("watch");
     // Warm the writer's connection and allocator with the same size of write.
@@ -1428,7 +1428,7 @@ async fn w10_a_stalled_consumer_loses_nothing_and_memory_stays_bounded() {
         }
     }
     let growth = during.saturating_sub(before);
-    let bound = W10_BUFFER * 2 * (W10_VALUE as u64 + 1024) + (12 << 20);
+    let bound = 2 * (W10_BUFFER + W10_VALUE as u64 + 1024) + (12 << 20);
     println!(
         "w10: writes took {writing_took:?}; RSS {} MiB before, {} MiB after the stall (+{} MiB, bound {} MiB); {watchers} watchers on the server during the stall",
         before >> 20,

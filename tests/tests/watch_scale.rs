@@ -32,7 +32,7 @@ async fn ten_thousand_watches_on_one_stream() {
     let server = EtcdServer::start().await;
     let url = server.client_url();
     let kv = Kv::new(GrpcKv::new(channel(&url)));
-    let watcher = watcher(&url).with_buffer(N + 10);
+    let watcher = watcher(&url).with_buffer_bytes(64 << 20);
     let (group, mut events) = watcher.group();
     let rss_before = rss_kib();
 

@@ -3,7 +3,7 @@
 use etcd_proto::etcdserverpb as pb;
 use pb::lease_client::LeaseClient;
 
-use super::bidi::bidi_service;
+use super::streaming::bidi_service;
 use super::{MAX_DECODING_MESSAGE_SIZE, unary_service};
 use crate::transport::GrpcTransport;
 
@@ -19,6 +19,7 @@ use crate::transport::GrpcTransport;
 #[derive(Clone, Debug)]
 pub struct GrpcLease<T> {
     inner: LeaseClient<T>,
+    transport: T,
     require_leader: bool,
 }
 
@@ -26,7 +27,9 @@ impl<T: GrpcTransport> GrpcLease<T> {
     /// Wraps a transport, with no limit on the size of decoded responses.
     pub fn new(transport: T) -> Self {
         Self {
-            inner: LeaseClient::new(transport).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            inner: LeaseClient::new(transport.clone())
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            transport,
             require_leader: false,
         }
     }
@@ -76,5 +79,5 @@ bidi_service!(
     GrpcLease,
     pb::LeaseKeepAliveRequest,
     pb::LeaseKeepAliveResponse,
-    lease_keep_alive
+    "/etcdserverpb.Lease/LeaseKeepAlive"
 );

@@ -5,13 +5,16 @@
 //! layers that need to see the messages (retries, namespaces) stack on top of these.
 
 mod auth;
-mod bidi;
 mod cluster;
 mod election;
+mod frames;
+mod head;
 mod kv;
 mod lease;
 mod lock;
 mod maintenance;
+mod message;
+mod streaming;
 mod unary;
 mod watch;
 

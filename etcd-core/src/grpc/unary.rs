@@ -10,27 +10,21 @@
 //! `te: trailers`, and the status read from the trailers (or from the headers of a
 //! trailers-only response).
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HeaderValue, TE};
 use http::uri::PathAndQuery;
 use http_body::{Frame, SizeHint};
-use tonic::{Code, Status};
+use tonic::Status;
 
-use etcd_proto::etcdserverpb as pb;
-
+use super::frames::{Frames, PREFIX, put_prefix, unprefix};
+use super::head;
+use super::message::Response;
 use crate::transport::GrpcTransport;
 use crate::{Error, Result};
-
-/// The header or trailer with a call's gRPC status code.
-const GRPC_STATUS: &str = "grpc-status";
-
-/// The length prefix of a gRPC message: a compression flag and a big-endian length.
-const PREFIX: usize = 5;
 
 /// Calls `path` on `transport` with `request`, and decodes the single response message.
 pub(crate) async fn call<T, Req, Resp>(
@@ -51,7 +45,16 @@ where
         .await
         .map_err(|e| Error::from(Status::from_error(e.into())))?;
     let (head, body) = response.into_parts();
-    check_head(&head)?;
+    match head::check(&head)? {
+        // A trailers-only response: an error, or (wrongly) success without a message.
+        Some(Ok(())) => {
+            return Err(Error::Protocol(
+                "the server answered without a message".into(),
+            ));
+        }
+        Some(Err(status)) => return Err(status.into()),
+        None => {}
+    }
     let message = read(body).await?;
     let mut response = Resp::sized_for(&message);
     response
@@ -60,89 +63,22 @@ where
     Ok(response)
 }
 
-/// Checks a response's head before its body is read, as gRPC does: an HTTP status other
-/// than 200 is the call's status whatever else the head says (a proxy's error page), then
-/// a `content-type` that is not gRPC's is a protocol error, then a gRPC status in the head
-/// (a trailers-only response) ends the call.
-fn check_head(head: &http::response::Parts) -> Result<()> {
-    if head.status != http::StatusCode::OK {
-        return Err(http_status(head.status).into());
-    }
-    let content_type = head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
-    let grpc = content_type.is_some_and(|t| {
-        t.strip_prefix(b"application/grpc")
-            .is_some_and(|rest| rest.is_empty() || rest[0] == b'+' || rest[0] == b';')
-    });
-    if !grpc {
-        let shown = content_type.map_or("none".into(), String::from_utf8_lossy);
-        return Err(Error::Protocol(
-            format!("the response is not gRPC (content-type: {shown})").into(),
-        ));
-    }
-    match grpc_status(&head.headers) {
-        // A trailers-only response: an error, or (wrongly) success without a message.
-        Some(Ok(())) => Err(Error::Protocol(
-            "the server answered without a message".into(),
-        )),
-        Some(Err(status)) => Err(status.into()),
-        None => Ok(()),
-    }
-}
-
-/// A response message [`call`] decodes.
-pub(crate) trait Response: prost::Message + Default {
-    /// An empty message, its lists sized for what `message` holds when that is worth it.
-    fn sized_for(_message: &Frames) -> Self {
-        Self::default()
-    }
-}
-
-impl Response for pb::PutResponse {}
-impl Response for pb::DeleteRangeResponse {}
-impl Response for pb::TxnResponse {}
-impl Response for pb::CompactionResponse {}
-
-impl Response for pb::RangeResponse {
-    /// The key-values list allocated once at its size: grown by doubling, a 10,000-key
-    /// answer would touch half as much again, and hold both copies while it grows.
-    fn sized_for(message: &Frames) -> Self {
-        let mut response = Self::default();
-        if message.remaining() >= PRESIZE_FROM {
-            response.kvs.reserve_exact(count_field(message.clone(), 2));
-        }
-        response
-    }
-}
-
-/// Messages from this size on have their lists sized before decoding (a smaller one holds
-/// few items, not worth a pass over it).
-const PRESIZE_FROM: usize = 16 << 10;
-
-/// How many times field `number` occurs at the top level of `message` (0 when the message
-/// is malformed: decoding will say so).
-fn count_field(mut message: Frames, number: u32) -> usize {
-    use prost::encoding::{DecodeContext, decode_key, skip_field};
-    let mut count = 0;
-    while message.has_remaining() {
-        let Ok((tag, wire_type)) = decode_key(&mut message) else {
-            return 0;
-        };
-        count += usize::from(tag == number);
-        if skip_field(wire_type, tag, &mut message, DecodeContext::default()).is_err() {
-            return 0;
-        }
-    }
-    count
-}
-
 /// The HTTP request of a call: the length-prefixed message in one buffer.
 fn encode<M: prost::Message>(path: &'static str, message: &M) -> http::Request<tonic::body::Body> {
     let len = message.encoded_len();
     let mut buf = BytesMut::with_capacity(PREFIX + len);
-    buf.put_u8(0);
-    buf.put_u32(len as u32);
+    put_prefix(&mut buf, len);
     message.encode_raw(&mut buf);
-    let mut request = http::Request::new(tonic::body::Body::new(Once(Some(buf.freeze()))));
+    post(path, tonic::body::Body::new(Once(Some(buf.freeze()))))
+}
+
+/// A gRPC request of `body` to `path`: a `POST` with gRPC's content type, asking for
+/// trailers.
+pub(super) fn post(
+    path: &'static str,
+    body: tonic::body::Body,
+) -> http::Request<tonic::body::Body> {
+    let mut request = http::Request::new(body);
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = http::Uri::from(PathAndQuery::from_static(path));
     let headers = request.headers_mut();
@@ -176,8 +112,8 @@ where
         match frame.into_data() {
             Ok(data) => {
                 message.push(data);
-                if expected.is_none() && message.remaining() >= PREFIX {
-                    expected = Some(PREFIX + message.declared_len());
+                if expected.is_none() {
+                    expected = message.declared_len().map(|len| PREFIX + len);
                 }
                 if let Some(expected) = expected
                     && message.remaining() > expected
@@ -195,7 +131,7 @@ where
                 let Ok(trailers) = frame.into_trailers() else {
                     continue;
                 };
-                match grpc_status(&trailers) {
+                match head::grpc_status(&trailers) {
                     Some(Ok(())) => break,
                     Some(Err(status)) => return Err(status.into()),
                     None => {
@@ -208,149 +144,6 @@ where
         }
     }
     unprefix(message)
-}
-
-/// The gRPC status in `headers` (the trailers, or the headers of a trailers-only response):
-/// `None` without one. Success is told by its code alone; tonic's full parse (message,
-/// details, a copy of the other headers) is kept for failures.
-fn grpc_status(headers: &http::HeaderMap) -> Option<std::result::Result<(), Status>> {
-    let code = headers.get(GRPC_STATUS)?;
-    if code.as_bytes() == b"0" {
-        return Some(Ok(()));
-    }
-    match Status::from_header_map(headers) {
-        Some(status) if status.code() == Code::Ok => Some(Ok(())),
-        Some(status) => Some(Err(status)),
-        None => Some(Err(Status::unknown("a malformed grpc-status"))),
-    }
-}
-
-/// The one message of a response body, its prefix checked and removed.
-fn unprefix(mut data: Frames) -> Result<Frames> {
-    if data.remaining() < PREFIX {
-        return Err(Error::Protocol("the response has no message".into()));
-    }
-    let compressed = data.get_u8();
-    let len = data.get_u32() as usize;
-    if compressed != 0 {
-        return Err(Error::Protocol(
-            "the response is compressed, which was not asked for".into(),
-        ));
-    }
-    if data.remaining() != len {
-        return Err(Error::Protocol(
-            format!(
-                "the response's message is {} bytes long where its prefix says {len}",
-                data.remaining()
-            )
-            .into(),
-        ));
-    }
-    Ok(data)
-}
-
-/// A message as its DATA frames brought it, not gathered into one buffer: decoding slices
-/// the `bytes` fields out of the frames themselves and copies only the few that straddle
-/// two frames. A large range response thus costs its frames and nothing more.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Frames {
-    front: Bytes,
-    rest: VecDeque<Bytes>,
-    remaining: usize,
-}
-
-impl Frames {
-    /// The message length in the gRPC prefix at the front (at least [`PREFIX`] bytes
-    /// must be there).
-    fn declared_len(&self) -> usize {
-        let mut prefix = [0u8; PREFIX];
-        let mut at = 0;
-        for piece in std::iter::once(&self.front).chain(&self.rest) {
-            let take = (PREFIX - at).min(piece.len());
-            prefix[at..at + take].copy_from_slice(&piece[..take]);
-            at += take;
-            if at == PREFIX {
-                break;
-            }
-        }
-        u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize
-    }
-
-    fn push(&mut self, data: Bytes) {
-        if data.is_empty() {
-            return;
-        }
-        self.remaining += data.len();
-        if self.front.is_empty() {
-            self.front = data;
-        } else {
-            self.rest.push_back(data);
-        }
-    }
-
-    /// Moves to the next frame once the front one is used up.
-    fn next_frame(&mut self) {
-        while self.front.is_empty() {
-            match self.rest.pop_front() {
-                Some(next) => self.front = next,
-                None => return,
-            }
-        }
-    }
-}
-
-impl Buf for Frames {
-    fn remaining(&self) -> usize {
-        self.remaining
-    }
-
-    fn chunk(&self) -> &[u8] {
-        &self.front
-    }
-
-    fn advance(&mut self, mut cnt: usize) {
-        if cnt < self.front.len() {
-            // Within the front frame: what decoding a field does most of the time.
-            self.front.advance(cnt);
-            self.remaining -= cnt;
-            return;
-        }
-        assert!(cnt <= self.remaining, "advance past the end of the message");
-        self.remaining -= cnt;
-        while cnt > 0 {
-            let step = cnt.min(self.front.len());
-            self.front.advance(step);
-            cnt -= step;
-            self.next_frame();
-        }
-        self.next_frame();
-    }
-
-    fn copy_to_bytes(&mut self, len: usize) -> Bytes {
-        if len <= self.front.len() {
-            let out = self.front.split_to(len);
-            self.remaining -= len;
-            self.next_frame();
-            return out;
-        }
-        assert!(len <= self.remaining, "copy past the end of the message");
-        let mut out = BytesMut::with_capacity(len);
-        out.put((&mut *self).take(len));
-        out.freeze()
-    }
-}
-
-/// The status of a response whose HTTP status is not 200, as gRPC maps it.
-fn http_status(status: http::StatusCode) -> Status {
-    let code = match status.as_u16() {
-        400 => Code::Internal,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 => Code::Unimplemented,
-        429 | 502 | 503 | 504 => Code::Unavailable,
-        _ => Code::Unknown,
-    };
-    Status::new(code, format!("HTTP status {status} (not a gRPC answer)"))
 }
 
 /// A request body of one buffer.
@@ -380,16 +173,8 @@ impl http_body::Body for Once {
 mod tests {
     use super::*;
 
-    fn frames(parts: &[&'static [u8]]) -> Frames {
-        let mut frames = Frames::default();
-        for part in parts {
-            frames.push(Bytes::from_static(part));
-        }
-        frames
-    }
-
     #[test]
-    fn a_message_is_read_back_from_its_prefix() {
+    fn a_request_is_one_prefixed_message() {
         let request = encode(
             "/etcdserverpb.KV/Put",
             &etcd_proto::etcdserverpb::PutRequest {
@@ -400,66 +185,8 @@ mod tests {
         );
         assert_eq!(request.uri().path(), "/etcdserverpb.KV/Put");
         assert_eq!(request.headers()[CONTENT_TYPE], "application/grpc");
-        let mut one = unprefix(frames(&[b"\0\0\0\0\x03abc"])).unwrap();
-        assert_eq!(one.copy_to_bytes(3), Bytes::from_static(b"abc"));
-        // The prefix and the message split over frames, one frame empty.
-        let mut split = unprefix(frames(&[b"\0\0", b"", b"\0\0\x05a", b"bc", b"de"])).unwrap();
-        assert_eq!(split.remaining(), 5);
-        assert_eq!(split.copy_to_bytes(1), Bytes::from_static(b"a"));
-        assert_eq!(split.copy_to_bytes(3), Bytes::from_static(b"bcd"));
-        split.advance(1);
-        assert_eq!(split.remaining(), 0);
-    }
-
-    #[test]
-    fn a_message_over_many_frames_decodes_in_place() {
-        use prost::Message as _;
-        let response = etcd_proto::etcdserverpb::RangeResponse {
-            kvs: (0..100) // 30 KB: sized before decoding
-                .map(|i| etcd_proto::mvccpb::KeyValue {
-                    key: Bytes::from(format!("key/{i:03}")),
-                    value: Bytes::from(vec![b'v'; 300]),
-                    ..Default::default()
-                })
-                .collect(),
-            count: 100,
-            ..Default::default()
-        };
-        let mut body = BytesMut::new();
-        body.put_u8(0);
-        body.put_u32(response.encoded_len() as u32);
-        response.encode(&mut body).unwrap();
-        let body = body.freeze();
-        let mut message = Frames::default();
-        for chunk in body.chunks(1000) {
-            message.push(body.slice_ref(chunk));
-        }
-        let message = unprefix(message).unwrap();
-        let mut decoded = etcd_proto::etcdserverpb::RangeResponse::sized_for(&message);
-        assert_eq!(decoded.kvs.capacity(), 100, "sized before decoding");
-        decoded.merge(message).unwrap();
-        assert_eq!(decoded, response);
-        assert_eq!(decoded.kvs.capacity(), 100, "never grown");
-    }
-
-    #[test]
-    fn malformed_messages_are_protocol_errors() {
-        assert!(matches!(
-            unprefix(frames(&[b"\0\0"])),
-            Err(Error::Protocol(_))
-        ));
-        assert!(matches!(
-            unprefix(frames(&[b"\0\0\0\0\x09abc"])),
-            Err(Error::Protocol(_))
-        ));
-        assert!(matches!(
-            unprefix(frames(&[b"\x01\0\0\0\x03abc"])),
-            Err(Error::Protocol(_))
-        ));
-        assert_eq!(
-            http_status(http::StatusCode::SERVICE_UNAVAILABLE).code(),
-            Code::Unavailable
-        );
+        assert_eq!(request.headers()[TE], "trailers");
+        assert_eq!(http_body::Body::size_hint(request.body()).exact(), Some(11));
     }
 
     #[tokio::test]
@@ -473,37 +200,5 @@ mod tests {
                 .contains("more than its one message of 3 bytes"),
             "{error}"
         );
-    }
-
-    fn head(status: u16, headers: &[(&'static str, &'static str)]) -> http::response::Parts {
-        let mut response = http::Response::builder().status(status);
-        for &(name, value) in headers {
-            response = response.header(name, value);
-        }
-        response.body(()).unwrap().into_parts().0
-    }
-
-    #[test]
-    fn heads_are_checked_as_grpc_does() {
-        const GRPC: (&str, &str) = ("content-type", "application/grpc");
-        assert!(check_head(&head(200, &[GRPC])).is_ok());
-        assert!(check_head(&head(200, &[("content-type", "application/grpc+proto")])).is_ok());
-        // A non-200 status wins over a gRPC status in the same head.
-        let error = check_head(&head(503, &[GRPC, ("grpc-status", "0")])).unwrap_err();
-        assert!(error.to_string().contains("503"), "{error}");
-        assert!(!matches!(error, Error::Protocol(_)), "{error:?}");
-        // Not gRPC at all: a web page, or no content-type.
-        for headers in [&[("content-type", "text/html")][..], &[][..]] {
-            let error = check_head(&head(200, headers)).unwrap_err();
-            assert!(matches!(error, Error::Protocol(_)), "{error:?}");
-            assert!(error.to_string().contains("not gRPC"), "{error}");
-        }
-        let error = check_head(&head(200, &[("content-type", "application/grpcx")])).unwrap_err();
-        assert!(matches!(error, Error::Protocol(_)), "{error:?}");
-        // A trailers-only answer.
-        let error = check_head(&head(200, &[GRPC, ("grpc-status", "14")])).unwrap_err();
-        assert!(!matches!(error, Error::Protocol(_)), "{error:?}");
-        let error = check_head(&head(200, &[GRPC, ("grpc-status", "0")])).unwrap_err();
-        assert!(matches!(error, Error::Protocol(_)), "{error:?}");
     }
 }

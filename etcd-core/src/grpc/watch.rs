@@ -4,7 +4,7 @@ use etcd_proto::etcdserverpb as pb;
 use pb::watch_client::WatchClient;
 
 use super::MAX_DECODING_MESSAGE_SIZE;
-use super::bidi::bidi_service;
+use super::streaming::bidi_service;
 use crate::transport::GrpcTransport;
 
 /// etcd's Watch service over a gRPC transport: a
@@ -17,6 +17,7 @@ use crate::transport::GrpcTransport;
 #[derive(Clone, Debug)]
 pub struct GrpcWatch<T> {
     inner: WatchClient<T>,
+    transport: T,
     require_leader: bool,
 }
 
@@ -24,7 +25,9 @@ impl<T: GrpcTransport> GrpcWatch<T> {
     /// Wraps a transport, with no limit on the size of decoded responses.
     pub fn new(transport: T) -> Self {
         Self {
-            inner: WatchClient::new(transport).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            inner: WatchClient::new(transport.clone())
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            transport,
             require_leader: false,
         }
     }
@@ -44,4 +47,9 @@ impl<T: GrpcTransport> GrpcWatch<T> {
     }
 }
 
-bidi_service!(GrpcWatch, pb::WatchRequest, pb::WatchResponse, watch);
+bidi_service!(
+    GrpcWatch,
+    pb::WatchRequest,
+    pb::WatchResponse,
+    "/etcdserverpb.Watch/Watch"
+);

@@ -34,15 +34,20 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::Error;
 use crate::event::{Event, WatchId, WatchResponse};
 use crate::options::Spec;
+use crate::queue;
 
 /// One item of a single watch's stream.
 pub(crate) type Item = Result<WatchResponse, Error>;
 /// One item of a group's stream.
 pub(crate) type GroupItem = (WatchId, Item);
 
+/// The bytes of responses that may wait for one consumer unless set otherwise.
+pub(crate) const DEFAULT_BUFFER_BYTES: usize = 8 << 20;
+
 /// Settings of a watcher's background task.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Config {
+    /// The bytes of responses that may wait for one consumer (see [`queue`]).
     pub(crate) buffer: usize,
     /// The pause before reopening a broken stream, after each failure in a row.
     pub(crate) backoff: Backoff,
@@ -55,8 +60,8 @@ impl Default for Config {
         Self {
             // A burst at tens of thousands of responses a second, or a consumer descheduled
             // for a few milliseconds, must not pause a watch (which costs the server a
-            // re-sync); the channel only allocates what is buffered.
-            buffer: 1024,
+            // re-sync); the queue only allocates what is buffered.
+            buffer: DEFAULT_BUFFER_BYTES,
             backoff: Backoff::new(Duration::from_millis(20), Duration::from_secs(2)),
             create_timeout: None,
         }
@@ -91,9 +96,9 @@ pub(crate) enum Command {
 #[derive(Clone, Debug)]
 pub(crate) enum Sink {
     /// A [`WatchStream`](crate::WatchStream) of its own.
-    Single(mpsc::Sender<Item>),
+    Single(queue::Sender<Item>),
     /// The shared stream of a [`WatchGroup`](crate::WatchGroup), tagged with the watch id.
-    Group(mpsc::Sender<GroupItem>),
+    Group(queue::Sender<GroupItem>),
 }
 
 /// Where a watch stands with respect to the current stream.

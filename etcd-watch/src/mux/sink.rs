@@ -4,48 +4,29 @@
 use etcd_core::watch::WatchService;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 
 use super::{Command, Error, Item, Mux, Phase, Sink, WatchId};
+use crate::queue;
 
-/// Why an item could not be delivered now.
-pub(super) enum Refused {
-    Full,
-    Closed,
-}
+pub(super) use crate::queue::Refused;
 
 impl Sink {
     pub(super) fn try_send(&self, id: WatchId, item: Item) -> Result<(), Refused> {
-        use mpsc::error::TrySendError;
-        let result = match self {
-            Sink::Single(tx) => tx
-                .try_send(item)
-                .map_err(|e| matches!(e, TrySendError::Full(_))),
-            Sink::Group(tx) => tx
-                .try_send((id, item))
-                .map_err(|e| matches!(e, TrySendError::Full(_))),
+        let weight = match &item {
+            Ok(response) => queue::weight(response),
+            Err(_) => 0,
         };
-        result.map_err(|full| if full { Refused::Full } else { Refused::Closed })
+        match self {
+            Sink::Single(tx) => tx.try_send(item, weight),
+            Sink::Group(tx) => tx.try_send((id, item), weight),
+        }
     }
 
-    /// Delivers a terminal error: at once when there is room, else from a task of its own,
-    /// after the items already waiting.
+    /// Delivers a terminal error, after the items already waiting, whatever they weigh.
     pub(super) fn send_last(self, id: WatchId, error: Error) {
         match self {
-            Sink::Single(tx) => {
-                if let Err(mpsc::error::TrySendError::Full(item)) = tx.try_send(Err(error)) {
-                    tokio::spawn(async move {
-                        let _ = tx.send(item).await;
-                    });
-                }
-            }
-            Sink::Group(tx) => {
-                if let Err(mpsc::error::TrySendError::Full(item)) = tx.try_send((id, Err(error))) {
-                    tokio::spawn(async move {
-                        let _ = tx.send(item).await;
-                    });
-                }
-            }
+            Sink::Single(tx) => tx.send_last(Err(error)),
+            Sink::Group(tx) => tx.send_last((id, Err(error))),
         }
     }
 
@@ -53,14 +34,8 @@ impl Sink {
     /// has gone away.
     pub(super) fn drained(self) -> BoxFuture<'static, bool> {
         match self {
-            Sink::Single(tx) => {
-                let n = tx.max_capacity().div_ceil(2);
-                async move { tx.reserve_many(n).await.is_ok() }.boxed()
-            }
-            Sink::Group(tx) => {
-                let n = tx.max_capacity().div_ceil(2);
-                async move { tx.reserve_many(n).await.is_ok() }.boxed()
-            }
+            Sink::Single(tx) => tx.drained().boxed(),
+            Sink::Group(tx) => tx.drained().boxed(),
         }
     }
 }

@@ -1,0 +1,241 @@
+//! gRPC's message framing over the DATA frames of a response: the 5-byte prefix, and a
+//! [`Buf`] over frames that decoding slices without gathering them into one buffer.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::{Error, Result};
+
+/// The length prefix of a gRPC message: a compression flag and a big-endian length.
+pub(super) const PREFIX: usize = 5;
+
+/// Writes the prefix of an uncompressed message of `len` bytes.
+pub(super) fn put_prefix(buf: &mut BytesMut, len: usize) {
+    buf.put_u8(0);
+    buf.put_u32(len as u32);
+}
+
+/// Messages as their DATA frames brought them, not gathered into one buffer: decoding
+/// slices the `bytes` fields out of the frames themselves and copies only the few that
+/// straddle two frames. A large response thus costs its frames and nothing more.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Frames {
+    front: Bytes,
+    rest: VecDeque<Bytes>,
+    remaining: usize,
+}
+
+impl Frames {
+    /// The compression flag and the message length of the gRPC prefix at the front (at
+    /// least [`PREFIX`] bytes must be there).
+    fn prefix(&self) -> (u8, usize) {
+        let mut prefix = [0u8; PREFIX];
+        let mut at = 0;
+        for piece in std::iter::once(&self.front).chain(&self.rest) {
+            let take = (PREFIX - at).min(piece.len());
+            prefix[at..at + take].copy_from_slice(&piece[..take]);
+            at += take;
+            if at == PREFIX {
+                break;
+            }
+        }
+        let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]);
+        (prefix[0], len as usize)
+    }
+
+    /// The message length its prefix gives, once the prefix is all here.
+    pub(super) fn declared_len(&self) -> Option<usize> {
+        (self.remaining >= PREFIX).then(|| self.prefix().1)
+    }
+
+    /// Appends a DATA frame.
+    pub(super) fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        self.remaining += data.len();
+        if self.front.is_empty() {
+            self.front = data;
+        } else {
+            self.rest.push_back(data);
+        }
+    }
+
+    /// Takes the next message off the front, without its prefix, once all of it is here
+    /// (`None` until then): what a stream of messages is cut into.
+    pub(super) fn next_message(&mut self) -> Result<Option<Frames>> {
+        let Some(len) = self.declared_len() else {
+            return Ok(None);
+        };
+        if self.remaining < PREFIX + len {
+            return Ok(None);
+        }
+        check_uncompressed(self.prefix().0)?;
+        self.advance(PREFIX);
+        Ok(Some(self.split_to(len)))
+    }
+
+    /// The first `len` bytes, moved whole frame by whole frame (only the last one split).
+    fn split_to(&mut self, len: usize) -> Frames {
+        let mut out = Frames::default();
+        let mut left = len;
+        while left > 0 {
+            let piece = if self.front.len() <= left {
+                std::mem::take(&mut self.front)
+            } else {
+                self.front.split_to(left)
+            };
+            left -= piece.len();
+            self.remaining -= piece.len();
+            out.push(piece);
+            self.next_frame();
+        }
+        out
+    }
+
+    /// Moves to the next frame once the front one is used up.
+    fn next_frame(&mut self) {
+        while self.front.is_empty() {
+            match self.rest.pop_front() {
+                Some(next) => self.front = next,
+                None => return,
+            }
+        }
+    }
+}
+
+/// Refuses a message whose prefix says it is compressed (compression is never asked for).
+fn check_uncompressed(flag: u8) -> Result<()> {
+    if flag != 0 {
+        return Err(Error::Protocol(
+            "the response is compressed, which was not asked for".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The one message of a unary response body, its prefix checked and removed.
+pub(super) fn unprefix(mut data: Frames) -> Result<Frames> {
+    if data.remaining() < PREFIX {
+        return Err(Error::Protocol("the response has no message".into()));
+    }
+    check_uncompressed(data.get_u8())?;
+    let len = data.get_u32() as usize;
+    if data.remaining() != len {
+        return Err(Error::Protocol(
+            format!(
+                "the response's message is {} bytes long where its prefix says {len}",
+                data.remaining()
+            )
+            .into(),
+        ));
+    }
+    Ok(data)
+}
+
+impl Buf for Frames {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.front
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        if cnt < self.front.len() {
+            // Within the front frame: what decoding a field does most of the time.
+            self.front.advance(cnt);
+            self.remaining -= cnt;
+            return;
+        }
+        assert!(cnt <= self.remaining, "advance past the end of the message");
+        self.remaining -= cnt;
+        while cnt > 0 {
+            let step = cnt.min(self.front.len());
+            self.front.advance(step);
+            cnt -= step;
+            self.next_frame();
+        }
+        self.next_frame();
+    }
+
+    fn copy_to_bytes(&mut self, len: usize) -> Bytes {
+        if len <= self.front.len() {
+            let out = self.front.split_to(len);
+            self.remaining -= len;
+            self.next_frame();
+            return out;
+        }
+        assert!(len <= self.remaining, "copy past the end of the message");
+        let mut out = BytesMut::with_capacity(len);
+        out.put((&mut *self).take(len));
+        out.freeze()
+    }
+}
+
+#[cfg(test)]
+pub(super) fn frames(parts: &[&'static [u8]]) -> Frames {
+    let mut frames = Frames::default();
+    for part in parts {
+        frames.push(Bytes::from_static(part));
+    }
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_read_back_from_its_prefix() {
+        let mut one = unprefix(frames(&[b"\0\0\0\0\x03abc"])).unwrap();
+        assert_eq!(one.copy_to_bytes(3), Bytes::from_static(b"abc"));
+        // The prefix and the message split over frames, one frame empty.
+        let mut split = unprefix(frames(&[b"\0\0", b"", b"\0\0\x05a", b"bc", b"de"])).unwrap();
+        assert_eq!(split.remaining(), 5);
+        assert_eq!(split.copy_to_bytes(1), Bytes::from_static(b"a"));
+        assert_eq!(split.copy_to_bytes(3), Bytes::from_static(b"bcd"));
+        split.advance(1);
+        assert_eq!(split.remaining(), 0);
+    }
+
+    #[test]
+    fn malformed_messages_are_protocol_errors() {
+        for parts in [
+            &[&b"\0\0"[..]][..],
+            &[b"\0\0\0\0\x09abc"],
+            &[b"\x01\0\0\0\x03abc"],
+        ] {
+            assert!(matches!(unprefix(frames(parts)), Err(Error::Protocol(_))));
+        }
+        let mut compressed = frames(&[b"\x01\0\0\0\x01a"]);
+        assert!(matches!(compressed.next_message(), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn a_stream_is_cut_into_its_messages_wherever_frames_end() {
+        // Three messages ("abc", "", "de") then the start of a fourth, over odd frames.
+        let mut stream = frames(&[
+            b"\0\0\0",
+            b"\0\x03ab",
+            b"c\0\0\0\0\0\0\0\0\0\x02d",
+            b"e\0\0",
+        ]);
+        let mut first = stream.next_message().unwrap().unwrap();
+        assert_eq!(first.copy_to_bytes(3), Bytes::from_static(b"abc"));
+        assert_eq!(stream.next_message().unwrap().unwrap().remaining(), 0);
+        let mut third = stream.next_message().unwrap().unwrap();
+        assert_eq!(third.remaining(), 2);
+        assert_eq!(third.copy_to_bytes(2), Bytes::from_static(b"de"));
+        // The fourth's prefix is not all here, then its body is not.
+        assert!(stream.next_message().unwrap().is_none());
+        stream.push(Bytes::from_static(b"\0\0\x04xy"));
+        assert!(stream.next_message().unwrap().is_none());
+        stream.push(Bytes::from_static(b"zw"));
+        let mut fourth = stream.next_message().unwrap().unwrap();
+        assert_eq!(fourth.copy_to_bytes(4), Bytes::from_static(b"xyzw"));
+        assert_eq!(stream.remaining(), 0);
+    }
+}
