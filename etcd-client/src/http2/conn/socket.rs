@@ -3,15 +3,19 @@
 //! Both are used the same way, without an `AsyncRead`/`AsyncWrite` in between: writers
 //! hand over plaintext and the socket writes what it can without waiting; the driver reads
 //! whatever plaintext has arrived. Over TLS, rustls' connection state sits behind a lock
-//! of its own: a writer encrypts its bytes into records and writes them to the socket, the
-//! driver feeds what it read to rustls and takes out the plaintext. Records a full socket
-//! held back stay in rustls until the socket is writable again ([`Socket::has_pending`]).
+//! held only while rustls encrypts or decrypts, never through a system call: a writer
+//! encrypts its bytes into records under it, then writes the records to the socket under
+//! a second lock (writers take turns anyway), so the driver decrypting what it read never
+//! waits for a writer's system call. Records a full socket held back wait there until it
+//! is writable again ([`Socket::has_pending`]).
 
 use std::io;
 #[cfg(feature = "_tls")]
 use std::io::{Read as _, Write as _};
 use std::task::{Context, Poll};
 
+#[cfg(feature = "_tls")]
+use bytes::BufMut as _;
 use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
@@ -31,9 +35,11 @@ pub(in crate::http2) enum Socket {
 pub(in crate::http2) struct TlsSocket {
     tcp: TcpStream,
     tls: std::sync::Mutex<TlsState>,
-    /// Records a full socket held back wait in rustls. Read without the lock: writers ask
-    /// on every submit, under the connection's state lock, and must not wait for a writer
-    /// holding the TLS lock through a system call.
+    /// Records encrypted and not yet taken by the socket, in order. Held by the one writer
+    /// through its system calls; taken after `tls` when both are needed, never before.
+    records: std::sync::Mutex<BytesMut>,
+    /// Records wait (in `records` or in rustls). Read without a lock: writers ask on every
+    /// submit, under the connection's state lock.
     pending: std::sync::atomic::AtomicBool,
 }
 
@@ -45,8 +51,9 @@ struct TlsState {
     closed: bool,
 }
 
-/// Encrypted bytes rustls may hold for a full socket before a writer stops handing it
-/// plaintext (what is left stays in the connection's output buffer).
+/// Plaintext rustls takes from a writer at a time: the records it makes of it are written
+/// before the writer hands over more, so what waits for a full socket stays about this
+/// size (what is left stays in the connection's output buffer).
 #[cfg(feature = "_tls")]
 const MAX_TLS_PENDING: usize = 256 << 10;
 
@@ -64,6 +71,7 @@ impl Socket {
                 conn,
                 closed: false,
             }),
+            records: std::sync::Mutex::new(BytesMut::new()),
             pending: std::sync::atomic::AtomicBool::new(false),
         }))
     }
@@ -174,9 +182,10 @@ impl TlsSocket {
             }
         }
         if state.conn.wants_write() {
-            // rustls answers some records itself (a key update): send that now, or leave
-            // it for the next write.
-            let _ = self.flush_locked(&mut state);
+            // rustls answers some records itself (a key update): they go out with the next
+            // write, which the flag asks for.
+            self.pending
+                .store(true, std::sync::atomic::Ordering::Release);
         }
         let read = out.len() - start;
         let closed = state.closed;
@@ -190,56 +199,55 @@ impl TlsSocket {
         }
     }
 
-    /// Writes every record rustls holds, or stops at a full socket (`WouldBlock`, and the
-    /// records are pending).
-    fn flush_locked(&self, state: &mut TlsState) -> io::Result<()> {
+    /// Encrypts `buf` (all of it, or [`MAX_TLS_PENDING`] at a time) and writes the
+    /// records, after any that were waiting; stops at a full socket (`WouldBlock`, leaving
+    /// in `buf` what was not encrypted yet and the records pending).
+    fn write_some(&self, buf: &mut BytesMut) -> io::Result<()> {
         use std::sync::atomic::Ordering;
-        while state.conn.wants_write() {
-            match state.conn.write_tls(&mut TryWriter(&self.tcp)) {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = true;
+        while first || !buf.is_empty() {
+            first = false;
+            // Cleared before the records are taken from rustls: a reader that has rustls
+            // make more afterwards (under its lock) sets it again.
+            self.pending.store(false, Ordering::Release);
+            self.write_records(&mut records)?;
+            let mut state = self.lock();
+            let taken = if buf.is_empty() {
+                0
+            } else {
+                match state.conn.writer().write(buf)? {
+                    0 => return Err(io::ErrorKind::WriteZero.into()),
+                    n => n,
+                }
+            };
+            buf.advance(taken);
+            let mut out = (&mut *records).writer();
+            while state.conn.wants_write() {
+                state.conn.write_tls(&mut out)?;
+            }
+            drop(state);
+            self.write_records(&mut records)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the waiting records, or stops at a full socket (`WouldBlock`, and they are
+    /// pending).
+    fn write_records(&self, records: &mut BytesMut) -> io::Result<()> {
+        while !records.is_empty() {
+            match self.tcp.try_write(records) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
+                Ok(n) => records.advance(n),
                 Err(e) => {
                     if e.kind() == io::ErrorKind::WouldBlock {
-                        self.pending.store(true, Ordering::Release);
+                        self.pending
+                            .store(true, std::sync::atomic::Ordering::Release);
                     }
                     return Err(e);
                 }
             }
         }
-        self.pending.store(false, Ordering::Release);
-        Ok(())
-    }
-
-    fn write_some(&self, buf: &mut BytesMut) -> io::Result<()> {
-        let mut state = self.lock();
-        loop {
-            self.flush_locked(&mut state)?;
-            if buf.is_empty() {
-                return Ok(());
-            }
-            match state.conn.writer().write(buf)? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => buf.advance(n),
-            }
-        }
-    }
-}
-
-/// `io::Write` over a non-blocking socket (a full socket is `WouldBlock`).
-#[cfg(feature = "_tls")]
-struct TryWriter<'a>(&'a TcpStream);
-
-#[cfg(feature = "_tls")]
-impl io::Write for TryWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.try_write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.0.try_write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
