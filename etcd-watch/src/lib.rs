@@ -71,8 +71,8 @@
 //! without moving the resume revision. Once the consumer has emptied half of the buffer,
 //! the watch is created again from its resume revision and the server sends the missed
 //! events again. Nothing is lost, memory stays bounded by the buffer (plus one response,
-//! as one response is always taken into an empty buffer), and a slow consumer never holds
-//! up other watches. Progress notifications that find the buffer full are
+//! as a response is always taken into a buffer at most half full), and a slow consumer
+//! never holds up other watches. Progress notifications that find the buffer full are
 //! skipped (they do not move the resume revision then).
 
 pub mod cache;

@@ -28,7 +28,8 @@ pub(crate) fn weight(response: &WatchResponse) -> usize {
         })
 }
 
-/// A new queue of at most `budget` bytes (one item is always taken, however large).
+/// A new queue of `budget` bytes (an item is always taken into a queue at most half full,
+/// however large).
 pub(crate) fn queue<T>(budget: usize) -> (Sender<T>, Receiver<T>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let room = Arc::new(Room {
@@ -85,11 +86,13 @@ impl<T> Clone for Sender<T> {
 }
 
 impl<T> Sender<T> {
-    /// Queues `item` of `weight` bytes unless that would pass the budget of a queue that
-    /// is not empty. Never waits.
+    /// Queues `item` of `weight` bytes unless that would take a queue more than half full
+    /// past its budget. Never waits. An item is always taken while the queue is at most
+    /// half full, so that one taken once [`drained`](Self::drained) says so is never
+    /// refused again: what waits stays under the budget plus one item.
     pub(crate) fn try_send(&self, item: T, weight: usize) -> Result<(), Refused> {
         let used = self.room.used.load(Ordering::Acquire);
-        if used > 0 && used.saturating_add(weight) > self.room.budget {
+        if used > self.room.budget / 2 && used.saturating_add(weight) > self.room.budget {
             return Err(if self.tx.is_closed() {
                 Refused::Closed
             } else {
@@ -170,11 +173,16 @@ mod tests {
     #[tokio::test]
     async fn the_budget_bounds_bytes_not_items() {
         let (tx, mut rx) = queue::<u32>(100);
-        // One item is taken whatever its weight.
+        // An item is taken whatever its weight while the queue is at most half full.
         assert!(tx.try_send(1, 500).is_ok());
         assert!(matches!(tx.try_send(2, 1), Err(Refused::Full)));
         assert_eq!(poll_fn(|cx| rx.poll_recv(cx)).await, Some(1));
         assert_eq!(rx.bytes(), 0);
+        assert!(tx.try_send(1, 50).is_ok());
+        assert!(tx.try_send(2, 80).is_ok(), "half full: taken");
+        assert!(matches!(tx.try_send(3, 1), Err(Refused::Full)));
+        poll_fn(|cx| rx.poll_recv(cx)).await;
+        poll_fn(|cx| rx.poll_recv(cx)).await;
         // Then as many as fit.
         for i in 0..10 {
             assert!(tx.try_send(i, 10).is_ok(), "item {i}");
@@ -205,6 +213,21 @@ mod tests {
         let drained = tokio::spawn(tx.clone().drained());
         drop(rx);
         assert!(!drained.await.unwrap());
-        assert!(matches!(tx.try_send(1, 1), Err(Refused::Closed)));
+        assert!(matches!(tx.try_send(1, 100), Err(Refused::Closed)));
+    }
+
+    #[tokio::test]
+    async fn an_item_refused_is_taken_once_drained() {
+        // A small item waits, then a large one is refused: once `drained` says so, the
+        // large one is taken (a watch resumed then is never paused again at once).
+        let (tx, mut rx) = queue::<u32>(100);
+        assert!(tx.try_send(0, 60).is_ok());
+        assert!(matches!(tx.try_send(1, 80), Err(Refused::Full)));
+        let drained = tokio::spawn(tx.clone().drained());
+        tokio::task::yield_now().await;
+        assert!(!drained.is_finished());
+        poll_fn(|cx| rx.poll_recv(cx)).await;
+        assert!(drained.await.unwrap());
+        assert!(tx.try_send(1, 80).is_ok());
     }
 }

@@ -110,7 +110,7 @@ impl<S: WatchService> Watcher<S> {
     /// Sets how many bytes of responses (keys, values and a small fixed cost per response
     /// and per event) may wait for a slow consumer of one watch (for a [`WatchStream`]) or
     /// of one group (for [`GroupEvents`]) before the watch is paused; 8 MiB by default. A
-    /// single response larger than that is still delivered when nothing else waits. See
+    /// response larger than that is still delivered when the buffer is at most half full. See
     /// [the crate docs](crate#backpressure). Call it before the first watch.
     ///
     /// # Panics

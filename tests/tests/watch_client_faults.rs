@@ -1353,9 +1353,9 @@ const W10_BUFFER: u64 = 8 << 20;
 ///
 /// Memory: a client whose memory is bounded holds at most the watch's buffer of 8 MiB of
 /// responses (plus one) for a consumer that does not read. Each response is one revision
-/// here (one 32 KiB event, about 33 KiB encoded); decoded messages share the frames they
-/// came in, so a held response may pin up to twice its size: 2 × (8 MiB + 33 KiB) ≈
-/// 16.1 MiB. 12 MiB more are allowed for the transport's windows, the writer's transient
+/// here (one 32 KiB event, about 33 KiB encoded) in a buffer of its own; twice that is
+/// allowed for the allocator's rounding and free lists: 2 × (8 MiB + 33 KiB) ≈ 16.1 MiB.
+/// 12 MiB more are allowed for the transport's windows, the writer's transient
 /// buffers and the allocator, so RSS may grow by at most about 28 MiB during the stall. A
 /// client that held all 2000 responses would pin at least 2000 × 33 KiB = 64.5 MiB and
 /// fail: bounded and unbounded differ by 8×, far beyond that 2× slack.

@@ -5,13 +5,11 @@ use bytes::Buf;
 
 use etcd_proto::etcdserverpb as pb;
 
-use super::frames::Frames;
-
 /// A response message the direct codecs ([`unary`](super::unary),
 /// [`streaming`](super::streaming)) decode.
 pub(crate) trait Response: prost::Message + Default {
     /// An empty message, its lists sized for what `message` holds when that is worth it.
-    fn sized_for(_message: &Frames) -> Self {
+    fn sized_for<B: Buf + Clone>(_message: &B) -> Self {
         Self::default()
     }
 }
@@ -25,7 +23,7 @@ impl Response for pb::LeaseKeepAliveResponse {}
 impl Response for pb::RangeResponse {
     /// The key-values list allocated once at its size: grown by doubling, a 10,000-key
     /// answer would touch half as much again, and hold both copies while it grows.
-    fn sized_for(message: &Frames) -> Self {
+    fn sized_for<B: Buf + Clone>(message: &B) -> Self {
         let mut response = Self::default();
         if message.remaining() >= PRESIZE_FROM {
             response.kvs.reserve_exact(count_field(message.clone(), 2));
@@ -37,7 +35,7 @@ impl Response for pb::RangeResponse {
 impl Response for pb::WatchResponse {
     /// The events list allocated once at its size, as for a range: a catch-up batch holds
     /// many events.
-    fn sized_for(message: &Frames) -> Self {
+    fn sized_for<B: Buf + Clone>(message: &B) -> Self {
         let mut response = Self::default();
         if message.remaining() >= PRESIZE_FROM {
             response
@@ -54,7 +52,7 @@ const PRESIZE_FROM: usize = 16 << 10;
 
 /// How many times field `number` occurs at the top level of `message` (0 when the message
 /// is malformed: decoding will say so).
-fn count_field(mut message: Frames, number: u32) -> usize {
+fn count_field(mut message: impl Buf, number: u32) -> usize {
     use prost::encoding::{DecodeContext, decode_key, skip_field};
     let mut count = 0;
     while message.has_remaining() {
@@ -74,7 +72,7 @@ mod tests {
     use bytes::{BufMut, Bytes, BytesMut};
     use prost::Message as _;
 
-    use super::super::frames::unprefix;
+    use super::super::frames::{Frames, unprefix};
     use super::*;
 
     /// `message` prefixed, over frames of 1,000 bytes.

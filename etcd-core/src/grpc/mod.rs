@@ -1,8 +1,11 @@
 //! Adapters from a gRPC transport to the typed services of the core.
 //!
-//! Each adapter wraps one generated etcd client and exposes each of its unary methods as a
-//! `tower::Service` of the request message, failing with [`Error`](crate::Error). Tower
-//! layers that need to see the messages (retries, namespaces) stack on top of these.
+//! Each adapter exposes each method of one etcd service as a `tower::Service` of the request
+//! message, failing with [`Error`](crate::Error); the two bidirectional streams (watch,
+//! lease keep-alive) as a `tower::Service` of the stream of requests. The hot-path unary
+//! calls and both streams go through codecs of ours (modules `unary` and `streaming`); the other
+//! calls through the generated client the adapter wraps. Tower layers that need to see the
+//! messages (retries, namespaces) stack on top of these.
 
 mod auth;
 mod cluster;

@@ -4,9 +4,13 @@
 //! Outgoing, every message that is ready when the transport asks for data goes into one
 //! buffer, so a burst of keep-alive renewals or watch creations is one DATA frame and one
 //! write, not one each. Incoming, each message is cut from the DATA frames that brought it
-//! and decoded in place (its `bytes` fields share the frames' buffers), its event list
-//! sized before decoding; nothing is gathered into a decode buffer, so what a stream holds
-//! between messages is at most the part of one message that has arrived. What goes over
+//! and copied into one buffer of its own size, which its `bytes` fields then share, its
+//! event list sized before decoding. Unlike a unary response, a watch response may be kept
+//! long after the next ones arrived (a slow consumer's buffer, a cache's entries): sharing
+//! the transport's frames would keep their whole read buffers, other streams' data
+//! included, for a few bytes of it, so what a response holds would no longer be what its
+//! consumer's buffer counts. Between messages a stream holds at most the part of one
+//! message that has arrived. What goes over
 //! the wire is what tonic sends: `POST` with `content-type: application/grpc` and
 //! `te: trailers`, length-prefixed messages, the status from the trailers.
 
@@ -156,6 +160,7 @@ where
             }
             match this.pending.next_message() {
                 Ok(Some(message)) => {
+                    let message = own_buffer(message);
                     let mut response = M::sized_for(&message);
                     return match response.merge(message) {
                         Ok(()) => Poll::Ready(Some(Ok(response))),
@@ -186,26 +191,35 @@ where
                     Err(_) => continue,
                 },
             };
-            if this.pending.has_remaining() {
-                return this.fail(Error::Protocol(
+            return match head::grpc_status(&trailers) {
+                // The server's own error says more than a message it left unfinished.
+                Some(Err(status)) => this.fail(status.into()),
+                Some(Ok(())) if this.pending.has_remaining() => this.fail(Error::Protocol(
                     format!(
                         "the stream ended in the middle of a message ({} bytes of it)",
                         this.pending.remaining()
                     )
                     .into(),
-                ));
-            }
-            return match head::grpc_status(&trailers) {
+                )),
                 Some(Ok(())) => {
                     this.done = true;
                     Poll::Ready(None)
                 }
-                Some(Err(status)) => this.fail(status.into()),
                 None => this.fail(Error::Protocol(
                     "the stream's trailers have no gRPC status".into(),
                 )),
             };
         }
+    }
+}
+
+/// `message` copied into one buffer of its own size (see the module docs for why).
+fn own_buffer(mut message: Frames) -> Bytes {
+    if message.chunk().len() == message.remaining() {
+        Bytes::copy_from_slice(message.chunk())
+    } else {
+        // Spread over frames: gathered into a new buffer.
+        message.copy_to_bytes(message.remaining())
     }
 }
 
@@ -318,6 +332,49 @@ mod tests {
         assert_eq!(got[0].as_ref().unwrap(), &renewal(1));
         let error = got[1].as_ref().unwrap_err();
         assert!(!matches!(error, Error::Protocol(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn the_servers_error_wins_over_a_message_it_left_unfinished() {
+        let whole = encoded(&[renewal(1)]);
+        let half = whole.slice(..whole.len() - 1);
+        let got = decode(vec![Frame::data(half), trailers("14")]).await;
+        let error = got.last().unwrap().as_ref().unwrap_err();
+        assert!(!matches!(error, Error::Protocol(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_response_keeps_a_buffer_of_its_own_not_the_frames() {
+        let response = pb::WatchResponse {
+            watch_id: 1,
+            events: vec![etcd_proto::mvccpb::Event {
+                kv: Some(etcd_proto::mvccpb::KeyValue {
+                    key: Bytes::from_static(b"key"),
+                    value: Bytes::from(vec![b'v'; 100]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        // The message inside a large read buffer, as a transport's frame would be.
+        let mut buf = BytesMut::from(&[0u8; 4096][..]);
+        put_prefix(&mut buf, prost::Message::encoded_len(&response));
+        prost::Message::encode_raw(&response, &mut buf);
+        buf.extend_from_slice(&[0u8; 4096]);
+        let read = buf.freeze();
+        let frame = read.slice(4096..read.len() - 4096);
+        let mut decoder = Decoder::<_, pb::WatchResponse>::new(Frames(
+            vec![Frame::data(frame), trailers("0")].into(),
+        ));
+        let got = decoder.next().await.unwrap().unwrap();
+        assert_eq!(got, response);
+        let value = got.events[0].kv.as_ref().unwrap().value.as_ptr() as usize;
+        let within = read.as_ptr() as usize..read.as_ptr() as usize + read.len();
+        assert!(
+            !within.contains(&value),
+            "the value points into the read buffer"
+        );
     }
 
     #[tokio::test]

@@ -183,6 +183,11 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(ReadError::Io(e))),
             }
+            if self.socket.has_pending() {
+                // Over TLS, rustls made records of its own while reading (a key update):
+                // they go out now, not with the next request.
+                self.submit(self.lock());
+            }
         }
         // A long burst: let other tasks run, then carry on.
         cx.waker().wake_by_ref();

@@ -25,7 +25,8 @@ use crate::http2::limits::{MAX_PENDING_WRITE, MAX_SEND_BUFFER};
 impl Conn {
     /// Writes what is in the output buffer, unless somebody else is already at it.
     pub(super) fn submit<'a>(&'a self, mut state: MutexGuard<'a, State>) {
-        // Over TLS, records a full socket held back wait in rustls, not in `out`.
+        // Over TLS, records a full socket held back (or that rustls made on its own)
+        // wait in the socket, not in `out`.
         if state.writing || state.blocked || (state.out.is_empty() && !self.socket.has_pending()) {
             return;
         }
@@ -77,7 +78,8 @@ impl Conn {
                             driver.wake();
                         }
                     }
-                    if state.out.is_empty() || state.closed.is_some() {
+                    let done = state.out.is_empty() && !self.socket.has_pending();
+                    if done || state.closed.is_some() {
                         state.out.clear();
                         state.writing = false;
                         return;
