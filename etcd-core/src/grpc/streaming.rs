@@ -4,13 +4,14 @@
 //! Outgoing, every message that is ready when the transport asks for data goes into one
 //! buffer, so a burst of keep-alive renewals or watch creations is one DATA frame and one
 //! write, not one each. Incoming, each message is cut from the DATA frames that brought it
-//! and copied into one buffer of its own size, which its `bytes` fields then share, its
-//! event list sized before decoding. Unlike a unary response, a watch response may be kept
-//! long after the next ones arrived (a slow consumer's buffer, a cache's entries): sharing
-//! the transport's frames would keep their whole read buffers, other streams' data
-//! included, for a few bytes of it, so what a response holds would no longer be what its
-//! consumer's buffer counts. Between messages a stream holds at most the part of one
-//! message that has arrived. What goes over
+//! and decoded with its event list sized first, its `bytes` fields sharing the buffer they
+//! were decoded from. A message under 64 KiB is first copied into one buffer of its own
+//! size: unlike a unary response, a watch response may be kept long after the next ones
+//! arrived (a slow consumer's buffer, a cache's entries), and a few bytes shared with the
+//! transport's frame would keep its whole read buffer, other streams' data included. A
+//! larger message (a catch-up batch) spans several frames that it mostly fills, and is
+//! decoded from them in place rather than held twice while copied. Between messages a
+//! stream holds at most the part of one message that has arrived. What goes over
 //! the wire is what tonic sends: `POST` with `content-type: application/grpc` and
 //! `te: trailers`, length-prefixed messages, the status from the trailers.
 
@@ -160,10 +161,13 @@ where
             }
             match this.pending.next_message() {
                 Ok(Some(message)) => {
-                    let message = own_buffer(message);
-                    let mut response = M::sized_for(&message);
-                    return match response.merge(message) {
-                        Ok(()) => Poll::Ready(Some(Ok(response))),
+                    let decoded = if message.remaining() < OWN_BUFFER_BELOW {
+                        decode(own_buffer(message))
+                    } else {
+                        decode(message)
+                    };
+                    return match decoded {
+                        Ok(response) => Poll::Ready(Some(Ok(response))),
                         Err(e) => this.fail(Error::Protocol(
                             format!("cannot decode a message of the stream: {e}").into(),
                         )),
@@ -211,6 +215,17 @@ where
             };
         }
     }
+}
+
+/// Messages under this size are copied into a buffer of their own before decoding (see
+/// the module docs).
+const OWN_BUFFER_BELOW: usize = 64 << 10;
+
+/// Decodes `message`, its lists sized first; its `bytes` fields share `message`'s buffers.
+fn decode<M: Response>(message: impl Buf + Clone) -> std::result::Result<M, prost::DecodeError> {
+    let mut response = M::sized_for(&message);
+    response.merge(message)?;
+    Ok(response)
 }
 
 /// `message` copied into one buffer of its own size (see the module docs for why).
