@@ -182,8 +182,8 @@ impl TlsSocket {
             }
         }
         if state.conn.wants_write() {
-            // rustls answers some records itself (a key update): they go out with the next
-            // write, which the flag asks for.
+            // rustls answers some records itself (a key update): the flag has the reading
+            // task submit them at once.
             self.pending
                 .store(true, std::sync::atomic::Ordering::Release);
         }
