@@ -226,12 +226,25 @@ async fn the_cache_survives_a_leader_kill_and_relists_after_compaction() {
     // History the cache has not seen, then compaction past it.
     let mut compacted = 0;
     for i in 0..10 {
-        compacted = writer_client
-            .kv()
-            .put(format!("c/while-cut-{i}"), "1")
-            .await
-            .unwrap()
-            .revision();
+        // The cluster may still be settling after the leader kill: etcd can answer
+        // "request timed out, possibly due to previous leader failure". The same put is
+        // made again (its outcome is unknown, and writing it twice changes nothing here).
+        let mut attempts = 0;
+        compacted = loop {
+            match writer_client
+                .kv()
+                .put(format!("c/while-cut-{i}"), "1")
+                .await
+            {
+                Ok(put) => break put.revision(),
+                Err(error) if attempts < 10 => {
+                    attempts += 1;
+                    eprintln!("put while cut: {error}; again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("put while cut: {error}"),
+            }
+        };
     }
     writer_client.kv().compact(compacted).await.unwrap();
     for proxy in &proxies {

@@ -25,9 +25,7 @@ impl Response for pb::RangeResponse {
     /// answer would touch half as much again, and hold both copies while it grows.
     fn sized_for<B: Buf + Clone>(message: &B) -> Self {
         let mut response = Self::default();
-        if message.remaining() >= PRESIZE_FROM {
-            response.kvs.reserve_exact(count_field(message.clone(), 2));
-        }
+        response.kvs.reserve_exact(presize(message, 2));
         response
     }
 }
@@ -37,13 +35,27 @@ impl Response for pb::WatchResponse {
     /// many events.
     fn sized_for<B: Buf + Clone>(message: &B) -> Self {
         let mut response = Self::default();
-        if message.remaining() >= PRESIZE_FROM {
-            response
-                .events
-                .reserve_exact(count_field(message.clone(), 11));
-        }
+        response.events.reserve_exact(presize(message, 11));
         response
     }
+}
+
+/// Decodes `message`, its lists sized first; its `bytes` fields share `message`'s buffers.
+pub(super) fn decode<M: Response>(
+    message: impl Buf + Clone,
+) -> std::result::Result<M, prost::DecodeError> {
+    let mut response = M::sized_for(&message);
+    response.merge(message)?;
+    Ok(response)
+}
+
+/// What to size the list in field `number` of `message` for: how many it holds, when the
+/// message is large enough for that to be worth a pass over it; 0 otherwise.
+fn presize<B: Buf + Clone>(message: &B, number: u32) -> usize {
+    if message.remaining() < PRESIZE_FROM {
+        return 0;
+    }
+    count_field(message.clone(), number)
 }
 
 /// Messages from this size on have their lists sized before decoding (a smaller one holds

@@ -15,12 +15,11 @@
 //! the wire is what tonic sends: `POST` with `content-type: application/grpc` and
 //! `te: trailers`, length-prefixed messages, the status from the trailers.
 
-use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::HeaderValue;
 use http_body::Frame;
@@ -28,8 +27,8 @@ use tonic::Status;
 
 use super::frames::{Frames, PREFIX, put_prefix};
 use super::head;
-use super::message::Response;
-use super::unary::post;
+use super::message::{Response, decode};
+use super::unary::{post, send};
 use crate::stream::{RequestStream, ResponseStream};
 use crate::transport::GrpcTransport;
 use crate::{Error, Result};
@@ -44,7 +43,7 @@ const BATCH_BYTES: usize = 16 << 10;
 /// answer, once the server's head has arrived, is the stream of its messages. With
 /// `require_leader`, the server is asked to serve it only while its member has a leader.
 pub(crate) async fn open<T, Req, Resp>(
-    mut transport: T,
+    transport: T,
     path: &'static str,
     requests: RequestStream<Req>,
     require_leader: bool,
@@ -54,21 +53,14 @@ where
     Req: prost::Message + 'static,
     Resp: Response + Send + 'static,
 {
-    poll_fn(|cx| transport.poll_ready(cx))
-        .await
-        .map_err(|e| Error::from(Status::from_error(e.into())))?;
     let mut request = post(path, tonic::body::Body::new(Encoder(Some(requests))));
     if require_leader {
         request
             .headers_mut()
             .insert(HAS_LEADER, HeaderValue::from_static("true"));
     }
-    let response = transport
-        .call(request)
-        .await
-        .map_err(|e| Error::from(Status::from_error(e.into())))?;
-    let (head, body) = response.into_parts();
-    match head::check(&head)? {
+    let (body, status) = send(transport, request).await?;
+    match status {
         // A trailers-only response: the stream ended (or failed) before any message.
         Some(Ok(())) => Ok(futures_util::stream::empty().boxed()),
         Some(Err(status)) => Err(status.into()),
@@ -221,21 +213,11 @@ where
 /// the module docs).
 const OWN_BUFFER_BELOW: usize = 64 << 10;
 
-/// Decodes `message`, its lists sized first; its `bytes` fields share `message`'s buffers.
-fn decode<M: Response>(message: impl Buf + Clone) -> std::result::Result<M, prost::DecodeError> {
-    let mut response = M::sized_for(&message);
-    response.merge(message)?;
-    Ok(response)
-}
-
 /// `message` copied into one buffer of its own size (see the module docs for why).
-fn own_buffer(mut message: Frames) -> Bytes {
-    if message.chunk().len() == message.remaining() {
-        Bytes::copy_from_slice(message.chunk())
-    } else {
-        // Spread over frames: gathered into a new buffer.
-        message.copy_to_bytes(message.remaining())
-    }
+fn own_buffer(message: Frames) -> Bytes {
+    let mut own = BytesMut::with_capacity(message.remaining());
+    own.put(message);
+    own.freeze()
 }
 
 /// Implements `Service<RequestStream<Request>>` for an adapter with `transport` and
@@ -275,6 +257,7 @@ mod tests {
     use super::*;
     use etcd_proto::etcdserverpb as pb;
     use std::collections::VecDeque;
+    use std::future::poll_fn;
 
     use http_body::Body as _;
 

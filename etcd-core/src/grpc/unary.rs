@@ -22,13 +22,13 @@ use tonic::Status;
 
 use super::frames::{Frames, PREFIX, put_prefix, unprefix};
 use super::head;
-use super::message::Response;
+use super::message::{Response, decode};
 use crate::transport::GrpcTransport;
 use crate::{Error, Result};
 
 /// Calls `path` on `transport` with `request`, and decodes the single response message.
 pub(crate) async fn call<T, Req, Resp>(
-    mut transport: T,
+    transport: T,
     path: &'static str,
     request: Req,
 ) -> Result<Resp>
@@ -37,15 +37,8 @@ where
     Req: prost::Message,
     Resp: Response,
 {
-    poll_fn(|cx| transport.poll_ready(cx))
-        .await
-        .map_err(|e| Error::from(Status::from_error(e.into())))?;
-    let response = transport
-        .call(encode(path, &request))
-        .await
-        .map_err(|e| Error::from(Status::from_error(e.into())))?;
-    let (head, body) = response.into_parts();
-    match head::check(&head)? {
+    let (body, status) = send(transport, encode(path, &request)).await?;
+    match status {
         // A trailers-only response: an error, or (wrongly) success without a message.
         Some(Ok(())) => {
             return Err(Error::Protocol(
@@ -56,11 +49,25 @@ where
         None => {}
     }
     let message = read(body).await?;
-    let mut response = Resp::sized_for(&message);
-    response
-        .merge(message)
-        .map_err(|e| Error::Protocol(format!("cannot decode the response: {e}").into()))?;
-    Ok(response)
+    decode(message).map_err(|e| Error::Protocol(format!("cannot decode the response: {e}").into()))
+}
+
+/// Sends `request` once `transport` is ready and checks the answer's head
+/// ([`head::check`]): the body, and the gRPC status the head carries, if any (a
+/// trailers-only response, whose body carries nothing).
+pub(super) async fn send<T: GrpcTransport>(
+    mut transport: T,
+    request: http::Request<tonic::body::Body>,
+) -> Result<(T::ResponseBody, Option<std::result::Result<(), Status>>)> {
+    poll_fn(|cx| transport.poll_ready(cx))
+        .await
+        .map_err(|e| Error::from(Status::from_error(e.into())))?;
+    let response = transport
+        .call(request)
+        .await
+        .map_err(|e| Error::from(Status::from_error(e.into())))?;
+    let (head, body) = response.into_parts();
+    Ok((body, head::check(&head)?))
 }
 
 /// The HTTP request of a call: the length-prefixed message in one buffer.

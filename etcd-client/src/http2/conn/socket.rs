@@ -205,9 +205,7 @@ impl TlsSocket {
     fn write_some(&self, buf: &mut BytesMut) -> io::Result<()> {
         use std::sync::atomic::Ordering;
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        let mut first = true;
-        while first || !buf.is_empty() {
-            first = false;
+        loop {
             // Cleared before the records are taken from rustls: a reader that has rustls
             // make more afterwards (under its lock) sets it again.
             self.pending.store(false, Ordering::Release);
@@ -228,8 +226,10 @@ impl TlsSocket {
             }
             drop(state);
             self.write_records(&mut records)?;
+            if buf.is_empty() {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// Writes the waiting records, or stops at a full socket (`WouldBlock`, and they are
