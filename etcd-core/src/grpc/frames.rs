@@ -19,12 +19,24 @@ pub(super) fn put_prefix(buf: &mut BytesMut, len: usize) {
 /// Messages as their DATA frames brought them, not gathered into one buffer: decoding
 /// slices the `bytes` fields out of the frames themselves and copies only the few that
 /// straddle two frames. A large response thus costs its frames and nothing more.
+///
+/// Frames under [`SMALL_FRAME`] bytes that arrive behind others are copied into one
+/// buffer instead of kept each on its own: a peer sending a message a byte per frame
+/// would otherwise make every byte cost a frame's bookkeeping (and pin the buffer the
+/// frame was read into).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Frames {
+    /// The frame decoding reads from; empty only when nothing is left.
     front: Bytes,
+    /// The frames behind it, in order.
     rest: VecDeque<Bytes>,
+    /// Small frames copied together, behind `rest`.
+    tail: BytesMut,
     remaining: usize,
 }
+
+/// Frames shorter than this are copied into [`Frames`]' tail rather than kept whole.
+const SMALL_FRAME: usize = 1024;
 
 impl Frames {
     /// The compression flag and the message length of the gRPC prefix at the front (at
@@ -32,7 +44,10 @@ impl Frames {
     fn prefix(&self) -> (u8, usize) {
         let mut prefix = [0u8; PREFIX];
         let mut at = 0;
-        for piece in std::iter::once(&self.front).chain(&self.rest) {
+        let pieces = std::iter::once(&self.front[..])
+            .chain(self.rest.iter().map(|piece| &piece[..]))
+            .chain(std::iter::once(&self.tail[..]));
+        for piece in pieces {
             let take = (PREFIX - at).min(piece.len());
             prefix[at..at + take].copy_from_slice(&piece[..take]);
             at += take;
@@ -44,9 +59,15 @@ impl Frames {
         (prefix[0], len as usize)
     }
 
-    /// The message length its prefix gives, once the prefix is all here.
-    pub(super) fn declared_len(&self) -> Option<usize> {
-        (self.remaining >= PREFIX).then(|| self.prefix().1)
+    /// The message length its prefix gives, once the prefix is all here; a prefix that
+    /// says the message is compressed is refused at once.
+    pub(super) fn declared_len(&self) -> Result<Option<usize>> {
+        if self.remaining < PREFIX {
+            return Ok(None);
+        }
+        let (flag, len) = self.prefix();
+        check_uncompressed(flag)?;
+        Ok(Some(len))
     }
 
     /// Appends a DATA frame.
@@ -57,7 +78,12 @@ impl Frames {
         self.remaining += data.len();
         if self.front.is_empty() {
             self.front = data;
+        } else if data.len() < SMALL_FRAME {
+            self.tail.extend_from_slice(&data);
         } else {
+            if !self.tail.is_empty() {
+                self.rest.push_back(self.tail.split().freeze());
+            }
             self.rest.push_back(data);
         }
     }
@@ -65,13 +91,12 @@ impl Frames {
     /// Takes the next message off the front, without its prefix, once all of it is here
     /// (`None` until then): what a stream of messages is cut into.
     pub(super) fn next_message(&mut self) -> Result<Option<Frames>> {
-        let Some(len) = self.declared_len() else {
+        let Some(len) = self.declared_len()? else {
             return Ok(None);
         };
         if self.remaining < PREFIX + len {
             return Ok(None);
         }
-        check_uncompressed(self.prefix().0)?;
         self.advance(PREFIX);
         Ok(Some(self.split_to(len)))
     }
@@ -99,7 +124,8 @@ impl Frames {
         while self.front.is_empty() {
             match self.rest.pop_front() {
                 Some(next) => self.front = next,
-                None => return,
+                None if self.tail.is_empty() => return,
+                None => self.front = self.tail.split().freeze(),
             }
         }
     }
@@ -212,6 +238,37 @@ mod tests {
         }
         let mut compressed = frames(&[b"\x01\0\0\0\x01a"]);
         assert!(matches!(compressed.next_message(), Err(Error::Protocol(_))));
+        // Refused once the prefix is here, without waiting for the message it announces.
+        let unfinished = frames(&[b"z", b"zzzz", b"z"]);
+        assert!(matches!(unfinished.declared_len(), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn a_message_a_byte_per_frame_is_kept_in_one_buffer() {
+        let mut stream = Frames::default();
+        let message: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let mut sent = vec![0, 0, 1, 0x86, 0xa0];
+        sent.extend(&message);
+        sent.extend(b"\0\0\0\0\x02ab");
+        for byte in &sent {
+            stream.push(Bytes::copy_from_slice(std::slice::from_ref(byte)));
+        }
+        // The first frame is kept as it came; the rest are gathered in the tail.
+        assert!(stream.rest.is_empty(), "{} frames kept", stream.rest.len());
+        let mut first = stream.next_message().unwrap().unwrap();
+        assert_eq!(first.copy_to_bytes(message.len()), Bytes::from(message));
+        let mut second = stream.next_message().unwrap().unwrap();
+        assert_eq!(second.copy_to_bytes(2), Bytes::from_static(b"ab"));
+        assert_eq!(stream.remaining(), 0);
+        // Small frames behind a large one stay in order.
+        let large = vec![7u8; SMALL_FRAME];
+        let mut mixed = frames(&[b"\0\0\0", b"\x04", b"\x03"]);
+        mixed.push(Bytes::from(large.clone()));
+        mixed.push(Bytes::from_static(b"xyz"));
+        let mut whole = mixed.next_message().unwrap().unwrap();
+        let mut expected = large;
+        expected.extend(b"xyz");
+        assert_eq!(whole.copy_to_bytes(expected.len()), Bytes::from(expected));
     }
 
     #[test]

@@ -120,7 +120,7 @@ where
             Ok(data) => {
                 message.push(data);
                 if expected.is_none() {
-                    expected = message.declared_len().map(|len| PREFIX + len);
+                    expected = message.declared_len()?.map(|len| PREFIX + len);
                 }
                 if let Some(expected) = expected
                     && message.remaining() > expected
