@@ -438,7 +438,7 @@ async fn within<T>(
 /// call end at it) at a hostile member committing each [`Offence`] in turn, in plain text
 /// or over `tls`, and asserts: every call ends within the timeout (plus slack) with an
 /// error, no task panics, the process's resident memory, once the clients are dropped,
-/// is less than [`MAX_GROWTH_KIB`] above where it started, and a client of a real etcd in
+/// is less than 32 MiB above where it started, and a client of a real etcd in
 /// the same process keeps working throughout. Run it in a test binary of its own, so the
 /// memory is the test's alone.
 pub async fn every_offence_through_client(tls: bool, timeout: std::time::Duration) {

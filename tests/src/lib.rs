@@ -7,6 +7,7 @@
 //! - [`clients`]: raw gRPC handles on one member, to check what the client under test did.
 //! - [`counting`]: a tower layer counting the calls that reach the transport.
 //! - [`history`]: records a run's operations and proves them against the server's history.
+//! - [`logs::Capture`]: keeps what the client logs through `tracing`, to check it.
 //! - [`chaos`]: a seeded run of the client under faults, checked by [`history`].
 //! - [`expect_refused`]: asserts a typed refusal that certainly did not apply.
 
@@ -18,6 +19,7 @@ pub mod counting;
 pub mod examples;
 pub mod history;
 pub mod hostile;
+pub mod logs;
 
 /// Asserts that `result` is etcd's refusal of kind `kind`, certainly not applied (a
 /// refusal before the request was proposed), and returns the error. `what` names the call

@@ -8,11 +8,10 @@
 //! `Authenticate` calls are counted by the client itself
 //! ([`AuthSession::authentications`](etcd3::AuthSession::authentications)).
 
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use etcd_testkit::EtcdServer;
+use etcd_tests::logs::Capture;
 use etcd3::auth::Permission;
 use etcd3::{Client, Error, ServerErrorKind};
 use futures::StreamExt;
@@ -315,53 +314,11 @@ async fn a3_watches_refused_and_renewed() {
     assert_eq!(resp.events()[0].kv().value(), b"3");
 }
 
-/// Everything logged, by a subscriber of our own (no extra dependency).
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<String>>);
-
-struct Fields<'a>(&'a mut String);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, " {}={:?}", field.name(), value);
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        span.record(&mut Fields(&mut self.0.lock().unwrap()));
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        values.record(&mut Fields(&mut self.0.lock().unwrap()));
-    }
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut log = self.0.lock().unwrap();
-        log.push('\n');
-        event.record(&mut Fields(&mut log));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-fn capture() -> &'static Capture {
-    static CAPTURE: OnceLock<Capture> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture = Capture::default();
-        tracing::subscriber::set_global_default(capture.clone()).unwrap();
-        capture
-    })
-}
-
 /// Passwords and tokens appear neither in `Debug` output nor in logs, through
 /// authentication, expiry, re-authentication and a wrong password.
 #[tokio::test]
 async fn secrets_stay_out_of_debug_output_and_logs() {
-    let logs = capture();
+    let logs = Capture::global();
     let server = EtcdServer::builder().args(short_tokens()).start().await;
     let url = server.client_url();
     let admin = enable_auth(&url).await;
@@ -403,7 +360,7 @@ async fn secrets_stay_out_of_debug_output_and_logs() {
         format!("{wrong:?}"),
         format!("{given:?}"),
         format!("{:?}", client.auth_session()),
-        logs.0.lock().unwrap().clone(),
+        logs.text(),
     ];
     // A simple token is `<random>.<index>`: its random part is what must not leak.
     let secret_part = token.split('.').next().unwrap().to_owned();

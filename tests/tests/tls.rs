@@ -4,14 +4,16 @@
 //! A correct configuration works for KV, watch and lease keep-alive, by IP or through a
 //! server-name override, and across a member kill in a 3-member cluster. A wrong CA, a
 //! missing or expired client certificate and an `http://` endpoint on the TLS port each
-//! fail within the connect timeout with a typed error that names the problem.
+//! fail within the connect timeout with a typed error that names the problem. A new
+//! connection to a member resumes the TLS session of the one before.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use etcd_testkit::{EtcdCluster, EtcdServer, ServerTls};
+use etcd_testkit::{EtcdCluster, EtcdServer, FaultProxy, Mode, ServerTls};
+use etcd_tests::logs::Capture;
 use etcd3::RetryPolicy;
-use etcd3::{Applied, Client, Error, Tls};
+use etcd3::{Applied, Client, Error, Http2Transport, Tls};
 use futures::StreamExt;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -493,4 +495,50 @@ async fn etcdctl_variables_configure_tls() {
         .unwrap();
     client.kv().put("tls/env", "1").await.unwrap();
     assert_eq!(client.kv().get("tls/env").await.unwrap().kvs().len(), 1);
+}
+
+/// Sessions resume: once the connection to a member is reset, the next connection's
+/// handshake resumes the TLS session of the first (etcd's TLS server hands out session
+/// tickets, and the client keeps its rustls settings, with their session cache, for its
+/// life). The client logs, per connection, whether its handshake resumed.
+#[tokio::test]
+async fn a_new_connection_to_a_member_resumes_its_tls_session() {
+    let logs = Capture::global();
+    let pki = Pki::new("resumption-ca");
+    let server = tls_server(&pki).await;
+    let proxy = FaultProxy::start(server.client_addr()).await;
+    let member = proxy.addr().to_string();
+    // Ours: tonic's channel does its own TLS and logs nothing of the kind.
+    let client = Client::builder([format!("https://{member}")])
+        .tls(pki.client_tls())
+        .http2_transport(Http2Transport::Builtin)
+        .connect()
+        .await
+        .unwrap();
+    client.kv().put("resume/k", "1").await.unwrap();
+    proxy.set_mode(Mode::DropAll).await;
+    // The reset is seen by the next call or by the connection's reader first; either way
+    // a call after it runs on a new connection (retried where the reset lost it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let connections = || logs.lines_with(&format!("member=\"{member}\""));
+    while connections().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no second connection: {:?}",
+            connections()
+        );
+        let _ = client.kv().get("resume/k").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = client.kv().get("resume/k").await.unwrap();
+    assert_eq!(got.kvs()[0].value(), b"1");
+    let connections = connections();
+    assert!(
+        connections[0].contains("tls_resumed=false"),
+        "the first handshake is a full one: {connections:?}"
+    );
+    assert!(
+        connections[1].contains("tls_resumed=true"),
+        "the second handshake resumes the session: {connections:?}"
+    );
 }

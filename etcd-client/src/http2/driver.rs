@@ -25,15 +25,19 @@ pub(super) async fn dial(shared: &Arc<Shared>, attempt: u64) -> Result<Live, Con
         .map_err(|_| ConnectError::timed_out())?
         .map_err(ConnectError::io)?;
     tcp.set_nodelay(true).map_err(ConnectError::io)?;
-    let socket = match &shared.tls {
-        None => Socket::Plain(tcp),
+    // Whether the TLS handshake resumed an earlier session (`None` in plain text).
+    let (socket, tls_resumed) = match &shared.tls {
+        None => (Socket::Plain(tcp), None),
         #[cfg(feature = "_tls")]
-        Some(tls) => handshake(tcp, tls, &shared.authority, deadline).await?,
+        Some(tls) => {
+            let (socket, resumed) = handshake(tcp, tls, &shared.authority, deadline).await?;
+            (socket, Some(resumed))
+        }
         #[cfg(not(feature = "_tls"))]
         Some(never) => match *never {},
     };
     let conn = Conn::new(socket, address.to_owned());
-    tracing::debug!(member = address, attempt, "connected");
+    tracing::debug!(member = address, attempt, tls_resumed, "connected");
     tokio::spawn(drive(
         conn.clone(),
         shared.options.keep_alive,
@@ -45,14 +49,16 @@ pub(super) async fn dial(shared: &Arc<Shared>, attempt: u64) -> Result<Live, Con
 
 /// The TLS handshake on a connected socket, checking the server's certificate against
 /// the server name override or the member's host, and asking for HTTP/2 (ALPN `h2`; a
-/// server that answers without ALPN is taken to speak it, as etcd does).
+/// server that answers without ALPN is taken to speak it, as etcd does). Also says
+/// whether the handshake resumed a session from an earlier connection (the client's
+/// rustls settings, and with them its session cache, live as long as the client).
 #[cfg(feature = "_tls")]
 async fn handshake(
     tcp: TcpStream,
     tls: &crate::tls::TlsConnect,
     authority: &http::uri::Authority,
     deadline: tokio::time::Instant,
-) -> Result<Socket, ConnectError> {
+) -> Result<(Socket, bool), ConnectError> {
     use rustls_pki_types::ServerName;
     use std::io;
 
@@ -91,7 +97,8 @@ async fn handshake(
             String::from_utf8_lossy(protocol)
         ))));
     }
-    Ok(Socket::tls(tcp, conn))
+    let resumed = conn.handshake_kind() == Some(tokio_rustls::rustls::HandshakeKind::Resumed);
+    Ok((Socket::tls(tcp, conn), resumed))
 }
 
 /// Why the connection ended.
