@@ -3,8 +3,10 @@
 //! Every error a [`WatchStream`](crate::WatchStream) yields is terminal: the stream ends
 //! after it. A broken connection is **not** an error: the watch is resumed on a new stream
 //! without loss or duplicates, and the stream goes on. The watch endings are
-//! [`Error::WatchCompacted`], [`Error::WatchCanceled`] and [`Error::WatchNoLeader`];
-//! creating a watch can also fail as any call does (a refused request, a timeout).
+//! [`Error::WatchCompacted`], [`Error::WatchCanceled`] and [`Error::WatchNoLeader`], and
+//! [`Error::ResponseTooLarge`] for every watch of a stream that brought a message over the
+//! client's size limit; creating a watch can also fail as any call does (a refused
+//! request, a timeout).
 
 use etcd_core::ServerErrorKind;
 pub use etcd_core::{Error, Result};

@@ -38,6 +38,8 @@ pub struct ClientBuilder {
     lease_keep_alive: Option<etcd_lease::KeepAliveConfig>,
     /// The user's transport of each endpoint, replacing our own connections.
     transport: Option<MakeTransport>,
+    /// The largest response message accepted.
+    max_response_size: usize,
 }
 
 impl ClientBuilder {
@@ -59,6 +61,7 @@ impl ClientBuilder {
             http2: None,
             lease_keep_alive: None,
             transport: None,
+            max_response_size: etcd_core::grpc::DEFAULT_MAX_RESPONSE_SIZE,
         }
     }
 
@@ -160,6 +163,21 @@ impl ClientBuilder {
     /// write that timed out may still have been applied. Default: none.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.layers.request_timeout = Some(timeout);
+        self
+    }
+
+    /// The largest response message the client accepts, in bytes: 2 GiB − 1 by default
+    /// ([`DEFAULT_MAX_RESPONSE_SIZE`](etcd_core::grpc::DEFAULT_MAX_RESPONSE_SIZE), as
+    /// etcd's Go client). A larger one fails its call with
+    /// [`Error::ResponseTooLarge`](crate::Error::ResponseTooLarge) as soon as its length
+    /// arrives, before any of it is buffered; on the watch stream it ends the stream's
+    /// watches with that error. etcd itself sets no limit on responses (a range over many
+    /// keys may be large), so lower it where you know your responses are smaller, to
+    /// bound what a broken or hostile server can make the client hold. The KV calls and
+    /// both streams check it themselves; the other calls go through tonic's generated
+    /// clients, which enforce it as an `OutOfRange` status.
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.max_response_size = bytes;
         self
     }
 
@@ -360,6 +378,7 @@ impl ClientBuilder {
             http2,
             lease_keep_alive,
             transport: user_transport,
+            max_response_size: limit,
         } = self;
         // The settings of our own connections, which a user transport replaces.
         if user_transport.is_none() {
@@ -380,9 +399,9 @@ impl ClientBuilder {
                 Ok(transport(link, &layers))
             })?
         };
-        layers
-            .session
-            .set_authenticator(members.failover(GrpcAuth::new));
+        layers.session.set_authenticator(
+            members.failover(move |t| GrpcAuth::new(t).max_response_size(limit)),
+        );
         // Starting a keep-alive or a watch is bounded by the request timeout; the streams
         // themselves are not.
         let mut keep_alive_config = lease_keep_alive.unwrap_or_default();
@@ -395,43 +414,56 @@ impl ClientBuilder {
                 &members,
                 {
                     let floor = layers.floor.clone();
-                    move |transport| Monotonic::new(GrpcKv::new(transport), floor.clone())
+                    move |transport| {
+                        Monotonic::new(
+                            GrpcKv::new(transport).max_response_size(limit),
+                            floor.clone(),
+                        )
+                    }
                 },
                 &layers,
             )))
             .with_limits(limits),
             lease: etcd_lease::Lessor::with_config(
-                LeaseStack(stack(&members, GrpcLease::new, &layers)),
+                LeaseStack(stack(
+                    &members,
+                    move |t| GrpcLease::new(t).max_response_size(limit),
+                    &layers,
+                )),
                 keep_alive_config,
             ),
             watcher: reauthenticating(
-                etcd_watch::Watcher::new(WatchStack(stack(&members, GrpcWatch::new, &layers)))
-                    .with_create_timeout(layers.request_timeout),
+                etcd_watch::Watcher::new(WatchStack(stack(
+                    &members,
+                    move |t| GrpcWatch::new(t).max_response_size(limit),
+                    &layers,
+                )))
+                .with_create_timeout(layers.request_timeout),
                 &layers.session,
             ),
             cluster: etcd_core::Cluster::new(ClusterStack(stack_without_namespace(
                 &members,
-                GrpcCluster::new,
+                move |t| GrpcCluster::new(t).max_response_size(limit),
                 &layers,
             ))),
             maintenance: Maintenance::new(
-                members.failover(GrpcMaintenance::new),
+                members.failover(move |t| GrpcMaintenance::new(t).max_response_size(limit)),
                 layers.session.clone(),
             ),
             auth: etcd_core::Auth::new(AuthStack(stack_without_namespace(
                 &members,
-                GrpcAuth::new,
+                move |t| GrpcAuth::new(t).max_response_size(limit),
                 &layers,
             ))),
             session: layers.session.clone(),
             locks: etcd_core::lock::LockHandle::new(LockStack(stack(
                 &members,
-                etcd_core::grpc::GrpcLock::new,
+                move |t| etcd_core::grpc::GrpcLock::new(t).max_response_size(limit),
                 &layers,
             ))),
             elections: etcd_core::election::ElectionHandle::new(ElectionStack(stack(
                 &members,
-                etcd_core::grpc::GrpcElection::new,
+                move |t| etcd_core::grpc::GrpcElection::new(t).max_response_size(limit),
                 &layers,
             ))),
             endpoints: members,

@@ -57,6 +57,21 @@ pub enum Error {
     /// The server's answer could not be interpreted.
     #[error("unexpected response: {0}")]
     Protocol(Cow<'static, str>),
+    /// A response message was larger than the client accepts (the limit set with
+    /// `max_response_size`; 2 GiB − 1 by default, as etcd's Go client). It is refused as
+    /// soon as its length prefix arrives, before any of it is buffered. For a write, the
+    /// server did answer, but whether the write succeeded is in the refused message:
+    /// [`Applied::Unknown`]. On a watch stream it ends every watch of the stream (the
+    /// message cannot be told apart from them), as a stream's end does in the Go client.
+    #[error(
+        "response too large: a message of {size} bytes, over the client's limit of {limit} bytes (raise it with max_response_size)"
+    )]
+    ResponseTooLarge {
+        /// The size the message's prefix announced.
+        size: usize,
+        /// The client's limit.
+        limit: usize,
+    },
     /// A lease is gone, or may be: the server said it does not exist, no keep-alive was
     /// acknowledged in time, it was revoked through this client, or its keep-alive task
     /// stopped. [`LossReason::is_known_gone`] tells "gone" from "may be gone".
@@ -208,7 +223,9 @@ impl Error {
         match self {
             Error::InvalidRequest(_) => Applied::No,
             Error::Server(e) => e.applied(),
-            Error::Timeout { .. } | Error::Protocol(_) => Applied::Unknown,
+            Error::Timeout { .. } | Error::Protocol(_) | Error::ResponseTooLarge { .. } => {
+                Applied::Unknown
+            }
             Error::Transport { applied, .. } => *applied,
             // Refusals and endings of leases, watches, locks and elections: the call they
             // end changed nothing (a lock waiter's key is removed, a fenced write refused).

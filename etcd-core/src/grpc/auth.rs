@@ -3,7 +3,7 @@
 use etcd_proto::etcdserverpb as pb;
 use pb::auth_client::AuthClient;
 
-use super::{MAX_DECODING_MESSAGE_SIZE, unary_service};
+use super::{DEFAULT_MAX_RESPONSE_SIZE, max_response_size, unary_service};
 use crate::transport::GrpcTransport;
 
 /// etcd's Auth service over a gRPC transport: one `Service<Request>` for each of its
@@ -18,10 +18,11 @@ pub struct GrpcAuth<T> {
 }
 
 impl<T: GrpcTransport> GrpcAuth<T> {
-    /// Wraps a transport, with no limit on the size of decoded responses.
+    /// Wraps a transport, accepting responses up to [`DEFAULT_MAX_RESPONSE_SIZE`] bytes
+    /// (see `max_response_size`).
     pub fn new(transport: T) -> Self {
         Self {
-            inner: AuthClient::new(transport).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            inner: AuthClient::new(transport).max_decoding_message_size(DEFAULT_MAX_RESPONSE_SIZE),
         }
     }
 
@@ -30,6 +31,8 @@ impl<T: GrpcTransport> GrpcAuth<T> {
         &self.inner
     }
 }
+
+max_response_size!(GrpcAuth);
 
 unary_service!(
     GrpcAuth,

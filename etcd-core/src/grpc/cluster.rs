@@ -3,7 +3,7 @@
 use etcd_proto::etcdserverpb as pb;
 use pb::cluster_client::ClusterClient;
 
-use super::{MAX_DECODING_MESSAGE_SIZE, unary_service};
+use super::{DEFAULT_MAX_RESPONSE_SIZE, max_response_size, unary_service};
 use crate::transport::GrpcTransport;
 
 /// etcd's Cluster service over a gRPC transport: `Service<pb::MemberListRequest>`,
@@ -17,11 +17,12 @@ pub struct GrpcCluster<T> {
 }
 
 impl<T: GrpcTransport> GrpcCluster<T> {
-    /// Wraps a transport, with no limit on the size of decoded responses.
+    /// Wraps a transport, accepting responses up to [`DEFAULT_MAX_RESPONSE_SIZE`] bytes
+    /// (see `max_response_size`).
     pub fn new(transport: T) -> Self {
         Self {
             inner: ClusterClient::new(transport)
-                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+                .max_decoding_message_size(DEFAULT_MAX_RESPONSE_SIZE),
         }
     }
 
@@ -30,6 +31,8 @@ impl<T: GrpcTransport> GrpcCluster<T> {
         &self.inner
     }
 }
+
+max_response_size!(GrpcCluster);
 
 unary_service!(
     GrpcCluster,

@@ -4,7 +4,7 @@ use etcd_proto::v3electionpb as pb;
 use futures_util::StreamExt;
 use pb::election_client::ElectionClient;
 
-use super::{MAX_DECODING_MESSAGE_SIZE, unary_service};
+use super::{DEFAULT_MAX_RESPONSE_SIZE, max_response_size, unary_service};
 use crate::election::ObserveRequest;
 use crate::stream::ResponseStream;
 use crate::transport::GrpcTransport;
@@ -19,11 +19,12 @@ pub struct GrpcElection<T> {
 }
 
 impl<T: GrpcTransport> GrpcElection<T> {
-    /// Wraps a transport, with no limit on the size of decoded responses.
+    /// Wraps a transport, accepting responses up to [`DEFAULT_MAX_RESPONSE_SIZE`] bytes
+    /// (see `max_response_size`).
     pub fn new(transport: T) -> Self {
         Self {
             inner: ElectionClient::new(transport)
-                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+                .max_decoding_message_size(DEFAULT_MAX_RESPONSE_SIZE),
         }
     }
 
@@ -32,6 +33,8 @@ impl<T: GrpcTransport> GrpcElection<T> {
         &self.inner
     }
 }
+
+max_response_size!(GrpcElection);
 
 unary_service!(
     GrpcElection,

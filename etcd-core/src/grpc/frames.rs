@@ -59,14 +59,17 @@ impl Frames {
         (prefix[0], len as usize)
     }
 
-    /// The message length its prefix gives, once the prefix is all here; a prefix that
-    /// says the message is compressed is refused at once.
-    pub(super) fn declared_len(&self) -> Result<Option<usize>> {
+    /// The message length its prefix gives, once the prefix is all here. A prefix that
+    /// says the message is compressed, or longer than `limit`, is refused at once.
+    pub(super) fn declared_len(&self, limit: usize) -> Result<Option<usize>> {
         if self.remaining < PREFIX {
             return Ok(None);
         }
         let (flag, len) = self.prefix();
         check_uncompressed(flag)?;
+        if len > limit {
+            return Err(Error::ResponseTooLarge { size: len, limit });
+        }
         Ok(Some(len))
     }
 
@@ -89,9 +92,10 @@ impl Frames {
     }
 
     /// Takes the next message off the front, without its prefix, once all of it is here
-    /// (`None` until then): what a stream of messages is cut into.
-    pub(super) fn next_message(&mut self) -> Result<Option<Frames>> {
-        let Some(len) = self.declared_len()? else {
+    /// (`None` until then): what a stream of messages is cut into. A message longer than
+    /// `limit` is refused as soon as its prefix is here.
+    pub(super) fn next_message(&mut self, limit: usize) -> Result<Option<Frames>> {
+        let Some(len) = self.declared_len(limit)? else {
             return Ok(None);
         };
         if self.remaining < PREFIX + len {
@@ -237,10 +241,30 @@ mod tests {
             assert!(matches!(unprefix(frames(parts)), Err(Error::Protocol(_))));
         }
         let mut compressed = frames(&[b"\x01\0\0\0\x01a"]);
-        assert!(matches!(compressed.next_message(), Err(Error::Protocol(_))));
+        assert!(matches!(
+            compressed.next_message(usize::MAX),
+            Err(Error::Protocol(_))
+        ));
         // Refused once the prefix is here, without waiting for the message it announces.
         let unfinished = frames(&[b"z", b"zzzz", b"z"]);
-        assert!(matches!(unfinished.declared_len(), Err(Error::Protocol(_))));
+        assert!(matches!(
+            unfinished.declared_len(usize::MAX),
+            Err(Error::Protocol(_))
+        ));
+        // Likewise a message longer than the limit.
+        let mut large = frames(&[b"\0\0\0", b"\x01\0"]);
+        let error = large.next_message(255).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::ResponseTooLarge {
+                    size: 256,
+                    limit: 255
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(large.next_message(256).unwrap().is_none());
     }
 
     #[test]
@@ -255,9 +279,9 @@ mod tests {
         }
         // The first frame is kept as it came; the rest are gathered in the tail.
         assert!(stream.rest.is_empty(), "{} frames kept", stream.rest.len());
-        let mut first = stream.next_message().unwrap().unwrap();
+        let mut first = stream.next_message(usize::MAX).unwrap().unwrap();
         assert_eq!(first.copy_to_bytes(message.len()), Bytes::from(message));
-        let mut second = stream.next_message().unwrap().unwrap();
+        let mut second = stream.next_message(usize::MAX).unwrap().unwrap();
         assert_eq!(second.copy_to_bytes(2), Bytes::from_static(b"ab"));
         assert_eq!(stream.remaining(), 0);
         // Small frames behind a large one stay in order.
@@ -265,7 +289,7 @@ mod tests {
         let mut mixed = frames(&[b"\0\0\0", b"\x04", b"\x03"]);
         mixed.push(Bytes::from(large.clone()));
         mixed.push(Bytes::from_static(b"xyz"));
-        let mut whole = mixed.next_message().unwrap().unwrap();
+        let mut whole = mixed.next_message(usize::MAX).unwrap().unwrap();
         let mut expected = large;
         expected.extend(b"xyz");
         assert_eq!(whole.copy_to_bytes(expected.len()), Bytes::from(expected));
@@ -280,18 +304,25 @@ mod tests {
             b"c\0\0\0\0\0\0\0\0\0\x02d",
             b"e\0\0",
         ]);
-        let mut first = stream.next_message().unwrap().unwrap();
+        let mut first = stream.next_message(usize::MAX).unwrap().unwrap();
         assert_eq!(first.copy_to_bytes(3), Bytes::from_static(b"abc"));
-        assert_eq!(stream.next_message().unwrap().unwrap().remaining(), 0);
-        let mut third = stream.next_message().unwrap().unwrap();
+        assert_eq!(
+            stream
+                .next_message(usize::MAX)
+                .unwrap()
+                .unwrap()
+                .remaining(),
+            0
+        );
+        let mut third = stream.next_message(usize::MAX).unwrap().unwrap();
         assert_eq!(third.remaining(), 2);
         assert_eq!(third.copy_to_bytes(2), Bytes::from_static(b"de"));
         // The fourth's prefix is not all here, then its body is not.
-        assert!(stream.next_message().unwrap().is_none());
+        assert!(stream.next_message(usize::MAX).unwrap().is_none());
         stream.push(Bytes::from_static(b"\0\0\x04xy"));
-        assert!(stream.next_message().unwrap().is_none());
+        assert!(stream.next_message(usize::MAX).unwrap().is_none());
         stream.push(Bytes::from_static(b"zw"));
-        let mut fourth = stream.next_message().unwrap().unwrap();
+        let mut fourth = stream.next_message(usize::MAX).unwrap().unwrap();
         assert_eq!(fourth.copy_to_bytes(4), Bytes::from_static(b"xyzw"));
         assert_eq!(stream.remaining(), 0);
     }

@@ -3,7 +3,7 @@
 use etcd_proto::etcdserverpb as pb;
 use pb::kv_client::KvClient;
 
-use super::{MAX_DECODING_MESSAGE_SIZE, unary_service};
+use super::{DEFAULT_MAX_RESPONSE_SIZE, max_response_size, unary_service};
 use crate::transport::GrpcTransport;
 
 /// etcd's KV service over a gRPC transport: `Service<pb::RangeRequest>`,
@@ -13,15 +13,19 @@ use crate::transport::GrpcTransport;
 pub struct GrpcKv<T> {
     inner: KvClient<T>,
     transport: T,
+    /// The largest response message accepted.
+    max_response_size: usize,
 }
 
 impl<T: GrpcTransport> GrpcKv<T> {
-    /// Wraps a transport, with no limit on the size of decoded responses.
+    /// Wraps a transport, accepting responses up to [`DEFAULT_MAX_RESPONSE_SIZE`] bytes
+    /// (see `max_response_size`).
     pub fn new(transport: T) -> Self {
         Self {
             inner: KvClient::new(transport.clone())
-                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+                .max_decoding_message_size(DEFAULT_MAX_RESPONSE_SIZE),
             transport,
+            max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
         }
     }
 
@@ -30,6 +34,8 @@ impl<T: GrpcTransport> GrpcKv<T> {
         &self.inner
     }
 }
+
+max_response_size!(GrpcKv, max_response_size);
 
 // The KV calls, the hot path, use the direct unary codec.
 unary_service!(

@@ -4,7 +4,7 @@ use etcd_proto::etcdserverpb as pb;
 use pb::lease_client::LeaseClient;
 
 use super::streaming::bidi_service;
-use super::{MAX_DECODING_MESSAGE_SIZE, unary_service};
+use super::{DEFAULT_MAX_RESPONSE_SIZE, max_response_size, unary_service};
 use crate::transport::GrpcTransport;
 
 /// etcd's Lease service over a gRPC transport: `Service<pb::LeaseGrantRequest>`,
@@ -21,16 +21,20 @@ pub struct GrpcLease<T> {
     inner: LeaseClient<T>,
     transport: T,
     require_leader: bool,
+    /// The largest response message accepted.
+    max_response_size: usize,
 }
 
 impl<T: GrpcTransport> GrpcLease<T> {
-    /// Wraps a transport, with no limit on the size of decoded responses.
+    /// Wraps a transport, accepting responses up to [`DEFAULT_MAX_RESPONSE_SIZE`] bytes
+    /// (see `max_response_size`).
     pub fn new(transport: T) -> Self {
         Self {
             inner: LeaseClient::new(transport.clone())
-                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+                .max_decoding_message_size(DEFAULT_MAX_RESPONSE_SIZE),
             transport,
             require_leader: false,
+            max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
         }
     }
 
@@ -49,6 +53,8 @@ impl<T: GrpcTransport> GrpcLease<T> {
         &self.inner
     }
 }
+
+max_response_size!(GrpcLease, max_response_size);
 
 unary_service!(
     GrpcLease,

@@ -3,7 +3,7 @@
 use etcd_proto::v3lockpb as pb;
 use pb::lock_client::LockClient;
 
-use super::{MAX_DECODING_MESSAGE_SIZE, unary_service};
+use super::{DEFAULT_MAX_RESPONSE_SIZE, max_response_size, unary_service};
 use crate::transport::GrpcTransport;
 
 /// etcd's Lock service over a gRPC transport: `Service<v3lockpb::LockRequest>` and
@@ -15,10 +15,11 @@ pub struct GrpcLock<T> {
 }
 
 impl<T: GrpcTransport> GrpcLock<T> {
-    /// Wraps a transport, with no limit on the size of decoded responses.
+    /// Wraps a transport, accepting responses up to [`DEFAULT_MAX_RESPONSE_SIZE`] bytes
+    /// (see `max_response_size`).
     pub fn new(transport: T) -> Self {
         Self {
-            inner: LockClient::new(transport).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            inner: LockClient::new(transport).max_decoding_message_size(DEFAULT_MAX_RESPONSE_SIZE),
         }
     }
 
@@ -27,6 +28,8 @@ impl<T: GrpcTransport> GrpcLock<T> {
         &self.inner
     }
 }
+
+max_response_size!(GrpcLock);
 
 unary_service!(GrpcLock, pb::LockRequest, pb::LockResponse, lock);
 unary_service!(GrpcLock, pb::UnlockRequest, pb::UnlockResponse, unlock);

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use pb::maintenance_client::MaintenanceClient;
 
-use super::{MAX_DECODING_MESSAGE_SIZE, unary_service};
+use super::{DEFAULT_MAX_RESPONSE_SIZE, max_response_size, unary_service};
 use crate::error::{Error, Result};
 use crate::stream::ResponseStream;
 use crate::transport::GrpcTransport;
@@ -19,7 +19,7 @@ use crate::transport::GrpcTransport;
 /// `Service<pb::SnapshotRequest>` answered with the stream of snapshot chunks.
 ///
 /// It implements [`MaintenanceService`](crate::maintenance::MaintenanceService). Snapshot
-/// chunks are decoded without a size limit; a broken snapshot stream ends with an
+/// chunks are decoded up to the adapter's response limit; a broken snapshot stream ends with an
 /// [`Error`] classified like any other call's.
 #[derive(Clone, Debug)]
 pub struct GrpcMaintenance<T> {
@@ -27,11 +27,12 @@ pub struct GrpcMaintenance<T> {
 }
 
 impl<T: GrpcTransport> GrpcMaintenance<T> {
-    /// Wraps a transport, with no limit on the size of decoded responses.
+    /// Wraps a transport, accepting responses up to [`DEFAULT_MAX_RESPONSE_SIZE`] bytes
+    /// (see `max_response_size`).
     pub fn new(transport: T) -> Self {
         Self {
             inner: MaintenanceClient::new(transport)
-                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+                .max_decoding_message_size(DEFAULT_MAX_RESPONSE_SIZE),
         }
     }
 
@@ -40,6 +41,8 @@ impl<T: GrpcTransport> GrpcMaintenance<T> {
         &self.inner
     }
 }
+
+max_response_size!(GrpcMaintenance);
 
 unary_service!(GrpcMaintenance, pb::AlarmRequest, pb::AlarmResponse, alarm);
 unary_service!(

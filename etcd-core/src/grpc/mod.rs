@@ -30,9 +30,35 @@ pub use lock::GrpcLock;
 pub use maintenance::GrpcMaintenance;
 pub use watch::GrpcWatch;
 
-/// Decoded messages may be as large as the server sends them: etcd has no limit of its own
-/// (a range over many keys can exceed gRPC's customary 4 MiB), so neither do we.
-pub const MAX_DECODING_MESSAGE_SIZE: usize = usize::MAX;
+/// The largest response message the adapters accept unless told otherwise
+/// (`max_response_size`): 2 GiB − 1, as etcd's Go client (`MaxCallRecvMsgSize`). etcd has
+/// no response limit of its own (a range over many keys can exceed gRPC's customary
+/// 4 MiB), so the default only bounds what a broken or hostile server can make the client
+/// buffer for one message; set a lower one where responses are known to be smaller.
+pub const DEFAULT_MAX_RESPONSE_SIZE: usize = i32::MAX as usize;
+
+/// Implements `max_response_size` for an adapter with an `inner` field (its generated
+/// client), and the named field where its own codecs read the limit.
+macro_rules! max_response_size {
+    ($adapter:ident $(, $field:ident)?) => {
+        impl<T: $crate::transport::GrpcTransport> $adapter<T> {
+            /// Refuses response messages over `limit` bytes
+            /// ([`DEFAULT_MAX_RESPONSE_SIZE`](crate::grpc::DEFAULT_MAX_RESPONSE_SIZE) unless
+            /// set). Through this crate's own codecs (every KV call, and the watch and
+            /// keep-alive streams) the refusal is
+            /// [`Error::ResponseTooLarge`](crate::Error::ResponseTooLarge), as soon as the
+            /// message's length prefix arrives, so nothing of it is buffered; the other
+            /// calls go through tonic's generated client and fail with its `OutOfRange`
+            /// status.
+            pub fn max_response_size(mut self, limit: usize) -> Self {
+                $(self.$field = limit;)?
+                self.inner = self.inner.max_decoding_message_size(limit);
+                self
+            }
+        }
+    };
+}
+pub(crate) use max_response_size;
 
 /// Implements `Service<Request>` for an adapter, in one of two ways:
 /// - with a path (`"/etcdserverpb.KV/Put"`): the direct unary codec ([`unary`]) over the
@@ -41,7 +67,7 @@ pub const MAX_DECODING_MESSAGE_SIZE: usize = usize::MAX;
 macro_rules! unary_service {
     ($adapter:ident, $request:ty, $response:ty, $path:literal) => {
         $crate::grpc::unary_service!(@impl $adapter, $request, $response, |this, request| {
-            $crate::grpc::unary::call(this.transport.clone(), $path, request)
+            $crate::grpc::unary::call(this.transport.clone(), $path, request, this.max_response_size)
         });
     };
     ($adapter:ident, $request:ty, $response:ty, $method:ident) => {

@@ -40,13 +40,15 @@ const HAS_LEADER: &str = "hasleader";
 const BATCH_BYTES: usize = 16 << 10;
 
 /// Opens the stream `path` on `transport`: `requests` go out as they come, and the
-/// answer, once the server's head has arrived, is the stream of its messages. With
-/// `require_leader`, the server is asked to serve it only while its member has a leader.
+/// answer, once the server's head has arrived, is the stream of its messages (a message
+/// longer than `limit` bytes ends it). With `require_leader`, the server is asked to
+/// serve it only while its member has a leader.
 pub(crate) async fn open<T, Req, Resp>(
     transport: T,
     path: &'static str,
     requests: RequestStream<Req>,
     require_leader: bool,
+    limit: usize,
 ) -> Result<ResponseStream<Resp>>
 where
     T: GrpcTransport,
@@ -64,7 +66,7 @@ where
         // A trailers-only response: the stream ended (or failed) before any message.
         Some(Ok(())) => Ok(futures_util::stream::empty().boxed()),
         Some(Err(status)) => Err(status.into()),
-        None => Ok(Decoder::<_, Resp>::new(body).boxed()),
+        None => Ok(Decoder::<_, Resp>::new(body, limit).boxed()),
     }
 }
 
@@ -117,15 +119,18 @@ struct Decoder<B, M> {
     body: Pin<Box<B>>,
     /// What has arrived of the next message.
     pending: Frames,
+    /// The longest message accepted.
+    limit: usize,
     done: bool,
     message: PhantomData<fn() -> M>,
 }
 
 impl<B, M> Decoder<B, M> {
-    fn new(body: B) -> Self {
+    fn new(body: B, limit: usize) -> Self {
         Self {
             body: Box::pin(body),
             pending: Frames::default(),
+            limit,
             done: false,
             message: PhantomData,
         }
@@ -151,7 +156,7 @@ where
             if this.done {
                 return Poll::Ready(None);
             }
-            match this.pending.next_message() {
+            match this.pending.next_message(this.limit) {
                 Ok(Some(message)) => {
                     let decoded = if message.remaining() < OWN_BUFFER_BELOW {
                         decode(own_buffer(message))
@@ -245,6 +250,7 @@ macro_rules! bidi_service {
                     $path,
                     requests,
                     self.require_leader,
+                    self.max_response_size,
                 ))
             }
         }
@@ -301,7 +307,9 @@ mod tests {
     }
 
     async fn decode(frames: Vec<Frame<Bytes>>) -> Vec<Result<pb::LeaseKeepAliveResponse>> {
-        Decoder::new(Frames(frames.into())).collect().await
+        Decoder::new(Frames(frames.into()), usize::MAX)
+            .collect()
+            .await
     }
 
     #[tokio::test]
@@ -362,9 +370,10 @@ mod tests {
         buf.extend_from_slice(&[0u8; 4096]);
         let read = buf.freeze();
         let frame = read.slice(4096..read.len() - 4096);
-        let mut decoder = Decoder::<_, pb::WatchResponse>::new(Frames(
-            vec![Frame::data(frame), trailers("0")].into(),
-        ));
+        let mut decoder = Decoder::<_, pb::WatchResponse>::new(
+            Frames(vec![Frame::data(frame), trailers("0")].into()),
+            usize::MAX,
+        );
         let got = decoder.next().await.unwrap().unwrap();
         assert_eq!(got, response);
         let value = got.events[0].kv.as_ref().unwrap().value.as_ptr() as usize;

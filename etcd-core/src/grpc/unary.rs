@@ -26,11 +26,13 @@ use super::message::{Response, decode};
 use crate::transport::GrpcTransport;
 use crate::{Error, Result};
 
-/// Calls `path` on `transport` with `request`, and decodes the single response message.
+/// Calls `path` on `transport` with `request`, and decodes the single response message
+/// (refused when longer than `limit` bytes).
 pub(crate) async fn call<T, Req, Resp>(
     transport: T,
     path: &'static str,
     request: Req,
+    limit: usize,
 ) -> Result<Resp>
 where
     T: GrpcTransport,
@@ -48,7 +50,7 @@ where
         Some(Err(status)) => return Err(status.into()),
         None => {}
     }
-    let message = read(body).await?;
+    let message = read(body, limit).await?;
     decode(message).map_err(|e| Error::Protocol(format!("cannot decode the response: {e}").into()))
 }
 
@@ -94,9 +96,9 @@ pub(super) fn post(
     request
 }
 
-/// Reads the response body: the message (without its prefix), then the status in the
-/// trailers.
-async fn read<B>(body: B) -> Result<Frames>
+/// Reads the response body: the message (without its prefix, refused as soon as the
+/// prefix says it is longer than `limit`), then the status in the trailers.
+async fn read<B>(body: B, limit: usize) -> Result<Frames>
 where
     B: http_body::Body<Data = Bytes, Error: Into<tonic::codegen::StdError>>,
 {
@@ -120,7 +122,7 @@ where
             Ok(data) => {
                 message.push(data);
                 if expected.is_none() {
-                    expected = message.declared_len()?.map(|len| PREFIX + len);
+                    expected = message.declared_len(limit)?.map(|len| PREFIX + len);
                 }
                 if let Some(expected) = expected
                     && message.remaining() > expected
@@ -199,7 +201,7 @@ mod tests {
     #[tokio::test]
     async fn data_past_the_one_message_is_refused_as_it_arrives() {
         let body = Once(Some(Bytes::from_static(b"\0\0\0\0\x03abc and more")));
-        let error = read(body).await.unwrap_err();
+        let error = read(body, usize::MAX).await.unwrap_err();
         assert!(matches!(error, Error::Protocol(_)), "{error:?}");
         assert!(
             error
@@ -207,5 +209,23 @@ mod tests {
                 .contains("more than its one message of 3 bytes"),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_refused_before_it_arrives() {
+        // Only the prefix of a 1 MiB message: refused without waiting for the rest.
+        let body = Once(Some(Bytes::from_static(b"\0\0\x10\0\0")));
+        let error = read(body, 1000).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::ResponseTooLarge {
+                    size: 1_048_576,
+                    limit: 1000
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(error.applied(), crate::Applied::Unknown);
     }
 }

@@ -106,7 +106,8 @@ impl<S: WatchService> Mux<S> {
     }
 
     /// The stream failed: queue every watch for the next one, or end them all when the
-    /// member has no leader (require-leader streams).
+    /// member has no leader (require-leader streams) or a response was over the size
+    /// limit.
     pub(super) fn broken(&mut self, error: Option<CoreError>) {
         self.close_stream();
         if let Some(error) = &error
@@ -114,13 +115,28 @@ impl<S: WatchService> Mux<S> {
         {
             self.reauth_next = true;
         }
-        if let Some(error) = &error
-            && error.server_kind() == Some(ServerErrorKind::NoLeader)
-        {
-            tracing::info!("watch stream closed: the member has no leader");
+        // Endings that resuming would only meet again: the member has no leader, or a
+        // response over the client's size limit (which of the stream's watches it was for
+        // cannot be known without reading it).
+        let ending: Option<Box<dyn Fn() -> Error>> = match &error {
+            Some(error) if error.server_kind() == Some(ServerErrorKind::NoLeader) => {
+                tracing::info!("watch stream closed: the member has no leader");
+                Some(Box::new(|| Error::WatchNoLeader))
+            }
+            &Some(CoreError::ResponseTooLarge { size, limit }) => {
+                tracing::warn!(
+                    size,
+                    limit,
+                    "watch response over the size limit: ending the stream's watches"
+                );
+                Some(Box::new(move || Error::ResponseTooLarge { size, limit }))
+            }
+            _ => None,
+        };
+        if let Some(ending) = ending {
             let ids: Vec<WatchId> = self.watches.keys().copied().collect();
             for id in ids {
-                self.end(id, Error::WatchNoLeader);
+                self.end(id, ending());
             }
             self.queued.clear();
             return;

@@ -1,0 +1,112 @@
+//! The client's response size limit (`ClientBuilder::max_response_size`) against a real
+//! etcd: a get, a txn and a watch whose response is over the limit each fail with the typed
+//! `ResponseTooLarge`, everything under it works on the same client, and the default limit
+//! reads the same data.
+
+use std::time::Duration;
+
+use etcd_testkit::{shared_server, unique_prefix};
+use etcd3::kv::Op;
+use etcd3::{Applied, Client, Error};
+use futures::StreamExt;
+
+/// The limit of the limited client, and a value well over it.
+const LIMIT: usize = 4096;
+const LARGE: usize = 8192;
+
+const LONG: Duration = Duration::from_secs(10);
+
+async fn limited() -> Client {
+    Client::builder(shared_server().endpoints())
+        .max_response_size(LIMIT)
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Checks that `result` is the limit's typed error, with an unknown outcome (a write's
+/// answer was refused unread) and a message that names the setting.
+#[track_caller]
+fn assert_too_large<T: std::fmt::Debug>(what: &str, result: Result<T, Error>) {
+    let error = result.expect_err(what);
+    assert!(
+        error.to_string().contains("max_response_size"),
+        "{what}: {error}"
+    );
+    assert_eq!(error.applied(), Applied::Unknown, "{what}");
+    match error {
+        Error::ResponseTooLarge { size, limit } => {
+            assert!(size > LARGE, "{what}: {size}");
+            assert_eq!(limit, LIMIT, "{what}");
+        }
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
+/// Gets and txns over the limit fail typed; smaller ones, before and after, work on the
+/// same client; the default client reads the large value.
+#[tokio::test]
+async fn responses_over_the_limit_fail_typed_and_the_client_goes_on() {
+    let p = unique_prefix("limit");
+    let client = limited().await;
+    let kv = client.kv();
+    let large = format!("{p}large");
+    kv.put(&large, vec![b'x'; LARGE]).await.unwrap();
+    kv.put(format!("{p}small"), "v").await.unwrap();
+
+    assert_too_large("a get of the large value", kv.get(&large).await);
+    // The same range without values fits.
+    let keys = kv.get(&large).keys_only().await.unwrap();
+    assert_eq!(keys.kvs().len(), 1);
+    let small = kv.get(format!("{p}small")).await.unwrap();
+    assert_eq!(small.value(), Some(&b"v"[..]));
+    // A txn whose answer carries the value is refused too (after etcd applied it).
+    let txn = kv
+        .txn()
+        .then([Op::put(format!("{p}written"), "w"), Op::get(&large)])
+        .await;
+    assert_too_large("a txn reading the large value", txn);
+    let written = kv.get(format!("{p}written")).await.unwrap();
+    assert_eq!(written.value(), Some(&b"w"[..]), "the txn was applied");
+
+    let default = Client::connect(shared_server().endpoints()).await.unwrap();
+    let got = default.kv().get(&large).await.unwrap();
+    assert_eq!(got.value().map(<[u8]>::len), Some(LARGE));
+}
+
+/// A watch response over the limit ends the stream's watches with the typed error; a
+/// watch created afterwards, on a new stream, works.
+#[tokio::test]
+async fn a_watch_response_over_the_limit_ends_its_watches() {
+    let p = unique_prefix("limit-watch");
+    let client = limited().await;
+    let writer = Client::connect(shared_server().endpoints()).await.unwrap();
+    let mut watch = client.watch(format!("{p}a")).await.unwrap();
+    writer
+        .kv()
+        .put(format!("{p}a"), vec![b'x'; LARGE])
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(LONG, watch.next()).await.unwrap();
+    assert_too_large("a large event", ended.expect("an error, not the end"));
+    assert!(
+        tokio::time::timeout(LONG, watch.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let mut next = client.watch(format!("{p}b")).await.unwrap();
+    let rev = writer
+        .kv()
+        .put(format!("{p}b"), "small")
+        .await
+        .unwrap()
+        .revision();
+    let resp = tokio::time::timeout(LONG, next.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.events()[0].revision(), rev);
+}
