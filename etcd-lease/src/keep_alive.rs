@@ -475,7 +475,12 @@ where
     /// The stream broke, failed to open, or stalled: reopen, at once the first time.
     fn on_failure(&mut self, error: &CoreError, now: Instant) {
         self.failures += 1;
-        tracing::debug!(%error, failures = self.failures, "lease keep-alive stream failed");
+        if matches!(error, CoreError::ResponseTooLarge { .. }) {
+            // Not a passing failure: a renewal's reply is some 40 bytes.
+            tracing::warn!(%error, "lease keep-alive reply over the client's size limit");
+        } else {
+            tracing::debug!(%error, failures = self.failures, "lease keep-alive stream failed");
+        }
         self.link.close();
         if self.leases.is_empty() && self.once.is_empty() {
             return;

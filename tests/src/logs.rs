@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Everything logged since the subscriber was installed: one line per event, with every
-/// field as ` name=value` (spans' fields are appended where they are recorded).
+/// Everything logged since the subscriber was installed: one line per event, and one per
+/// span's recorded fields, each field as ` name=value`.
 #[derive(Clone, Debug, Default)]
 pub struct Capture(Arc<Mutex<String>>);
 
@@ -28,11 +28,17 @@ impl Capture {
         self.0.lock().unwrap().clone()
     }
 
-    /// The lines logged so far that contain `needle`.
-    pub fn lines_with(&self, needle: &str) -> Vec<String> {
-        self.text()
+    /// Where the log is now: [`lines_since`](Self::lines_since) a mark reads only what
+    /// was logged after it.
+    pub fn mark(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// The lines logged since `mark` that contain every one of `needles`.
+    pub fn lines_since(&self, mark: usize, needles: &[&str]) -> Vec<String> {
+        self.0.lock().unwrap()[mark..]
             .lines()
-            .filter(|line| line.contains(needle))
+            .filter(|line| needles.iter().all(|needle| line.contains(needle)))
             .map(str::to_owned)
             .collect()
     }
@@ -51,11 +57,15 @@ impl tracing::Subscriber for Capture {
         true
     }
     fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        span.record(&mut Fields(&mut self.0.lock().unwrap()));
+        let mut log = self.0.lock().unwrap();
+        log.push_str("\nspan:");
+        span.record(&mut Fields(&mut log));
         tracing::span::Id::from_u64(1)
     }
     fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        values.record(&mut Fields(&mut self.0.lock().unwrap()));
+        let mut log = self.0.lock().unwrap();
+        log.push_str("\nspan:");
+        values.record(&mut Fields(&mut log));
     }
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, event: &tracing::Event<'_>) {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcd_testkit::{EtcdCluster, FaultProxy, Mode, shared_server, unique_prefix};
+use etcd_tests::logs::Capture;
 use etcd3::Client;
 use etcd3::concurrency::{Error, Session};
 use etcd3::kv::Op;
@@ -933,53 +934,14 @@ async fn double_barrier_enters_and_leaves_together_across_a_leader_kill() {
     );
 }
 
-/// Everything logged, by a subscriber of our own: shows which path a claim took.
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<String>>);
-
-struct Fields<'a>(&'a mut String);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        use std::fmt::Write;
-        let _ = write!(self.0, " {}={:?}", field.name(), value);
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut log = self.0.lock().unwrap();
-        log.push('\n');
-        event.record(&mut Fields(&mut log));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-fn capture() -> &'static Capture {
-    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture = Capture::default();
-        tracing::subscriber::set_global_default(capture.clone()).unwrap();
-        capture
-    })
-}
-
 /// A consumer waits on an empty queue behind a proxy; the proxy cuts the connection right
 /// after the claim of the next item reached etcd (so it applied, and its answer was
 /// lost). The dequeue sends the claim again, finds the item gone and its marker naming
 /// the item, and returns it: the item is neither lost nor left in the queue.
 #[tokio::test]
 async fn a_dequeue_whose_claim_answer_is_lost_still_returns_the_item() {
-    let logs = capture();
+    // What was logged shows which path a claim took.
+    let logs = Capture::global();
     let server = shared_server();
     let name = format!("{}q", unique_prefix("queue_cut"));
     let proxy = FaultProxy::start(server.client_addr()).await;
@@ -1007,19 +969,12 @@ async fn a_dequeue_whose_claim_answer_is_lost_still_returns_the_item() {
         assert_eq!(got, item, "the dequeue returns the item");
         assert_eq!(producer.queue(&name).len().await.unwrap(), 0);
         let key = format!("{:?}", Bytes::copy_from_slice(item.key()));
-        let resolved = logs
-            .0
-            .lock()
-            .unwrap()
-            .lines()
-            .any(|l| l.contains("resolved by its marker") && l.contains(&key));
+        let resolved = !logs
+            .lines_since(0, &["resolved by its marker", &key])
+            .is_empty();
         if resolved {
             assert!(
-                logs.0
-                    .lock()
-                    .unwrap()
-                    .lines()
-                    .any(|l| l.contains("ours=true") && l.contains(&key)),
+                !logs.lines_since(0, &["ours=true", &key]).is_empty(),
                 "the marker named the item"
             );
             break;

@@ -1,13 +1,15 @@
 //! The client's response size limit (`ClientBuilder::max_response_size`) against a real
-//! etcd: a get, a txn and a watch whose response is over the limit each fail with the typed
-//! `ResponseTooLarge`, everything under it works on the same client, and the default limit
-//! reads the same data.
+//! etcd: a get, a txn, a watch and a call through tonic's generated client whose response
+//! is over the limit each fail with the typed `ResponseTooLarge`, everything under it works
+//! on the same client, a cache that cannot follow stops, and the default limit reads the
+//! same data.
 
 use std::time::Duration;
 
 use etcd_testkit::{shared_server, unique_prefix};
 use etcd3::kv::Op;
-use etcd3::{Applied, Client, Error};
+use etcd3::watch::cache::Health;
+use etcd3::{Applied, Client, Error, KeyRange};
 use futures::StreamExt;
 
 /// The limit of the limited client, and a value well over it.
@@ -74,27 +76,36 @@ async fn responses_over_the_limit_fail_typed_and_the_client_goes_on() {
     assert_eq!(got.value().map(<[u8]>::len), Some(LARGE));
 }
 
-/// A watch response over the limit ends the stream's watches with the typed error; a
-/// watch created afterwards, on a new stream, works.
+/// A watch response over the limit ends every watch the server was serving on that
+/// stream (which one it was for cannot be known unread); a watch on a watcher of its own
+/// goes on, and a watch created afterwards, on a new stream, works.
 #[tokio::test]
-async fn a_watch_response_over_the_limit_ends_its_watches() {
+async fn a_watch_response_over_the_limit_ends_its_streams_watches() {
     let p = unique_prefix("limit-watch");
     let client = limited().await;
     let writer = Client::connect(shared_server().endpoints()).await.unwrap();
     let mut watch = client.watch(format!("{p}a")).await.unwrap();
+    let mut neighbour = client.watch(format!("{p}n")).await.unwrap();
+    let own = client.new_watcher();
+    let mut apart = own.watch(format!("{p}n")).await.unwrap();
     writer
         .kv()
         .put(format!("{p}a"), vec![b'x'; LARGE])
         .await
         .unwrap();
-    let ended = tokio::time::timeout(LONG, watch.next()).await.unwrap();
-    assert_too_large("a large event", ended.expect("an error, not the end"));
-    assert!(
-        tokio::time::timeout(LONG, watch.next())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    for (what, stream) in [
+        ("the large event's watch", &mut watch),
+        ("its neighbour", &mut neighbour),
+    ] {
+        let ended = tokio::time::timeout(LONG, stream.next()).await.unwrap();
+        assert_too_large(what, ended.expect("an error, not the end"));
+        assert!(
+            tokio::time::timeout(LONG, stream.next())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
 
     let mut next = client.watch(format!("{p}b")).await.unwrap();
     let rev = writer
@@ -109,4 +120,72 @@ async fn a_watch_response_over_the_limit_ends_its_watches() {
         .unwrap()
         .unwrap();
     assert_eq!(resp.events()[0].revision(), rev);
+    let rev = writer
+        .kv()
+        .put(format!("{p}n"), "small")
+        .await
+        .unwrap()
+        .revision();
+    let resp = tokio::time::timeout(LONG, apart.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        resp.events()[0].revision(),
+        rev,
+        "the other watcher's watch goes on"
+    );
+}
+
+/// A call through tonic's generated client (a lease's time-to-live with its keys) over
+/// the limit fails with the same typed error.
+#[tokio::test]
+async fn a_generated_client_call_over_the_limit_fails_typed() {
+    let p = unique_prefix("limit-ttl");
+    let client = limited().await;
+    let lease = client.lease().grant(Duration::from_secs(60)).await.unwrap();
+    for i in 0..LARGE / 32 {
+        client
+            .kv()
+            .put(format!("{p}{i:032}"), "v")
+            .lease(lease.id())
+            .await
+            .unwrap();
+    }
+    let ttl = client.lease().time_to_live(lease.id()).await.unwrap();
+    assert!(ttl.keys().is_empty(), "without keys it fits");
+    assert_too_large(
+        "a time-to-live with its keys",
+        client.lease().time_to_live(lease.id()).keys().await,
+    );
+    client.lease().revoke(lease.id()).await.unwrap();
+}
+
+/// A cache whose range brings a response over the limit stops, keeping what it had,
+/// instead of watching again (and ending its stream's other watches) over and over.
+#[tokio::test]
+async fn a_cache_that_cannot_follow_its_range_stops() {
+    let p = unique_prefix("limit-cache");
+    let client = limited().await;
+    client.kv().put(format!("{p}small"), "v").await.unwrap();
+    let cache = client.cache(KeyRange::prefix(p.clone())).await.unwrap();
+    assert_eq!(cache.len(), 1);
+    let rev = client
+        .kv()
+        .put(format!("{p}large"), vec![b'x'; LARGE])
+        .await
+        .unwrap()
+        .revision();
+    let error = tokio::time::timeout(LONG, cache.wait_for(rev))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(error.to_string().contains("max_response_size"), "{error}");
+    assert!(
+        matches!(cache.health(), Health::Stopped { .. }),
+        "{:?}",
+        cache.health()
+    );
+    assert_eq!(cache.len(), 1, "the cache keeps what it had");
 }

@@ -499,11 +499,12 @@ async fn etcdctl_variables_configure_tls() {
 
 /// Sessions resume: once the connection to a member is reset, the next connection's
 /// handshake resumes the TLS session of the first (etcd's TLS server hands out session
-/// tickets, and the client keeps its rustls settings, with their session cache, for its
-/// life). The client logs, per connection, whether its handshake resumed.
+/// tickets, and the client keeps each member's rustls settings, with their session cache,
+/// for its life). The client logs, per connection, whether its handshake resumed.
 #[tokio::test]
 async fn a_new_connection_to_a_member_resumes_its_tls_session() {
     let logs = Capture::global();
+    let mark = logs.mark();
     let pki = Pki::new("resumption-ca");
     let server = tls_server(&pki).await;
     let proxy = FaultProxy::start(server.client_addr()).await;
@@ -520,7 +521,8 @@ async fn a_new_connection_to_a_member_resumes_its_tls_session() {
     // The reset is seen by the next call or by the connection's reader first; either way
     // a call after it runs on a new connection (retried where the reset lost it).
     let deadline = Instant::now() + Duration::from_secs(10);
-    let connections = || logs.lines_with(&format!("member=\"{member}\""));
+    let member_field = format!("member=\"{member}\"");
+    let connections = || logs.lines_since(mark, &["message=connected", &member_field]);
     while connections().len() < 2 {
         assert!(
             Instant::now() < deadline,

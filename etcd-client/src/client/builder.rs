@@ -173,9 +173,10 @@ impl ClientBuilder {
     /// arrives, before any of it is buffered; on the watch stream it ends the stream's
     /// watches with that error. etcd itself sets no limit on responses (a range over many
     /// keys may be large), so lower it where you know your responses are smaller, to
-    /// bound what a broken or hostile server can make the client hold. The KV calls and
-    /// both streams check it themselves; the other calls go through tonic's generated
-    /// clients, which enforce it as an `OutOfRange` status.
+    /// bound what a broken or hostile server can make the client hold. The watches of
+    /// one stream share its fate: a watch that needs a large response is best given a
+    /// watcher of its own ([`Client::new_watcher`]), and a [`Cache`](crate::Cache) whose
+    /// range cannot be followed stops (`Health::Stopped`).
     pub fn max_response_size(mut self, bytes: usize) -> Self {
         self.max_response_size = bytes;
         self

@@ -50,8 +50,8 @@ pub(super) async fn dial(shared: &Arc<Shared>, attempt: u64) -> Result<Live, Con
 /// The TLS handshake on a connected socket, checking the server's certificate against
 /// the server name override or the member's host, and asking for HTTP/2 (ALPN `h2`; a
 /// server that answers without ALPN is taken to speak it, as etcd does). Also says
-/// whether the handshake resumed a session from an earlier connection (the client's
-/// rustls settings, and with them its session cache, live as long as the client).
+/// whether the handshake resumed a session from an earlier connection to the member (each
+/// member's rustls settings, and with them its session cache, live as long as the client).
 #[cfg(feature = "_tls")]
 async fn handshake(
     tcp: TcpStream,

@@ -44,12 +44,10 @@ macro_rules! max_response_size {
         impl<T: $crate::transport::GrpcTransport> $adapter<T> {
             /// Refuses response messages over `limit` bytes
             /// ([`DEFAULT_MAX_RESPONSE_SIZE`](crate::grpc::DEFAULT_MAX_RESPONSE_SIZE) unless
-            /// set). Through this crate's own codecs (every KV call, and the watch and
-            /// keep-alive streams) the refusal is
-            /// [`Error::ResponseTooLarge`](crate::Error::ResponseTooLarge), as soon as the
-            /// message's length prefix arrives, so nothing of it is buffered; the other
-            /// calls go through tonic's generated client and fail with its `OutOfRange`
-            /// status.
+            /// set) with [`Error::ResponseTooLarge`](crate::Error::ResponseTooLarge), as
+            /// soon as the message's length prefix arrives, so nothing of it is buffered
+            /// (by this crate's own codecs for the KV calls and the watch and keep-alive
+            /// streams, by the generated client for the others).
             pub fn max_response_size(mut self, limit: usize) -> Self {
                 $(self.$field = limit;)?
                 self.inner = self.inner.max_decoding_message_size(limit);

@@ -225,8 +225,8 @@ fn own_buffer(message: Frames) -> Bytes {
     own.freeze()
 }
 
-/// Implements `Service<RequestStream<Request>>` for an adapter with `transport` and
-/// `require_leader` fields: each call opens one stream `$path` through [`open`].
+/// Implements `Service<RequestStream<Request>>` for an adapter with `transport`,
+/// `require_leader` and `max_response_size` fields: each call opens one stream `$path` through [`open`].
 macro_rules! bidi_service {
     ($adapter:ident, $request:ty, $response:ty, $path:literal) => {
         impl<T: $crate::transport::GrpcTransport>
@@ -329,6 +329,29 @@ mod tests {
                 .collect();
             assert_eq!(got, [renewal(1), renewal(2), renewal(3)], "split at {at}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_ends_the_stream_once_its_prefix_is_here() {
+        let first = encoded(&[renewal(1)]);
+        let limit = first.len() - PREFIX;
+        // A message that fits, then the prefix alone of one a byte too long: no status
+        // and no rest of it are needed to end the stream.
+        let mut long = BytesMut::new();
+        put_prefix(&mut long, limit + 1);
+        let got: Vec<_> = Decoder::<_, pb::LeaseKeepAliveResponse>::new(
+            Frames(vec![Frame::data(first), Frame::data(long.freeze())].into()),
+            limit,
+        )
+        .collect()
+        .await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].as_ref().unwrap(), &renewal(1));
+        let error = got[1].as_ref().unwrap_err();
+        assert!(
+            matches!(error, Error::ResponseTooLarge { size, limit: l } if *size == limit + 1 && *l == limit),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]

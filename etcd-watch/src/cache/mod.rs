@@ -54,6 +54,13 @@ pub enum Health {
         /// The last one.
         error: String,
     },
+    /// Stopped for good: a change in the range could not be read (a watch response over
+    /// the client's `max_response_size`). The cache keeps serving the state it has, at
+    /// the revision it had; [`Cache::wait_for`] a later revision fails.
+    Stopped {
+        /// Why.
+        error: String,
+    },
 }
 
 /// A local copy of a range of keys, kept in step with etcd. Cheap to clone: clones share
@@ -204,11 +211,19 @@ impl Cache {
             return Ok(());
         }
         let _ = self.shared.progress.send(revision);
-        reflected
-            .wait_for(|&r| r >= revision)
-            .await
-            .map(|_| ())
-            .map_err(|_| Error::Protocol("the cache's task ended".into()))
+        let mut health = self.shared.health.subscribe();
+        tokio::select! {
+            reached = reflected.wait_for(|&r| r >= revision) => reached
+                .map(|_| ())
+                .map_err(|_| Error::Protocol("the cache's task ended".into())),
+            stopped = health.wait_for(|h| matches!(h, Health::Stopped { .. })) => {
+                let why = match stopped.as_deref() {
+                    Ok(Health::Stopped { error }) => error.clone(),
+                    _ => "its task ended".to_owned(),
+                };
+                Err(Error::Protocol(format!("the cache stopped: {why}").into()))
+            }
+        }
     }
 
     /// The changes from now on: each put and delete in revision order, and the whole new

@@ -98,6 +98,12 @@ pub(super) async fn run<K, W>(
                         relist(&kv, &shared, &mut failures).await;
                         break;
                     }
+                    // Watching again would meet the same response: stop, keeping the state.
+                    Some(Err(error @ Error::ResponseTooLarge { .. })) => {
+                        tracing::warn!(%error, "cache: stopped");
+                        shared.health.send_replace(Health::Stopped { error: error.to_string() });
+                        return;
+                    }
                     Some(Err(error)) => {
                         failing(&shared, &error, &mut failures).await;
                         break;

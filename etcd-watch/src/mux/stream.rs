@@ -115,31 +115,35 @@ impl<S: WatchService> Mux<S> {
         {
             self.reauth_next = true;
         }
-        // Endings that resuming would only meet again: the member has no leader, or a
-        // response over the client's size limit (which of the stream's watches it was for
-        // cannot be known without reading it).
-        let ending: Option<Box<dyn Fn() -> Error>> = match &error {
-            Some(error) if error.server_kind() == Some(ServerErrorKind::NoLeader) => {
-                tracing::info!("watch stream closed: the member has no leader");
-                Some(Box::new(|| Error::WatchNoLeader))
-            }
-            &Some(CoreError::ResponseTooLarge { size, limit }) => {
-                tracing::warn!(
-                    size,
-                    limit,
-                    "watch response over the size limit: ending the stream's watches"
-                );
-                Some(Box::new(move || Error::ResponseTooLarge { size, limit }))
-            }
-            _ => None,
-        };
-        if let Some(ending) = ending {
+        if let Some(error) = &error
+            && error.server_kind() == Some(ServerErrorKind::NoLeader)
+        {
+            tracing::info!("watch stream closed: the member has no leader");
             let ids: Vec<WatchId> = self.watches.keys().copied().collect();
             for id in ids {
-                self.end(id, ending());
+                self.end(id, Error::WatchNoLeader);
             }
             self.queued.clear();
             return;
+        }
+        // A response over the client's size limit would come again on resuming. Which
+        // watch it was for cannot be known without reading it, so every watch the server
+        // was serving on this stream ends; the others (queued, paused) resume as usual.
+        if let Some(&CoreError::ResponseTooLarge { size, limit }) = error.as_ref() {
+            tracing::warn!(
+                size,
+                limit,
+                "watch response over the size limit: ending the stream's watches"
+            );
+            let ids: Vec<WatchId> = self
+                .watches
+                .iter()
+                .filter(|(_, watch)| matches!(watch.phase, Phase::Creating | Phase::Active(_)))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                self.end(id, Error::ResponseTooLarge { size, limit });
+            }
         }
         match &error {
             Some(error) => {

@@ -368,6 +368,9 @@ impl From<tonic::Status> for Error {
                     endpoints: Box::default(),
                 };
             }
+            if let Some((size, limit)) = over_size_limit(&status) {
+                return Error::ResponseTooLarge { size, limit };
+            }
             if let Some(message) = tls_failure(&status) {
                 return Error::Transport {
                     message: message.into(),
@@ -387,6 +390,22 @@ impl From<tonic::Status> for Error {
         }
         Error::Server(ServerError::new(code, message))
     }
+}
+
+/// The sizes in the status tonic's generated clients fail a call with when a response
+/// message is over their `max_decoding_message_size` (which the adapters set to their
+/// response limit): `OutOfRange`, "Error, decoded message length too large: found N bytes,
+/// the limit is: M bytes".
+fn over_size_limit(status: &tonic::Status) -> Option<(usize, usize)> {
+    if status.code() != tonic::Code::OutOfRange {
+        return None;
+    }
+    let rest = status
+        .message()
+        .strip_prefix("Error, decoded message length too large: found ")?;
+    let (size, rest) = rest.split_once(" bytes, the limit is: ")?;
+    let limit = rest.strip_suffix(" bytes")?;
+    Some((size.parse().ok()?, limit.parse().ok()?))
 }
 
 /// A cancel reason as a server error: gRPC's `rpc error: code = <Code> desc = <message>`
@@ -479,6 +498,23 @@ mod tests {
             Error::Server(e) => e.kind(),
             other => panic!("{message}: not a server error: {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_generated_clients_size_refusal_is_response_too_large() {
+        let status = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 8200 bytes, the limit is: 4096 bytes",
+        );
+        assert!(matches!(
+            Error::from(status),
+            Error::ResponseTooLarge {
+                size: 8200,
+                limit: 4096
+            }
+        ));
+        // Other OutOfRange statuses stay what they were.
+        let other = Error::from(tonic::Status::out_of_range("found 8200 bytes"));
+        assert!(matches!(other, Error::Server(_)), "{other:?}");
     }
 
     #[test]
