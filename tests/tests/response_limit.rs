@@ -87,7 +87,7 @@ async fn a_watch_response_over_the_limit_ends_its_streams_watches() {
     let mut watch = client.watch(format!("{p}a")).await.unwrap();
     let mut neighbour = client.watch(format!("{p}n")).await.unwrap();
     let own = client.new_watcher();
-    let mut apart = own.watch(format!("{p}n")).await.unwrap();
+    let apart = own.watch(format!("{p}n")).await.unwrap();
     writer
         .kv()
         .put(format!("{p}a"), vec![b'x'; LARGE])
@@ -107,35 +107,20 @@ async fn a_watch_response_over_the_limit_ends_its_streams_watches() {
         );
     }
 
-    let mut next = client.watch(format!("{p}b")).await.unwrap();
-    let rev = writer
-        .kv()
-        .put(format!("{p}b"), "small")
+    let next = client.watch(format!("{p}b")).await.unwrap();
+    put_and_see(&writer, format!("{p}b"), next, "a watch made afterwards").await;
+    put_and_see(&writer, format!("{p}n"), apart, "the other watcher's watch").await;
+}
+
+/// Puts a small value at `key` and checks that `watch` sees it.
+async fn put_and_see(writer: &Client, key: String, mut watch: etcd3::WatchStream, what: &str) {
+    let rev = writer.kv().put(key, "small").await.unwrap().revision();
+    let resp = tokio::time::timeout(LONG, watch.next())
         .await
-        .unwrap()
-        .revision();
-    let resp = tokio::time::timeout(LONG, next.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(resp.events()[0].revision(), rev);
-    let rev = writer
-        .kv()
-        .put(format!("{p}n"), "small")
-        .await
-        .unwrap()
-        .revision();
-    let resp = tokio::time::timeout(LONG, apart.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        resp.events()[0].revision(),
-        rev,
-        "the other watcher's watch goes on"
-    );
+        .expect(what)
+        .expect(what)
+        .expect(what);
+    assert_eq!(resp.events()[0].revision(), rev, "{what}");
 }
 
 /// A call through tonic's generated client (a lease's time-to-live with its keys) over
