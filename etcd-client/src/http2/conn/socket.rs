@@ -105,7 +105,7 @@ impl Socket {
         #[cfg(not(feature = "_tls"))]
         let _ = scratch;
         match self {
-            Socket::Plain(tcp) => tcp.try_read_buf(out),
+            Socket::Plain(tcp) => read_drained(tcp, out),
             #[cfg(feature = "_tls")]
             Socket::Tls(tls) => tls.try_read(scratch, out),
         }
@@ -139,6 +139,45 @@ impl Socket {
     }
 }
 
+/// Reads what `tcp` has into the spare room of `buf`, as `try_read_buf` does; a read that
+/// leaves room over also clears the socket's read readiness, as tokio's own `AsyncRead`
+/// does where readiness is edge-triggered (epoll, kqueue). The socket was drained, so the
+/// reading task next waits for the next readiness event, instead of spending a system call
+/// on being told that nothing is there (one per response at low concurrency).
+fn read_drained(tcp: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if !EDGE_TRIGGERED {
+        return tcp.try_read_buf(buf);
+    }
+    let mut short = None;
+    let result = tcp.try_io(tokio::io::Interest::READABLE, || {
+        let room = buf.capacity() - buf.len();
+        let n = tcp.try_read_buf(buf)?;
+        if 0 < n && n < room {
+            // Answering `WouldBlock` is how `try_io` is told to clear the readiness.
+            short = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match short {
+        Some(n) => Ok(n),
+        None => result,
+    }
+}
+
+/// Whether the platform's readiness events are edge-triggered (see [`read_drained`]).
+const EDGE_TRIGGERED: bool = cfg!(any(
+    target_os = "android",
+    target_os = "linux",
+    target_os = "illumos",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "macos",
+    target_os = "ios",
+));
+
 #[cfg(feature = "_tls")]
 impl TlsSocket {
     fn lock(&self) -> std::sync::MutexGuard<'_, TlsState> {
@@ -149,7 +188,7 @@ impl TlsSocket {
         if scratch.capacity() - scratch.len() < 16 << 10 {
             scratch.reserve(64 << 10);
         }
-        let eof = match self.tcp.try_read_buf(scratch) {
+        let eof = match read_drained(&self.tcp, scratch) {
             Ok(0) => true,
             Ok(_) => false,
             Err(e) => return Err(e),
