@@ -27,7 +27,7 @@ pub(super) async fn dial(shared: &Arc<Shared>, attempt: u64) -> Result<Live, Con
     tcp.set_nodelay(true).map_err(ConnectError::io)?;
     // Whether the TLS handshake resumed an earlier session (`None` in plain text).
     let (socket, tls_resumed) = match &shared.tls {
-        None => (Socket::Plain(tcp), None),
+        None => (Socket::Plain(tcp), None::<bool>),
         #[cfg(feature = "_tls")]
         Some(tls) => {
             let (socket, resumed) = handshake(tcp, tls, &shared.authority, deadline).await?;
