@@ -74,7 +74,19 @@ async fn membership_lifecycle_on_a_three_member_cluster() {
     assert!(!learner.is_started(), "{learner:?}");
     assert_eq!(learner.peer_urls(), [learner_url.as_str()]);
     assert_eq!(added.members().len(), 4);
-    let list = members.members().await.unwrap();
+    // Any member may serve the list, one that has not applied the change yet too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let list = loop {
+        let list = members.members().await.unwrap();
+        if list.member(learner.id()).is_some() {
+            break list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no learner listed after 5 s: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(list.member(learner.id()).unwrap().is_learner());
 
     // The same peer URL twice: a typed membership error.

@@ -61,8 +61,9 @@ pub enum Error {
     /// `max_response_size`; 2 GiB − 1 by default, as etcd's Go client). It is refused as
     /// soon as its length prefix arrives, before any of it is buffered. For a write, the
     /// server did answer, but whether the write succeeded is in the refused message:
-    /// [`Applied::Unknown`]. On a watch stream it ends every watch of the stream (the
-    /// message cannot be told apart from them), as a stream's end does in the Go client.
+    /// [`Applied::Unknown`]. On a watch stream it ends every watch the server was serving
+    /// on that stream (which one the message was for cannot be known without reading it);
+    /// watches not yet created there resume, as after any break of the stream.
     #[error(
         "response too large: a message of {size} bytes, over the client's limit of {limit} bytes (raise it with max_response_size)"
     )]
