@@ -161,9 +161,12 @@ async fn a_registration_is_written_again_after_its_lease_is_lost() {
     removed(next_change(&mut discovery, Duration::from_secs(5)).await);
 }
 
-/// A registration with a 3 s TTL on a three-member cluster whose leader is killed and
+/// A registration with a 5 s TTL on a three-member cluster whose leader is killed and
 /// restarted: a watch on its key from the registration on sees no deletion, and the key
-/// is never written again (the lease was never lost).
+/// is never written again (the lease was never lost). The TTL leaves room for the
+/// election (1–2 s with etcd's default timeouts) after up to one renewal interval (TTL/3)
+/// since the last acknowledged renewal; with 3 s, a slow election sometimes made the
+/// client count the lease as possibly expired, and register again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_survives_a_leader_kill() {
     let cluster = EtcdCluster::start(3).await;
@@ -174,7 +177,7 @@ async fn a_registration_survives_a_leader_kill() {
         .unwrap();
     let registration = client
         .register("svc", "a", Endpoint::new("10.0.0.1:1"))
-        .ttl(Duration::from_secs(3))
+        .ttl(Duration::from_secs(5))
         .await
         .unwrap();
     let from = client.kv().get("svc/a").await.unwrap().revision();
