@@ -105,6 +105,19 @@ impl<S: WatchService> Mux<S> {
         }
     }
 
+    /// Ends every watch whose phase `which` selects, each with `error()`.
+    fn end_each(&mut self, which: impl Fn(&Phase) -> bool, error: impl Fn() -> Error) {
+        let ids: Vec<WatchId> = self
+            .watches
+            .iter()
+            .filter(|(_, watch)| which(&watch.phase))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.end(id, error());
+        }
+    }
+
     /// The stream failed: queue every watch for the next one, or end them all when the
     /// member has no leader (require-leader streams) or a response was over the size
     /// limit.
@@ -119,10 +132,7 @@ impl<S: WatchService> Mux<S> {
             && error.server_kind() == Some(ServerErrorKind::NoLeader)
         {
             tracing::info!("watch stream closed: the member has no leader");
-            let ids: Vec<WatchId> = self.watches.keys().copied().collect();
-            for id in ids {
-                self.end(id, Error::WatchNoLeader);
-            }
+            self.end_each(|_| true, || Error::WatchNoLeader);
             self.queued.clear();
             return;
         }
@@ -135,15 +145,10 @@ impl<S: WatchService> Mux<S> {
                 limit,
                 "watch response over the size limit: ending the stream's watches"
             );
-            let ids: Vec<WatchId> = self
-                .watches
-                .iter()
-                .filter(|(_, watch)| matches!(watch.phase, Phase::Creating | Phase::Active(_)))
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                self.end(id, Error::ResponseTooLarge { size, limit });
-            }
+            self.end_each(
+                |phase| matches!(phase, Phase::Creating | Phase::Active(_)),
+                || Error::ResponseTooLarge { size, limit },
+            );
         }
         match &error {
             Some(error) => {

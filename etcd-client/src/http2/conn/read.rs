@@ -90,6 +90,21 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Room for the next read. A buffer whose bytes were all taken and that nobody shares
+    /// any more is read into from its start again: the same few pages serve every read,
+    /// instead of each read touching the next ones of a 256 KiB buffer (a quarter MiB of
+    /// resident memory per connection for no gain).
+    fn make_room(&mut self) {
+        if self.buf.is_empty() && self.buf.try_reclaim(READ_CHUNK) {
+            return;
+        }
+        if self.buf.capacity() - self.buf.len() < 16 << 10 {
+            self.buf.reserve(READ_CHUNK);
+        }
+    }
+}
+
 /// A connection-level protocol violation by the server.
 #[derive(Debug)]
 pub(in crate::http2) struct ProtocolError {
@@ -165,9 +180,7 @@ impl Conn {
                 reader.paused = false;
             }
             std::task::ready!(self.socket.poll_read_ready(cx)).map_err(ReadError::Io)?;
-            if reader.buf.capacity() - reader.buf.len() < 16 << 10 {
-                reader.buf.reserve(READ_CHUNK);
-            }
+            reader.make_room();
             match self.socket.try_read(&mut reader.records, &mut reader.buf) {
                 Ok(0) => return Poll::Ready(Ok(())),
                 Ok(_) => {
@@ -723,4 +736,30 @@ fn on_headers(
         None => frames.wakes.push(slot.waker.take()),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Buf as _;
+
+    use super::Reader;
+
+    #[test]
+    fn an_emptied_read_buffer_is_read_into_from_its_start() {
+        let mut reader = Reader::new();
+        let start = reader.buf.as_ptr();
+        reader.buf.extend_from_slice(&[1; 1000]);
+        reader.buf.advance(1000);
+        reader.make_room();
+        assert_eq!(reader.buf.as_ptr(), start);
+        // A payload somebody still holds keeps its bytes: reading goes on after it.
+        reader.buf.extend_from_slice(&[2; 5000]);
+        let held = reader.buf.split_to(5000).freeze();
+        reader.make_room();
+        assert_eq!(reader.buf.as_ptr(), start.wrapping_add(5000));
+        assert!(reader.buf.capacity() >= 16 << 10);
+        drop(held);
+        reader.make_room();
+        assert_eq!(reader.buf.as_ptr(), start);
+    }
 }

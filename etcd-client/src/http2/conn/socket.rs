@@ -185,7 +185,11 @@ impl TlsSocket {
     }
 
     fn try_read(&self, scratch: &mut BytesMut, out: &mut BytesMut) -> io::Result<usize> {
-        if scratch.capacity() - scratch.len() < 16 << 10 {
+        // rustls copies the records it takes, so an emptied buffer is read into from its
+        // start again (see `Reader::make_room`).
+        if !(scratch.is_empty() && scratch.try_reclaim(64 << 10))
+            && scratch.capacity() - scratch.len() < 16 << 10
+        {
             scratch.reserve(64 << 10);
         }
         let eof = match read_drained(&self.tcp, scratch) {
