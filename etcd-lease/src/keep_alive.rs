@@ -239,10 +239,11 @@ impl Link {
 /// Events the keeper handles in one turn at most, after the one that woke it.
 const MAX_EVENTS_AT_ONCE: usize = 256;
 
-/// Returns after one trip to the back of the scheduler's queue: tasks already scheduled on
-/// this worker run first. (A task that wakes itself while it is being polled is queued
-/// behind the others; unlike `tokio::task::yield_now`, this does not have the worker poll
-/// its I/O driver first.)
+/// Returns after one trip to the back of the scheduler's queue, so that tasks already
+/// scheduled on this worker usually run first. (A task that wakes itself while it is being
+/// polled is queued behind the others, and an idle worker is woken that may take it
+/// earlier; unlike `tokio::task::yield_now`, this does not have the worker poll its I/O
+/// driver first.)
 async fn yield_to_scheduled() {
     let mut yielded = false;
     poll_fn(|cx| {

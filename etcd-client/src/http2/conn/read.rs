@@ -93,8 +93,8 @@ impl Reader {
 impl Reader {
     /// Room for the next read. A buffer whose bytes were all taken and that nobody shares
     /// any more is read into from its start again: the same few pages serve every read,
-    /// instead of each read touching the next ones of a 256 KiB buffer (a quarter MiB of
-    /// resident memory per connection for no gain).
+    /// instead of each read touching the next ones of a 256 KiB buffer (up to a quarter MiB
+    /// of resident memory per connection for no gain; pages a burst reached stay resident).
     fn make_room(&mut self) {
         if self.buf.is_empty() && self.buf.try_reclaim(READ_CHUNK) {
             return;
