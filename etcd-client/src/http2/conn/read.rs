@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 
+use super::socket::make_room;
 use super::write::flush_queued;
 use super::{
     Conn, Failure, LAST_STREAM_ID, MAX_WINDOW, State, Wakes, release, stream_error, wake_waiting,
@@ -88,20 +89,10 @@ impl Reader {
             paused: false,
         }
     }
-}
 
-impl Reader {
-    /// Room for the next read. A buffer whose bytes were all taken and that nobody shares
-    /// any more is read into from its start again: the same few pages serve every read,
-    /// instead of each read touching the next ones of a 256 KiB buffer (up to a quarter MiB
-    /// of resident memory per connection for no gain; pages a burst reached stay resident).
+    /// Room for the next read (see [`make_room`]).
     fn make_room(&mut self) {
-        if self.buf.is_empty() && self.buf.try_reclaim(READ_CHUNK) {
-            return;
-        }
-        if self.buf.capacity() - self.buf.len() < 16 << 10 {
-            self.buf.reserve(READ_CHUNK);
-        }
+        make_room(&mut self.buf, READ_CHUNK);
     }
 }
 
