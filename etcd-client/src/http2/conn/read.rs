@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 
-use super::socket::make_room;
+use super::socket::{Parked, make_room};
 use super::write::flush_queued;
 use super::{
     Conn, Failure, LAST_STREAM_ID, MAX_WINDOW, State, Wakes, release, stream_error, wake_waiting,
@@ -53,6 +53,10 @@ struct Partial {
 /// The driver's reading state.
 pub(in crate::http2) struct Reader {
     buf: BytesMut,
+    /// Read buffers responses still hold, for reuse once they let go.
+    parked: Parked,
+    /// The length of the frame whose start `buf` holds (0: none), header included.
+    want: usize,
     /// Encrypted bytes read but not yet taken by TLS (TLS connections only).
     records: BytesMut,
     frames: Frames,
@@ -77,6 +81,8 @@ impl Reader {
     pub(in crate::http2) fn new() -> Self {
         Self {
             buf: BytesMut::with_capacity(READ_CHUNK),
+            parked: Parked::default(),
+            want: 0,
             records: BytesMut::new(),
             frames: Frames {
                 decoder: hpack::Decoder::new(),
@@ -92,7 +98,7 @@ impl Reader {
 
     /// Room for the next read (see [`make_room`]).
     fn make_room(&mut self) {
-        make_room(&mut self.buf, READ_CHUNK);
+        make_room(&mut self.buf, READ_CHUNK, self.want, &mut self.parked);
     }
 }
 
@@ -217,6 +223,7 @@ impl Conn {
             reader.preface = true;
         }
         let mut state = self.lock();
+        reader.want = 0;
         let result = loop {
             if reader.buf.len() < frame::HEADER_LEN {
                 break Ok(());
@@ -230,9 +237,8 @@ impl Conn {
             }
             let total = frame::HEADER_LEN + head.len;
             if reader.buf.len() < total {
-                reader
-                    .buf
-                    .reserve((total - reader.buf.len()).max(READ_CHUNK));
+                // The next read makes room for the rest.
+                reader.want = total;
                 break Ok(());
             }
             reader.buf.advance(frame::HEADER_LEN);
@@ -733,7 +739,7 @@ fn on_headers(
 mod tests {
     use bytes::Buf as _;
 
-    use super::Reader;
+    use super::{READ_CHUNK, Reader};
 
     #[test]
     fn an_emptied_read_buffer_is_read_into_from_its_start() {
@@ -752,5 +758,58 @@ mod tests {
         drop(held);
         reader.make_room();
         assert_eq!(reader.buf.as_ptr(), start);
+    }
+
+    #[test]
+    fn a_buffer_responses_hold_is_parked_and_read_into_again_once_free() {
+        let mut reader = Reader::new();
+        let first = reader.buf.as_ptr();
+        reader.buf.extend_from_slice(&vec![1; READ_CHUNK - 1000]);
+        let held = reader.buf.split_to(READ_CHUNK - 1000).freeze();
+        reader.make_room();
+        assert_ne!(
+            reader.buf.as_ptr(),
+            first,
+            "the held buffer is not read into"
+        );
+        assert!(reader.buf.capacity() >= READ_CHUNK);
+        // The first buffer is let go of while the second fills up and is held in turn:
+        // reading goes back to the first, no third is allocated.
+        drop(held);
+        // (Were the first buffer freed, this would take its place.)
+        let occupy = Vec::<u8>::with_capacity(READ_CHUNK);
+        reader.buf.extend_from_slice(&vec![2; READ_CHUNK - 1000]);
+        let second = reader.buf.split_to(READ_CHUNK - 1000).freeze();
+        reader.make_room();
+        assert_eq!(reader.buf.as_ptr(), first);
+        assert!(
+            second.iter().all(|&b| b == 2),
+            "held bytes stay as they were"
+        );
+        drop(occupy);
+    }
+
+    #[test]
+    fn a_frame_cut_by_the_end_of_a_read_gets_room_without_a_new_buffer() {
+        let mut reader = Reader::new();
+        let start = reader.buf.as_ptr();
+        let frame_start: Vec<u8> = (0..3900u32).map(|i| i as u8).collect();
+        reader.buf.extend_from_slice(&vec![0; READ_CHUNK - 4000]);
+        reader.buf.extend_from_slice(&frame_start);
+        reader.buf.advance(READ_CHUNK - 4000);
+        reader.want = 20_000;
+        reader.make_room();
+        assert_eq!(
+            reader.buf.as_ptr(),
+            start,
+            "moved to the start, not copied away"
+        );
+        assert_eq!(&reader.buf[..], &frame_start[..]);
+        assert!(reader.buf.capacity() >= 20_000);
+        // A frame larger than a read chunk gets a buffer it fits in.
+        reader.want = 2 * READ_CHUNK;
+        reader.make_room();
+        assert_eq!(&reader.buf[..], &frame_start[..]);
+        assert!(reader.buf.capacity() >= 2 * READ_CHUNK);
     }
 }
