@@ -790,6 +790,26 @@ mod tests {
     }
 
     #[test]
+    fn parked_buffers_are_let_go_of_once_a_burst_is_over() {
+        let mut reader = Reader::new();
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            reader.buf.extend_from_slice(&vec![3; READ_CHUNK - 1000]);
+            held.push(reader.buf.split_to(READ_CHUNK - 1000).freeze());
+            reader.make_room();
+        }
+        assert_eq!(reader.parked.len(), 6);
+        // Four are let go of; one read's bytes are taken and nobody keeps them: two of
+        // the free ones stay, and the ones still held.
+        held.truncate(2);
+        reader.buf.extend_from_slice(b"small");
+        reader.buf.advance(5);
+        reader.make_room();
+        assert_eq!(reader.parked.len(), 4);
+        assert!(held.iter().all(|h| h.iter().all(|&b| b == 3)));
+    }
+
+    #[test]
     fn a_frame_cut_by_the_end_of_a_read_gets_room_without_a_new_buffer() {
         let mut reader = Reader::new();
         let start = reader.buf.as_ptr();
