@@ -2,6 +2,7 @@
 //! held back, keep-alive pings, and failing the streams when the connection ends.
 
 use std::future::{Future, poll_fn};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::Poll;
 use std::time::Duration;
@@ -158,9 +159,16 @@ async fn drive(
         ended: false,
     };
     let mut reader = Reader::new();
+    // Set when the connection was quiet for its keep-alive interval: the reading then
+    // lets go of the read buffers it no longer needs (it is polled right after).
+    let quiet = AtomicBool::new(false);
     let io = poll_fn(|cx| {
         if conn.register_driver(cx) {
             return Poll::Ready(Ok(()));
+        }
+        if quiet.load(Ordering::Relaxed) {
+            quiet.store(false, Ordering::Relaxed);
+            reader.trim();
         }
         if let Poll::Ready(Err(e)) = conn.poll_write_blocked(cx) {
             return Poll::Ready(Err(ReadError::Io(e)));
@@ -168,7 +176,10 @@ async fn drive(
         conn.poll_read(cx, &mut reader)
     });
     let result = match keep_alive {
-        Some((interval, timeout)) => pinging(io, &conn, interval, timeout).await,
+        Some((interval, timeout)) => {
+            let on_quiet = || quiet.store(true, Ordering::Relaxed);
+            pinging(io, &conn, interval, timeout, on_quiet).await
+        }
         None => io.await.map_err(End::Read),
     };
     let heard = reader.heard;
@@ -213,12 +224,14 @@ fn silently_closed(kind: std::io::ErrorKind) -> Closing {
 }
 
 /// Drives `io`, pinging when streams are open and nothing was read for `interval`; a ping
-/// unanswered for `timeout` ends it.
+/// unanswered for `timeout` ends it. `quiet` is called each time nothing was read for
+/// `interval`.
 async fn pinging(
     io: impl Future<Output = Result<(), ReadError>>,
     conn: &Conn,
     interval: Duration,
     timeout: Duration,
+    mut quiet: impl FnMut(),
 ) -> Result<(), End> {
     let mut io = std::pin::pin!(io);
     loop {
@@ -231,6 +244,7 @@ async fn pinging(
         if conn.activity.last_read() > quiet_since {
             continue;
         }
+        quiet();
         if conn.open_streams() == 0 {
             // Idle: no pings (etcd refuses pings on idle connections); look again later.
             tokio::select! {

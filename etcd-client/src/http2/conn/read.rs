@@ -96,9 +96,16 @@ impl Reader {
         }
     }
 
-    /// Room for the next read (see [`make_room`]).
-    fn make_room(&mut self) {
-        make_room(&mut self.buf, READ_CHUNK, self.want, &mut self.parked);
+    /// Room for the next read, and `room` bytes beyond the unread ones (see
+    /// [`make_room`]).
+    fn make_room(&mut self, room: usize) {
+        let want = self.want.max(self.buf.len() + room);
+        make_room(&mut self.buf, READ_CHUNK, want, &mut self.parked);
+    }
+
+    /// Lets go of parked read buffers nobody holds any more (the connection is quiet).
+    pub(in crate::http2) fn trim(&mut self) {
+        self.parked.trim(READ_CHUNK);
     }
 }
 
@@ -177,7 +184,7 @@ impl Conn {
                 reader.paused = false;
             }
             std::task::ready!(self.socket.poll_read_ready(cx)).map_err(ReadError::Io)?;
-            reader.make_room();
+            reader.make_room(self.socket.read_room());
             match self.socket.try_read(&mut reader.records, &mut reader.buf) {
                 Ok(0) => return Poll::Ready(Ok(())),
                 Ok(_) => {
@@ -747,16 +754,16 @@ mod tests {
         let start = reader.buf.as_ptr();
         reader.buf.extend_from_slice(&[1; 1000]);
         reader.buf.advance(1000);
-        reader.make_room();
+        reader.make_room(0);
         assert_eq!(reader.buf.as_ptr(), start);
         // A payload somebody still holds keeps its bytes: reading goes on after it.
         reader.buf.extend_from_slice(&[2; 5000]);
         let held = reader.buf.split_to(5000).freeze();
-        reader.make_room();
+        reader.make_room(0);
         assert_eq!(reader.buf.as_ptr(), start.wrapping_add(5000));
         assert!(reader.buf.capacity() >= 16 << 10);
         drop(held);
-        reader.make_room();
+        reader.make_room(0);
         assert_eq!(reader.buf.as_ptr(), start);
     }
 
@@ -766,13 +773,16 @@ mod tests {
         let first = reader.buf.as_ptr();
         reader.buf.extend_from_slice(&vec![1; READ_CHUNK - 1000]);
         let held = reader.buf.split_to(READ_CHUNK - 1000).freeze();
-        reader.make_room();
+        reader.make_room(0);
         assert_ne!(
             reader.buf.as_ptr(),
             first,
             "the held buffer is not read into"
         );
         assert!(reader.buf.capacity() >= READ_CHUNK);
+        fill(&mut reader, 5);
+        assert!(held.iter().all(|&b| b == 1), "held bytes stay as they were");
+        reader.buf.clear();
         // The first buffer is let go of while the second fills up and is held in turn:
         // reading goes back to the first, no third is allocated.
         drop(held);
@@ -780,8 +790,9 @@ mod tests {
         let occupy = Vec::<u8>::with_capacity(READ_CHUNK);
         reader.buf.extend_from_slice(&vec![2; READ_CHUNK - 1000]);
         let second = reader.buf.split_to(READ_CHUNK - 1000).freeze();
-        reader.make_room();
+        reader.make_room(0);
         assert_eq!(reader.buf.as_ptr(), first);
+        fill(&mut reader, 6);
         assert!(
             second.iter().all(|&b| b == 2),
             "held bytes stay as they were"
@@ -796,7 +807,7 @@ mod tests {
         for _ in 0..6 {
             reader.buf.extend_from_slice(&vec![3; READ_CHUNK - 1000]);
             held.push(reader.buf.split_to(READ_CHUNK - 1000).freeze());
-            reader.make_room();
+            reader.make_room(0);
         }
         assert_eq!(reader.parked.len(), 6);
         // Four are let go of; one read's bytes are taken and nobody keeps them: two of
@@ -804,9 +815,35 @@ mod tests {
         held.truncate(2);
         reader.buf.extend_from_slice(b"small");
         reader.buf.advance(5);
-        reader.make_room();
+        reader.make_room(0);
         assert_eq!(reader.parked.len(), 4);
+        // Reading through the free ones (and new ones) leaves the held ones alone.
+        for _ in 0..4 {
+            fill(&mut reader, 9);
+            let _ = reader.buf.split().freeze();
+            reader.make_room(0);
+        }
         assert!(held.iter().all(|h| h.iter().all(|&b| b == 3)));
+        // A connection quiet for its keep-alive interval lets go of the free ones too.
+        drop(held);
+        reader.trim();
+        assert_eq!(reader.parked.len(), 2);
+    }
+
+    #[test]
+    fn a_tls_read_gets_room_for_all_it_may_decrypt() {
+        let mut reader = Reader::new();
+        reader.buf.extend_from_slice(&vec![0; READ_CHUNK - 20_000]);
+        reader.buf.advance(READ_CHUNK - 20_100);
+        reader.make_room(80 << 10);
+        assert_eq!(reader.buf.len(), 100);
+        assert!(reader.buf.capacity() - reader.buf.len() >= 80 << 10);
+    }
+
+    /// Fills the read buffer's room with `byte`, as a read would.
+    fn fill(reader: &mut Reader, byte: u8) {
+        let room = reader.buf.capacity() - reader.buf.len();
+        reader.buf.extend_from_slice(&vec![byte; room]);
     }
 
     #[test]
@@ -817,18 +854,18 @@ mod tests {
         reader.buf.extend_from_slice(&vec![0; READ_CHUNK - 4000]);
         reader.buf.extend_from_slice(&frame_start);
         reader.buf.advance(READ_CHUNK - 4000);
-        reader.want = 20_000;
-        reader.make_room();
+        reader.want = 40_000;
+        reader.make_room(0);
         assert_eq!(
             reader.buf.as_ptr(),
             start,
             "moved to the start, not copied away"
         );
         assert_eq!(&reader.buf[..], &frame_start[..]);
-        assert!(reader.buf.capacity() >= 20_000);
+        assert!(reader.buf.capacity() >= 40_000);
         // A frame larger than a read chunk gets a buffer it fits in.
         reader.want = 2 * READ_CHUNK;
-        reader.make_room();
+        reader.make_room(0);
         assert_eq!(&reader.buf[..], &frame_start[..]);
         assert!(reader.buf.capacity() >= 2 * READ_CHUNK);
     }

@@ -57,6 +57,11 @@ struct TlsState {
 #[cfg(feature = "_tls")]
 const MAX_TLS_PENDING: usize = 256 << 10;
 
+/// The buffer TLS records are read into: at most this much is read, and decrypted into
+/// plaintext, at a time (see [`Socket::read_room`]).
+#[cfg(feature = "_tls")]
+const TLS_READ_CHUNK: usize = 64 << 10;
+
 impl Socket {
     /// TLS on a connection whose handshake is done.
     #[cfg(feature = "_tls")]
@@ -129,6 +134,17 @@ impl Socket {
         }
     }
 
+    /// The room a plaintext buffer needs for one [`try_read`](Self::try_read) (beyond
+    /// the 16 KiB every read gets): over TLS a read hands over everything the records it
+    /// took hold, up to [`TLS_READ_CHUNK`] of them.
+    pub(in crate::http2) fn read_room(&self) -> usize {
+        match self {
+            Socket::Plain(_) => 0,
+            #[cfg(feature = "_tls")]
+            Socket::Tls(_) => TLS_READ_CHUNK + (16 << 10),
+        }
+    }
+
     /// Whether encrypted bytes wait for the socket (a full socket held them back).
     pub(in crate::http2) fn has_pending(&self) -> bool {
         match self {
@@ -165,22 +181,23 @@ fn read_drained(tcp: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     }
 }
 
-/// Room in `buf` for the next read, and for `want` bytes in all (a frame whose start it
-/// holds): a buffer whose bytes were all taken and that nobody shares any more is read
-/// into from its start again, so the same few pages serve every read instead of each read
-/// touching the next ones (up to `chunk` of resident memory per buffer for no gain; pages
-/// a burst reached stay resident). Otherwise, with less than 16 KiB left (or too little
-/// for `want`), a buffer nobody shares moves its unread bytes to its start. One that
-/// responses still hold parts of is parked, and reading goes on in a parked buffer they
-/// have all let go of since, or else in a new one.
+/// Room in `buf` for the next read, and for `want` bytes in all from its start (a frame
+/// whose start it holds, or what one read may bring): a buffer whose bytes were all taken
+/// and that nobody shares any more is read into from its start again, so the same few
+/// pages serve every read instead of each read touching the next ones (up to `chunk` of
+/// resident memory per buffer for no gain; pages a burst reached stay resident). Otherwise,
+/// with less than 16 KiB left (or too little for `want`), a buffer nobody shares makes room
+/// in place (moving its unread bytes to its start) where it can. One that responses still
+/// hold parts of is parked, and reading goes on in a parked buffer they have all let go of
+/// since, or else in a new one.
 ///
 /// A busy stream (watches catching up) has responses hold parts of dozens of read
-/// buffers at once. Reusing parked ones, rather than allocating a new buffer for each
-/// and freeing it later, keeps the allocator's heap from scattering: the peak RSS of a
-/// 16-watch catch-up went from 25–30 MiB to 22–26 MiB (the peer's: 20–22 MiB). A frame
-/// cut by the end of a read no longer grows its buffer by another chunk either (the
-/// catch-up's heap peak went from 16.4 to 13.5 MiB). When a burst is over (a read whose
-/// bytes were all taken and let go of), at most [`KEEP_FREE`] free buffers stay parked.
+/// buffers at once; reusing parked ones saves allocating a new buffer for each and
+/// freeing it later. In a 16-watch catch-up (three rounds each) the peak RSS was 25–32
+/// MiB without reuse, 24.5–27.8 MiB reusing up to 4 and 22.4–26.1 MiB reusing up to 32
+/// (the peer's: 20–22 MiB). When the burst is over (a read whose
+/// bytes were all taken and let go of, or the connection quiet for its keep-alive
+/// interval: [`Parked::trim`]), at most [`KEEP_FREE`] free buffers stay parked.
 pub(super) fn make_room(buf: &mut BytesMut, chunk: usize, want: usize, parked: &mut Parked) {
     if buf.is_empty() && buf.try_reclaim(chunk.max(want)) {
         // Everything read was taken and let go of: a burst is over.
@@ -212,7 +229,7 @@ impl Parked {
     }
 
     /// Lets go of the parked buffers nobody holds any more, but [`KEEP_FREE`] of them.
-    fn trim(&mut self, chunk: usize) {
+    pub(super) fn trim(&mut self, chunk: usize) {
         if self.0.len() <= KEEP_FREE {
             return;
         }
@@ -232,7 +249,7 @@ const MIN_ROOM: usize = 16 << 10;
 
 /// Read buffers a connection keeps parked (see [`make_room`]): during a burst, at most
 /// this many stay allocated for reuse once free (a read chunk each, 8 MiB in all, or the
-/// size of the largest frame read); more are let go of as usual.
+/// size of a frame larger than a chunk); more are let go of as usual.
 const MAX_PARKED: usize = 32;
 
 /// Free parked buffers a connection keeps once a burst is over.
@@ -265,7 +282,7 @@ impl TlsSocket {
     fn try_read(&self, scratch: &mut BytesMut, out: &mut BytesMut) -> io::Result<usize> {
         // rustls copies the records it takes, so the buffer is never shared.
         // Never shared, so never parked.
-        make_room(scratch, 64 << 10, 0, &mut Parked::default());
+        make_room(scratch, TLS_READ_CHUNK, 0, &mut Parked::default());
         let eof = match read_drained(&self.tcp, scratch) {
             Ok(0) => true,
             Ok(_) => false,
