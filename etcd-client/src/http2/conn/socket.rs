@@ -134,9 +134,10 @@ impl Socket {
         }
     }
 
-    /// The room a plaintext buffer needs for one [`try_read`](Self::try_read) (beyond
-    /// the 16 KiB every read gets): over TLS a read hands over everything the records it
-    /// took hold, up to [`TLS_READ_CHUNK`] of them.
+    /// The room a plaintext buffer needs for one [`try_read`](Self::try_read), if more
+    /// than the 16 KiB every read gets: over TLS a read hands over all the plaintext of
+    /// the records it took, up to [`TLS_READ_CHUNK`] of them (room for that and one
+    /// more record).
     pub(in crate::http2) fn read_room(&self) -> usize {
         match self {
             Socket::Plain(_) => 0,
@@ -195,9 +196,9 @@ fn read_drained(tcp: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
 /// buffers at once; reusing parked ones saves allocating a new buffer for each and
 /// freeing it later. In a 16-watch catch-up (three rounds each) the peak RSS was 25–32
 /// MiB without reuse, 24.5–27.8 MiB reusing up to 4 and 22.4–26.1 MiB reusing up to 32
-/// (the peer's: 20–22 MiB). When the burst is over (a read whose
-/// bytes were all taken and let go of, or the connection quiet for its keep-alive
-/// interval: [`Parked::trim`]), at most [`KEEP_FREE`] free buffers stay parked.
+/// (the peer's: 20–22 MiB). When the burst is over (a read whose bytes were all taken and
+/// let go of, or the connection quiet for its keep-alive interval: [`Parked::trim`]), at
+/// most [`KEEP_FREE`] free buffers stay parked.
 pub(super) fn make_room(buf: &mut BytesMut, chunk: usize, want: usize, parked: &mut Parked) {
     if buf.is_empty() && buf.try_reclaim(chunk.max(want)) {
         // Everything read was taken and let go of: a burst is over.
