@@ -210,19 +210,30 @@ pub(super) fn make_room(buf: &mut BytesMut, chunk: usize, want: usize, parked: &
         return;
     }
     let size = chunk.max(buf.len() + room);
-    let next = match parked.0.iter_mut().position(|p| p.try_reclaim(size)) {
-        Some(free) => parked.0.swap_remove(free),
-        None => BytesMut::with_capacity(size),
-    };
+    let next = parked
+        .take_free(size)
+        .unwrap_or_else(|| BytesMut::with_capacity(size));
     let mut held = std::mem::replace(buf, next);
     buf.extend_from_slice(&held);
     held.clear();
-    if parked.0.len() < MAX_PARKED {
-        parked.0.push(held);
-    }
+    parked.park(held);
 }
 
 impl Parked {
+    /// A parked buffer nobody holds any more, with room for `size` bytes from its start.
+    fn take_free(&mut self, size: usize) -> Option<BytesMut> {
+        let free = self.0.iter_mut().position(|p| p.try_reclaim(size))?;
+        Some(self.0.swap_remove(free))
+    }
+
+    /// Parks an emptied buffer that responses may still hold parts of, unless
+    /// [`MAX_PARKED`] are parked already (then it goes when they let go of it).
+    fn park(&mut self, held: BytesMut) {
+        if self.0.len() < MAX_PARKED {
+            self.0.push(held);
+        }
+    }
+
     /// How many buffers are parked.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
@@ -281,8 +292,7 @@ impl TlsSocket {
     }
 
     fn try_read(&self, scratch: &mut BytesMut, out: &mut BytesMut) -> io::Result<usize> {
-        // rustls copies the records it takes, so the buffer is never shared.
-        // Never shared, so never parked.
+        // rustls copies the records it takes: the buffer is never shared, so never parked.
         make_room(scratch, TLS_READ_CHUNK, 0, &mut Parked::default());
         let eof = match read_drained(&self.tcp, scratch) {
             Ok(0) => true,
