@@ -194,11 +194,10 @@ fn read_drained(tcp: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
 ///
 /// A busy stream (watches catching up) has responses hold parts of dozens of read
 /// buffers at once; reusing parked ones saves allocating a new buffer for each and
-/// freeing it later. In a 16-watch catch-up (three rounds each) the peak RSS was 25–32
-/// MiB without reuse, 24.5–27.8 MiB reusing up to 4 and 22.4–26.1 MiB reusing up to 32
-/// (the peer's: 20–22 MiB). When the burst is over (a read whose bytes were all taken and
-/// let go of, or the connection quiet for its keep-alive interval: [`Parked::trim`]), at
-/// most [`KEEP_FREE`] free buffers stay parked.
+/// freeing it later (the README's performance section gives the measured memory). When
+/// the burst is over (a read whose bytes were all taken and let go of, or the connection
+/// quiet for its keep-alive interval: [`Parked::trim`]), at most [`KEEP_FREE`] free
+/// buffers stay parked.
 pub(super) fn make_room(buf: &mut BytesMut, chunk: usize, want: usize, parked: &mut Parked) {
     if buf.is_empty() && buf.try_reclaim(chunk.max(want)) {
         // Everything read was taken and let go of: a burst is over.
