@@ -742,7 +742,9 @@ async fn w5_progress_notifications_stay_bookmarks_across_connection_resets() {
         );
         tokio::spawn(async move {
             let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
+            // The last write is outside the range, so that a notification can vouch for
+            // a revision past the last event.
+            while !stop.load(Ordering::SeqCst) || i.is_multiple_of(40) {
                 i += 1;
                 let key = if i.is_multiple_of(40) {
                     format!("{inside}k{}", i % 3)
@@ -779,6 +781,8 @@ async fn w5_progress_notifications_stay_bookmarks_across_connection_resets() {
     stop.store(true, Ordering::SeqCst);
     let written = writes.await.expect("the writer panicked");
     let asked = progress.await.expect("the progress task panicked");
+    // The members' own notifications (every 100 ms) for the revision of the last write.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let reset: u64 = proxies.iter().map(|p| p.stats().connections_reset).sum();
 
     let last = revision_at(&cluster.client_urls()[0]).await;
